@@ -1,0 +1,1 @@
+"""DICOM networking: storage SCP, durable spool, series completion, C-STORE SCU."""

@@ -1,0 +1,1 @@
+"""Tracer-kinetic models and lesion threshold profiles."""

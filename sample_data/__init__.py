@@ -1,0 +1,1 @@
+"""Synthetic CT perfusion phantom with known truth."""

@@ -1,0 +1,76 @@
+"""The 4D perfusion series as the pipeline passes it from stage to stage.
+
+Conventions (shared by every module):
+
+* Arrays are indexed like SimpleITK's ``GetArrayFromImage``: a volume is ``(z, y, x)``,
+  a time series ``(t, z, y, x)``. ``x`` runs along the DICOM row (columns index),
+  ``y`` down the column (rows index), ``z`` along increasing slice position.
+* Geometry is in SimpleITK order and DICOM patient coordinates (LPS, mm):
+  ``spacing = (sx, sy, sz)``, ``origin`` is the centre of voxel ``[0, 0, 0]``,
+  ``direction`` the 3 x 3 direction cosines, row-major, as ``sitk.Image.SetDirection`` takes them.
+* Attenuation is in HU as float32; times are seconds (float64) from the first frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Voxel grid of a volume in DICOM patient coordinates (LPS, mm)."""
+
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in mL."""
+        sx, sy, sz = self.spacing
+        return sx * sy * sz / 1000.0
+
+
+@dataclass
+class PerfusionSeries:
+    """One CT perfusion acquisition assembled into a 4D array.
+
+    Attributes
+    ----------
+    data : ndarray, float32, shape (t, z, y, x)
+        Attenuation in HU, rescale slope and intercept applied per instance.
+    times : ndarray, float64, shape (t,)
+        Acquisition time of each frame in s from the first frame, strictly increasing.
+    geometry : Geometry
+        Grid shared by every frame.
+    study_uid, series_uid : str
+        Study Instance UID and Series Instance UID of the source.
+    patient_age : float or None
+        Age in years from (0010,1010) Patient's Age when present.
+    attributes : dict
+        Other source identifiers worth keeping (PatientID, AccessionNumber, SeriesDescription, ...).
+    acquisition_geometry : Geometry or None
+        Grid of the source images when ``data`` was reduced in-plane for processing
+        (None when ``geometry`` is the acquisition grid). Output maps are written on this grid.
+    acquisition_shape : (z, y, x) or None
+        Shape of the source grid, with ``acquisition_geometry``.
+    warnings : list of str
+        Things about the input the reader of the result must know (ignored files, time source, ...).
+    """
+
+    data: np.ndarray
+    times: np.ndarray
+    geometry: Geometry
+    study_uid: str
+    series_uid: str
+    patient_age: float | None = None
+    attributes: dict = field(default_factory=dict)
+    acquisition_geometry: Geometry | None = None
+    acquisition_shape: tuple[int, int, int] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def shape3d(self) -> tuple[int, int, int]:
+        return tuple(self.data.shape[1:])
