@@ -32,6 +32,17 @@ class Geometry:
         sx, sy, sz = self.spacing
         return sx * sy * sz / 1000.0
 
+    def to_physical(self, zyx) -> np.ndarray:
+        """LPS position (mm) of the voxel index ``(z, y, x)`` (fractional indices allowed)."""
+        ijk = np.asarray(zyx, float)[::-1] * np.asarray(self.spacing)
+        return np.asarray(self.origin) + np.asarray(self.direction).reshape(3, 3) @ ijk
+
+    def to_index(self, point) -> np.ndarray:
+        """Fractional voxel index ``(z, y, x)`` of the LPS position ``point`` (mm)."""
+        d = np.asarray(self.direction).reshape(3, 3)
+        ijk = np.linalg.solve(d, np.asarray(point, float) - np.asarray(self.origin)) / np.asarray(self.spacing)
+        return ijk[::-1]
+
 
 @dataclass
 class PerfusionSeries:

@@ -1,0 +1,139 @@
+"""The imaging pipeline: one assembled CTP series in, maps, lesion volumes and quality out.
+
+Each stage is a module with a plain interface (``triage.motion``, ``triage.masks``,
+``triage.bolus``, ``triage.aif``, ``triage.denoise``, ``models``, ``triage.lesion``,
+``triage.eligibility``); this module runs them in order, times them, and gathers what the
+reader of the result must know about the input's quality.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from models import BlockCirculantSVDModel, TikhonovModel
+from models.profiles import ThresholdProfile
+from triage.aif import ArterialInput, select_arterial_input
+from triage.bolus import BolusTiming, analyse_bolus, baseline_image
+from triage.denoise import smooth_within_mask
+from triage.eligibility import Eligibility, assess
+from triage.errors import InputError
+from triage.lesion import LesionResult, segment_lesion
+from triage.masks import TissueMasks, segment_tissue
+from triage.motion import MotionReport, correct_motion
+from triage.series import PerfusionSeries
+from triage.settings import Settings
+
+MODELS = {"bcsvd": BlockCirculantSVDModel, "tikhonov": TikhonovModel}
+MAP_NAMES = ("cbf", "cbv", "mtt", "tmax", "ttp")
+MOTION_WARN_MM = 2.0  # displacement worth telling the reader even when corrected
+MIN_FRAMES = 10
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Analysis:
+    """Everything one series' analysis produced (maps on ``series.geometry``)."""
+
+    series: PerfusionSeries
+    baseline: np.ndarray
+    maps: dict[str, np.ndarray]
+    tissue: TissueMasks
+    lesion: LesionResult
+    arterial: ArterialInput
+    bolus: BolusTiming
+    motion: MotionReport
+    eligibility: Eligibility
+    profile: ThresholdProfile
+    settings: Settings
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Stages:
+    """Times named stages and reports them to ``progress``."""
+
+    def __init__(self, progress: Progress | None):
+        self.progress = progress or (lambda message: None)
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        self.progress(name)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def analyse(
+    series: PerfusionSeries,
+    settings: Settings,
+    profile: ThresholdProfile,
+    *,
+    age: float | None = None,
+    nihss: int | None = None,
+    aif_zyx: tuple[int, int, int] | None = None,
+    progress: Progress | None = None,
+) -> Analysis:
+    """Run the pipeline on ``series``; its ``data`` array is reused in place as enhancement.
+
+    ``age`` (years) overrides the DICOM Patient's Age; ``aif_zyx`` forces the AIF location on
+    the processing grid.
+    """
+    stages = _Stages(progress)
+    if series.data.shape[0] < MIN_FRAMES:
+        raise InputError(f"only {series.data.shape[0]} time points; at least {MIN_FRAMES} are needed")
+
+    with stages.stage("motion correction"):
+        series, motion = correct_motion(series, exclude_above_mm=settings.motion_exclude_mm)
+    with stages.stage("bolus timing"):
+        first_brain = segment_tissue(series.data[0], series.geometry).brain
+        bolus = analyse_bolus(series.data, series.times, first_brain)
+        baseline = baseline_image(series.data, bolus.n_baseline)
+    with stages.stage("tissue masks"):
+        enhancement = series.data
+        enhancement -= baseline
+        tissue = segment_tissue(baseline, series.geometry, enhancement.max(axis=0))
+    with stages.stage("AIF and VOF"):
+        arterial = select_arterial_input(
+            enhancement, series.times, tissue.brain, series.geometry, override_zyx=aif_zyx
+        )
+    with stages.stage("denoising"):
+        smooth_within_mask(enhancement, tissue.parenchyma, series.geometry, settings.smoothing_fwhm_mm)
+    with stages.stage("deconvolution"):
+        model = MODELS[settings.model](arterial.aif, series.times)
+        fit = model.fit(enhancement, tissue.parenchyma)
+        maps = {name: getattr(fit, name) for name in MAP_NAMES}
+    with stages.stage("lesion"):
+        lesion = segment_lesion(maps["cbf"], maps["tmax"], tissue.parenchyma, tissue.brain, series.geometry, profile)
+        eligibility = assess(
+            lesion.volumes["core_ml"],
+            lesion.volumes["tmax6_ml"],
+            age=age if age is not None else series.patient_age,
+            nihss=nihss,
+        )
+
+    warnings = list(series.warnings)
+    if motion.max_displacement_mm > MOTION_WARN_MM:
+        warnings.append(f"head motion up to {motion.max_displacement_mm:.1f} mm (corrected by registration)")
+    warnings += motion.warnings + bolus.warnings + list(arterial.quality.get("warnings", [])) + lesion.warnings
+    return Analysis(
+        series=series,
+        baseline=baseline,
+        maps=maps,
+        tissue=tissue,
+        lesion=lesion,
+        arterial=arterial,
+        bolus=bolus,
+        motion=motion,
+        eligibility=eligibility,
+        profile=profile,
+        settings=settings,
+        warnings=list(dict.fromkeys(warnings)),
+        timings=stages.timings,
+    )
