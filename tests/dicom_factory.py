@@ -16,6 +16,7 @@ from pydicom.uid import (
     CTImageStorage,
     EnhancedCTImageStorage,
     ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     JPEG2000Lossless,
     RLELossless,
     generate_uid,
@@ -67,8 +68,10 @@ def _set_pixels(ds: Dataset, stored: np.ndarray, transfer_syntax: str) -> None:
     ds.HighBit = 15
     ds.PixelRepresentation = 1 if stored.dtype == np.int16 else 0
     ds.PixelData = np.ascontiguousarray(stored).tobytes()
-    if transfer_syntax != ExplicitVRLittleEndian:
+    if transfer_syntax in (RLELossless, JPEG2000Lossless):
         ds.compress(transfer_syntax, stored)
+    else:
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
 
 
 def ct_instance(path: Path, stored: np.ndarray, *, position, time_s: float | None,
@@ -194,3 +197,4 @@ def enhanced_ct_frame_object(path: Path, stored: np.ndarray, *, positions, time_
 
 
 COMPRESSED = {"rle": RLELossless, "j2k": JPEG2000Lossless}
+TRANSFER_SYNTAXES = dict(COMPRESSED, implicit=ImplicitVRLittleEndian)

@@ -1,8 +1,8 @@
 """Small analytic head for the preprocessing tests (motion correction, tissue masks).
 
 The head is a set of nested ellipsoids centred in the field of view: scalp, a 7 mm skull,
-a thin subarachnoid CSF layer, a cortical grey-matter ribbon and white matter, with two
-lateral ventricles, two vessel tubes and one calcified spot. Every voxel holds the fraction
+a thin subarachnoid CSF layer (label CSF), a cortical grey-matter ribbon and white matter, with two
+lateral ventricles (label VENTRICLE, CSF density), two vessel tubes and one calcified spot. Every voxel holds the fraction
 of each label found on a supersampled grid (partial volume), so images are
 ``HU = sum_k fraction_k * HU_k`` and the true label of a voxel is its majority label.
 Coordinates are mm from the head centre in the (x, y, z) voxel frame of the volume.
@@ -17,12 +17,12 @@ from scipy import ndimage
 
 from triage.series import Geometry
 
-AIR, SCALP, BONE, CSF, GM, WM, VESSEL, CALC = range(8)
-N_LABELS = 8
-BASELINE_HU = np.array([-1000.0, 30.0, 1000.0, 6.0, 40.0, 28.0, 45.0, 100.0], np.float32)
-PEAK_ENHANCEMENT_HU = np.array([0.0, 8.0, 0.0, 0.0, 30.0, 15.0, 350.0, 0.0], np.float32)
+AIR, SCALP, BONE, CSF, GM, WM, VESSEL, CALC, VENTRICLE = range(9)
+N_LABELS = 9
+BASELINE_HU = np.array([-1000.0, 30.0, 1000.0, 6.0, 40.0, 28.0, 45.0, 100.0, 6.0], np.float32)
+PEAK_ENHANCEMENT_HU = np.array([0.0, 8.0, 0.0, 0.0, 30.0, 15.0, 350.0, 0.0, 0.0], np.float32)
 
-HEAD_SEMI_AXES_MM = np.array([72.0, 90.0, 85.0])  # x, y, z of the outer scalp surface
+HEAD_SEMI_AXES_MM = np.array([72.0, 90.0, 68.0])  # x, y, z of the outer scalp surface
 LAYER_DEPTHS_MM = {SCALP: 0.0, BONE: 5.0, CSF: 12.0, GM: 14.0, WM: 17.0}
 
 
@@ -52,8 +52,8 @@ def _label_points(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         ax, ay, az = HEAD_SEMI_AXES_MM - depth
         labels[(x / ax) ** 2 + (y / ay) ** 2 + (z / az) ** 2 <= 1.0] = label
     for side in (-1.0, 1.0):  # lateral ventricles
-        inside = ((x - side * 14.0) / 7.0) ** 2 + ((y + 5.0) / 26.0) ** 2 + ((z - 5.0) / 16.0) ** 2 <= 1.0
-        labels[inside] = CSF
+        inside = ((x - side * 15.0) / 8.5) ** 2 + ((y + 5.0) / 26.0) ** 2 + ((z - 5.0) / 16.0) ** 2 <= 1.0
+        labels[inside] = VENTRICLE
     labels[(x - 4.0) ** 2 + (y - 45.0) ** 2 <= 2.2**2] = VESSEL  # tube along z
     labels[((y + 20.0) ** 2 + (z + 12.5) ** 2 <= 2.0**2) & (np.abs(x) < 45.0)] = VESSEL  # along x
     labels[(x + 30.0) ** 2 + (y - 25.0) ** 2 + ((z - 12.5) / 1.3) ** 2 <= 3.0**2] = CALC

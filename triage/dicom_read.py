@@ -13,14 +13,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from triage.errors import InputError
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+NATIVE_LITTLE_ENDIAN = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 ATTRIBUTE_KEYWORDS = ("PatientID", "PatientName", "AccessionNumber", "StudyDescription",
                       "SeriesDescription", "StudyDate", "Manufacturer", "KVP")
 
@@ -47,11 +52,16 @@ class PlaneHeader:
     order_index: int | None
     slope: float
     intercept: float
+    thickness: float | None = None
 
 
 @dataclass
 class FileHeader:
-    """Series-level identifiers of one file and its planes."""
+    """Series-level identifiers of one file and its planes.
+
+    ``pixel_offset`` is the byte offset of the Pixel Data element; ``native_dtype`` the NumPy
+    dtype of uncompressed little-endian 16-bit pixel data (None: decode with pydicom).
+    """
 
     path: Path
     study_uid: str
@@ -59,8 +69,9 @@ class FileHeader:
     modality: str
     description: str
     image_type: tuple[str, ...]
-    patient_age: str | None
-    attributes: dict
+    pixel_offset: int = 0
+    native_dtype: str | None = None
+    explicit_vr: bool = True
     planes: list[PlaneHeader] = field(default_factory=list)
 
 
@@ -119,6 +130,13 @@ def _optional_int(value) -> int | None:
         return None
 
 
+def _optional_float(value) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _classic_plane(ds: Dataset, path: Path) -> PlaneHeader:
     acquisition = parse_tm(ds.get("AcquisitionTime"))
     if acquisition is None:
@@ -133,7 +151,8 @@ def _classic_plane(ds: Dataset, path: Path) -> PlaneHeader:
         acquisition_time=acquisition, content_time=parse_tm(ds.get("ContentTime")),
         order_index=order if order is not None else _optional_int(ds.get("AcquisitionNumber")),
         slope=float(ds.get("RescaleSlope", 1.0) or 1.0),
-        intercept=float(ds.get("RescaleIntercept", 0.0) or 0.0))
+        intercept=float(ds.get("RescaleIntercept", 0.0) or 0.0),
+        thickness=_optional_float(ds.get("SliceThickness")))
 
 
 def _enhanced_planes(ds: Dataset, path: Path) -> list[PlaneHeader]:
@@ -163,8 +182,33 @@ def _enhanced_planes(ds: Dataset, path: Path) -> list[PlaneHeader]:
             content_time=content_time,
             order_index=_optional_int(content.get("TemporalPositionIndex")) if content else None,
             slope=float((transform or ds).get("RescaleSlope", 1.0) or 1.0),
-            intercept=float((transform or ds).get("RescaleIntercept", 0.0) or 0.0)))
+            intercept=float((transform or ds).get("RescaleIntercept", 0.0) or 0.0),
+            thickness=_optional_float(measures.get("SliceThickness") if measures else None)))
     return planes
+
+
+def _dcmread_header(stream: BinaryIO) -> Dataset:
+    """Header of a Part 10 file, or of a bare dataset without preamble (old exports).
+
+    pydicom leaves ``stream`` at the Pixel Data element when it stops before it.
+    """
+    try:
+        return pydicom.dcmread(stream, stop_before_pixels=True)
+    except InvalidDicomError:
+        stream.seek(0)
+        if stream.read(2) not in (b"\x02\x00", b"\x08\x00"):
+            raise
+        stream.seek(0)
+        return pydicom.dcmread(stream, stop_before_pixels=True, force=True)
+
+
+def _native_dtype(ds: Dataset) -> str | None:
+    """NumPy dtype of uncompressed little-endian 16-bit greyscale pixel data, else None."""
+    syntax = getattr(ds.get("file_meta"), "TransferSyntaxUID", None)
+    if (syntax not in NATIVE_LITTLE_ENDIAN or ds.get("BitsAllocated") != 16
+            or ds.get("BitsStored") != 16 or int(ds.get("SamplesPerPixel", 1) or 1) != 1):
+        return None
+    return "<i2" if ds.get("PixelRepresentation") == 1 else "<u2"
 
 
 def read_header(path: Path) -> FileHeader:
@@ -179,20 +223,23 @@ def read_header(path: Path) -> FileHeader:
     Exception
         Anything pydicom raises on a damaged header; callers record it as the reason.
     """
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    with open(path, "rb") as stream:
+        ds = _dcmread_header(stream)
+        pixel_offset = stream.tell()
     meta_class = str(getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", ""))
     if meta_class == DICOMDIR_CLASS:
         raise ValueError("DICOMDIR (index file, not an image)")
     series_uid = str(ds.get("SeriesInstanceUID", "") or "")
     if not series_uid:
         raise ValueError("no SeriesInstanceUID")
+    syntax = getattr(ds.get("file_meta"), "TransferSyntaxUID", None)
     header = FileHeader(
         path=path, study_uid=str(ds.get("StudyInstanceUID", "") or ""), series_uid=series_uid,
         modality=str(ds.get("Modality", "") or "").upper(),
         description=str(ds.get("SeriesDescription", "") or ""),
         image_type=tuple(str(v).upper() for v in (ds.get("ImageType") or ())),
-        patient_age=str(ds.get("PatientAge", "") or "") or None,
-        attributes={k: str(ds.get(k, "") or "") for k in ATTRIBUTE_KEYWORDS})
+        pixel_offset=pixel_offset, native_dtype=_native_dtype(ds),
+        explicit_vr=syntax == ExplicitVRLittleEndian)
     if "PerFrameFunctionalGroupsSequence" in ds:
         header.planes = _enhanced_planes(ds, path)
     else:
@@ -200,53 +247,103 @@ def read_header(path: Path) -> FileHeader:
     return header
 
 
-def read_stored_planes(path: Path, sop_uid: str) -> np.ndarray:
-    """Stored pixel values of every frame in ``path`` as (frames, rows, cols), no rescale applied.
+def read_identifiers(path: Path) -> tuple[dict[str, str], float | None]:
+    """Patient/study identifiers of one file (``ATTRIBUTE_KEYWORDS``) and the age in years.
 
-    Compressed transfer syntaxes are decoded by pydicom's pixel handlers.
+    Read once per series rather than during the scan, to keep the scan fast.
+    """
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        attributes = {k: str(ds.get(k, "") or "") for k in ATTRIBUTE_KEYWORDS}
+        return attributes, parse_age_years(ds.get("PatientAge"))
+    except Exception as exc:
+        raise InputError(f"cannot read {path.name}: {_one_line(exc)}") from exc
+
+
+def read_stored_planes(header: FileHeader, buffer: np.ndarray | None = None) -> np.ndarray:
+    """Stored pixel values of every frame of a file as (frames, rows, cols), no rescale applied.
+
+    Uncompressed little-endian 16-bit data is read straight from the offset found by
+    :func:`read_header`; anything else (compressed transfer syntaxes included) is decoded by
+    pydicom's pixel handlers. ``buffer`` (any dtype, enough bytes) is reused for the native
+    read so that no memory is allocated per file; the result is then a view on it.
 
     Raises
     ------
     InputError
-        The file cannot be read, has no pixel data, changed since the header was read, or its
-        pixel data cannot be decoded (truncated, unsupported compression).
+        The file cannot be read, has no pixel data, or its pixel data cannot be decoded
+        (truncated, damaged, unsupported compression).
     """
+    plane = header.planes[0]
+    shape = (len(header.planes), plane.rows, plane.columns)
     try:
-        ds = pydicom.dcmread(path)
+        pixels = _read_native(header, shape, buffer) if header.native_dtype else None
+        if pixels is None:
+            pixels = _read_with_pydicom(header)
+    except InputError:
+        raise
     except Exception as exc:
-        raise InputError(f"cannot read {path.name}: {_one_line(exc)}") from exc
-    if "PixelData" not in ds:
-        raise InputError(f"{path.name} has no pixel data (SOPInstanceUID {sop_uid})")
-    if str(ds.get("SOPInstanceUID", "")) != sop_uid:
-        raise InputError(f"{path.name} changed while being read (SOPInstanceUID differs)")
-    try:
-        pixels = ds.pixel_array
-    except Exception as exc:
-        raise InputError(f"cannot decode pixel data of {path.name} "
+        raise InputError(f"cannot read pixel data of {header.path.name} "
                          f"(truncated or damaged?): {_one_line(exc)}") from exc
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        raise InputError(f"{path.name} is not a greyscale image")
     return pixels.reshape((-1,) + pixels.shape[-2:])
 
 
-def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
-    """Mean over non-overlapping ``factor`` x ``factor`` blocks of a 2D image, as float32.
+def _read_native(header: FileHeader, shape: tuple[int, int, int],
+                 buffer: np.ndarray | None) -> np.ndarray | None:
+    """Pixel data read directly at ``header.pixel_offset``; None if the element is not there."""
+    n_bytes = 2 * shape[0] * shape[1] * shape[2]
+    with open(header.path, "rb") as stream:
+        stream.seek(header.pixel_offset)
+        element = stream.read(12 if header.explicit_vr else 8)
+        if element[:4] != PIXEL_DATA_TAG:
+            return None
+        length = int.from_bytes(element[-4:], "little")
+        if length == 0xFFFFFFFF or length < n_bytes:
+            return None
+        if buffer is None or buffer.nbytes < n_bytes:
+            buffer = np.empty(n_bytes, dtype=np.uint8)
+        raw = buffer.reshape(-1).view(np.uint8)[:n_bytes]
+        n_read = stream.readinto(raw)
+    if n_read < n_bytes:
+        raise InputError(f"{header.path.name} is truncated: {n_read} of {n_bytes} pixel bytes")
+    return raw.view(header.native_dtype).reshape(shape)
 
-    Trailing rows/columns that do not fill a whole block are dropped.
+
+def _read_with_pydicom(header: FileHeader) -> np.ndarray:
+    path = header.path
+    ds = pydicom.dcmread(path, force=True)
+    if "PixelData" not in ds:
+        if path.stat().st_size > header.pixel_offset:
+            raise InputError(f"pixel data of {path.name} cannot be parsed (truncated or "
+                             "damaged?)")
+        raise InputError(f"{path.name} has no pixel data")
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise InputError(f"{path.name} is not a greyscale image")
+    return ds.pixel_array
+
+
+def block_mean_into(image: np.ndarray, factor: int, out: np.ndarray,
+                    scratch: np.ndarray | None = None) -> np.ndarray:
+    """Write the mean over ``factor`` x ``factor`` blocks of a 2D ``image`` into ``out``.
+
+    ``out`` (float32) has shape ``(rows // factor, cols // factor)``; trailing rows/columns
+    that do not fill a block are dropped. ``scratch`` (float32, ``(rows', cols // factor)``
+    with rows' = ``out.shape[0] * factor``) avoids allocating the column sums.
     """
-    image = image.astype(np.float32, copy=False)
+    image = image[:out.shape[0] * factor, :out.shape[1] * factor]
     if factor == 1:
-        return image
-    rows, cols = (n // factor * factor for n in image.shape)
-    image = image[:rows, :cols]
-    column_sum = image[:, 0::factor].copy()
-    for k in range(1, factor):
-        column_sum += image[:, k::factor]
-    block_sum = column_sum[0::factor].copy()
-    for k in range(1, factor):
-        block_sum += column_sum[k::factor]
-    block_sum *= np.float32(1.0 / factor**2)
-    return block_sum
+        out[...] = image
+        return out
+    if scratch is None:
+        scratch = np.empty((image.shape[0], out.shape[1]), dtype=np.float32)
+    np.add(image[:, 0::factor], image[:, 1::factor], out=scratch, dtype=np.float32)
+    for k in range(2, factor):
+        np.add(scratch, image[:, k::factor], out=scratch, dtype=np.float32)
+    np.add(scratch[0::factor], scratch[1::factor], out=out)
+    for k in range(2, factor):
+        out += scratch[k::factor]
+    out *= np.float32(1.0 / factor**2)
+    return out
 
 
 def _one_line(exc: Exception) -> str:

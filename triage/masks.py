@@ -28,7 +28,7 @@ SKULL_MIN_ML = 2.0
 # half bone reads several hundred HU) and the thin subarachnoid CSF next to it.
 BRAIN_EROSION_PX = 1
 # CSF is 0-15 HU, white matter 25-35 HU, grey matter 35-45 HU: 15 HU splits CSF from tissue.
-CSF_MAX_HU = 15.0
+CSF_MAX_HU = 18.0
 # Plausible brain tissue after smoothing; above 60 HU is calcification, acute blood or bone edge.
 PARENCHYMA_MAX_HU = 60.0
 # Calcifications are 70 HU and above; tissue, even acute haemorrhage edges, mostly below.
@@ -41,7 +41,7 @@ CALCIFICATION_MAX_ML = 2.0
 VESSEL_MIN_ENHANCEMENT_HU = 60.0
 # In-plane Gaussian smoothing in mm before thresholding tissue classes: averages the 7-12 HU
 # per-frame noise down without blurring the ventricle edges much.
-TISSUE_SMOOTHING_MM = 1.5
+TISSUE_SMOOTHING_MM = 2.0
 
 _IN_PLANE = np.zeros((3, 3, 3), bool)
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)

@@ -1,0 +1,143 @@
+"""Deconvolution models against synthetic curves with known perfusion.
+
+Curves are generated here, independently of the models: the convolution
+C = (ρ/k_H)·(CBF/6000)·(C_a ⊗ R) is evaluated on a 0.05 s grid with an exponential residue
+R and then sampled at the frame times (no inverse crime: the models see sampled data only).
+"""
+
+import numpy as np
+import pytest
+
+from models import BlockCirculantSVDModel, PerfusionFit, TikhonovModel
+from triage.errors import InputError
+
+RHO, K_H = 1.04, (1 - 0.45) / (1 - 0.25)
+FINE_STEP = 0.05
+UNIFORM = np.arange(60) * 1.0
+NON_UNIFORM = np.concatenate([[0.0, 3.0], np.arange(5.0, 36.0, 1.0), np.arange(38.0, 63.0, 3.0)])
+# (CBF mL/100 g/min, CBV mL/100 g, delay s)
+TISSUES = {"GM": (60, 4.0, 1.0), "WM": (25, 2.0, 1.0), "penumbra": (35, 4.5, 8.0), "core": (8, 1.5, 12.0)}
+MODELS = [BlockCirculantSVDModel, TikhonovModel]
+
+
+def gamma_aif(t, peak=350.0, start=6.0, rise=6.0, alpha=3.0):
+    """Gamma-variate arterial enhancement, ΔHU."""
+    x = np.clip((t - start) / rise, 0, None)
+    return peak * x**alpha * np.exp(alpha * (1 - x))
+
+
+def tissue_curves(times, cbf, cbv, delay, noise=0.0, n=1, seed=0):
+    """Tissue enhancement (t, n) float32 for an exponential residue delayed by ``delay`` s."""
+    fine = np.arange(0, times[-1] + FINE_STEP, FINE_STEP)
+    residue = np.exp(-fine / (60 * cbv / cbf))
+    convolved = np.convolve(gamma_aif(fine - delay), residue)[: fine.size] * FINE_STEP
+    curve = np.interp(times, fine, (RHO / K_H) * (cbf / 6000) * convolved)
+    noisy = curve[:, None] + np.random.default_rng(seed).normal(0, noise, (times.size, n))
+    return noisy.astype(np.float32)
+
+
+def fit_one(model_class, times, cbf, cbv, delay):
+    fit = model_class(gamma_aif(times), times).fit(tissue_curves(times, cbf, cbv, delay))
+    return {name: float(getattr(fit, name)[0]) for name in ("cbf", "cbv", "mtt", "tmax", "ttp")}
+
+
+@pytest.mark.parametrize("model_class", MODELS)
+@pytest.mark.parametrize("tissue", TISSUES)
+def test_noise_free_accuracy(model_class, tissue):
+    cbf, cbv, delay = TISSUES[tissue]
+    got = fit_one(model_class, UNIFORM, cbf, cbv, delay)
+    assert got["cbf"] == pytest.approx(cbf, rel=0.12)
+    assert got["cbv"] == pytest.approx(cbv, rel=0.10)
+    assert got["mtt"] == pytest.approx(60 * cbv / cbf, rel=0.15)
+    # The regularised residue peaks after the true onset (smoothing of the step): bias > 0.
+    assert -1.0 <= got["tmax"] - delay <= 2.5
+
+
+def test_ttp_is_time_of_tissue_maximum():
+    cbf, cbv, delay = TISSUES["penumbra"]
+    fine = np.arange(0, UNIFORM[-1], FINE_STEP)
+    expected = fine[tissue_curves(fine, cbf, cbv, delay)[:, 0].argmax()]
+    got = fit_one(BlockCirculantSVDModel, UNIFORM, cbf, cbv, delay)
+    assert abs(got["ttp"] - expected) <= 1.0
+
+
+@pytest.mark.parametrize("model_class", MODELS)
+def test_delay_insensitive(model_class):
+    cbf, cbv, _ = TISSUES["GM"]
+    reference = fit_one(model_class, UNIFORM, cbf, cbv, 0.0)
+    for delay in (-1.0, 1.0, 2.0, 3.0, 4.0):  # -1: tissue bolus 1 s before the AIF bolus
+        got = fit_one(model_class, UNIFORM, cbf, cbv, delay)
+        assert got["cbf"] == pytest.approx(reference["cbf"], rel=0.10), delay
+        assert got["tmax"] - reference["tmax"] == pytest.approx(delay, abs=1.0)
+
+
+@pytest.mark.parametrize("model_class", MODELS)
+@pytest.mark.parametrize("tissue", TISSUES)
+def test_non_uniform_sampling_matches_uniform(model_class, tissue):
+    cbf, cbv, delay = TISSUES[tissue]
+    uniform = fit_one(model_class, UNIFORM, cbf, cbv, delay)
+    sparse = fit_one(model_class, NON_UNIFORM, cbf, cbv, delay)
+    assert sparse["cbf"] == pytest.approx(uniform["cbf"], rel=0.10)
+    assert sparse["cbv"] == pytest.approx(uniform["cbv"], rel=0.05)
+    assert sparse["tmax"] == pytest.approx(uniform["tmax"], abs=1.0)
+
+
+@pytest.mark.parametrize("model_class", MODELS)
+def test_low_flow_not_inflated_by_noise(model_class):
+    model = model_class(gamma_aif(NON_UNIFORM), NON_UNIFORM)
+    median_cbf = {}
+    for seed, (tissue, (cbf, cbv, delay)) in enumerate(TISSUES.items()):
+        curves = tissue_curves(NON_UNIFORM, cbf, cbv, delay, noise=3.0, n=2000, seed=seed)
+        median_cbf[tissue] = np.median(model.fit(curves).cbf)
+    assert median_cbf["core"] < 0.3 * median_cbf["GM"]
+    assert median_cbf["core"] < median_cbf["WM"] < median_cbf["penumbra"] < median_cbf["GM"]
+
+
+@pytest.mark.parametrize("model_class", MODELS)
+def test_mask_shapes_and_dtypes(model_class):
+    rng = np.random.default_rng(1)
+    spatial = (3, 4, 5)
+    curves = np.repeat(tissue_curves(UNIFORM, 35, 4.5, 8.0), np.prod(spatial), axis=1)
+    curves = (curves + rng.normal(0, 1, curves.shape)).astype(np.float32).reshape(UNIFORM.size, *spatial)
+    mask = rng.random(spatial) < 0.5
+    model = model_class(gamma_aif(UNIFORM), UNIFORM)
+    fit = model.fit(curves, mask)
+    assert isinstance(fit, PerfusionFit)
+    for name in ("cbf", "cbv", "mtt", "tmax", "ttp"):
+        values = getattr(fit, name)
+        assert values.shape == spatial and values.dtype == np.float32
+        assert np.all(values[~mask] == 0)
+        assert np.all(np.isfinite(values))
+    assert np.all(fit.cbf[mask] > 0)
+    masked_only = model.fit(curves[:, mask])
+    np.testing.assert_allclose(fit.cbf[mask], masked_only.cbf, rtol=1e-5)
+
+
+def test_flat_curves_give_zero_flow_and_finite_maps():
+    fit = BlockCirculantSVDModel(gamma_aif(UNIFORM), UNIFORM).fit(np.zeros((UNIFORM.size, 7), np.float32))
+    assert np.all(fit.cbf == 0) and np.all(fit.mtt == 0) and np.all(fit.cbv == 0)
+
+
+@pytest.mark.parametrize(
+    ("aif", "times", "message"),
+    [
+        (np.ones(10), np.arange(9.0), "samples"),
+        (np.ones(4), np.arange(4.0), "at least 5 frames"),
+        (np.zeros(10), np.arange(10.0), "no positive enhancement"),
+        (np.ones(10), np.r_[0.0, 2.0, 1.0, np.arange(3.0, 10.0)], "strictly increasing"),
+        (np.r_[np.nan, np.ones(9)], np.arange(10.0), "non-finite"),
+    ],
+)
+def test_bad_model_input_is_rejected(aif, times, message):
+    with pytest.raises(InputError, match=message):
+        TikhonovModel(aif, times)
+
+
+def test_bad_fit_input_is_rejected():
+    model = BlockCirculantSVDModel(gamma_aif(UNIFORM), UNIFORM)
+    with pytest.raises(InputError, match="frames"):
+        model.fit(np.zeros((UNIFORM.size - 1, 4), np.float32))
+    with pytest.raises(InputError, match="mask shape"):
+        model.fit(np.zeros((UNIFORM.size, 4), np.float32), np.ones(5, bool))
+    with pytest.raises(InputError, match="non-finite"):
+        model.fit(np.full((UNIFORM.size, 2), np.nan, np.float32))

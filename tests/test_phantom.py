@@ -1,0 +1,319 @@
+"""Tests of the synthetic CT perfusion phantom: physics, truth, noise, motion, DICOM output."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+from sample_data import curves
+from sample_data.__main__ import main
+from sample_data.anatomy import ARTERY, CORE, GM, NORMAL, VEIN, WM
+from sample_data.dicom_writer import VARIANTS, DicomVariant, parse_variant, read_hu, write_dicom
+from sample_data.phantom import (CASES, PhantomConfig, design_margin_violations, make_phantom,
+                                 truth_summary, write_truth)
+from triage.errors import InputError
+
+SMALL = dict(matrix=128, noise_hu=0.0)
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    """Noise-free phantoms of the main cases at 128 x 128 x 16 x 40 (256 layout in mm)."""
+    names = ("mismatch", "large_core", "no_lesion", "delayed", "dispersed", "right_side")
+    return {name: make_phantom(replace(CASES[name], **SMALL)) for name in names}
+
+
+def test_truth_maps_are_consistent(phantoms):
+    truth = phantoms["mismatch"].truth
+    p = truth.parenchyma
+    assert np.allclose(truth.cbv[p], truth.cbf[p] * truth.mtt[p] / 60.0, rtol=1e-5)
+    for name in ("cbf", "cbv", "mtt", "tmax"):
+        assert np.all(getattr(truth, name)[~p] == 0)
+        assert np.all(getattr(truth, name)[p] > 0)
+    for mask in (truth.core, truth.hypoperfused, truth.severe):
+        assert not np.any(mask & ~p)
+    assert np.all(truth.severe <= truth.hypoperfused)
+    assert np.all(truth.core <= truth.hypoperfused)
+    assert np.allclose(np.unique(truth.tmax[p]), [0.6, 1.0, 3.5, 8.0, 12.0, 14.0])
+
+
+@pytest.mark.parametrize("name,margin", [("mismatch", 2.0), ("large_core", 2.0),
+                                         ("no_lesion", 2.0), ("right_side", 2.0),
+                                         ("delayed", 1.0)])
+def test_design_margins_hold(phantoms, name, margin):
+    truth = phantoms[name].truth
+    assert design_margin_violations(truth, margin) == []
+    assert truth.reference_cbf == 25.0        # white matter majority of the reference tissue
+    assert truth.core.sum() == 0 or truth.cbf[truth.core].max() <= 0.2 * truth.reference_cbf
+
+
+def test_reference_tissue_is_clearly_white_matter(phantoms):
+    truth = phantoms["mismatch"].truth
+    x_left = np.arange(truth.labels.shape[2]) > truth.labels.shape[2] / 2
+    reference = truth.parenchyma & ~x_left[None, None, :] & (truth.tmax < 4)
+    wm_fraction = (truth.labels[reference] == WM).mean()
+    assert wm_fraction > 0.65
+
+
+@pytest.mark.parametrize("name,core,tmax6,hir,eligible", [
+    ("mismatch", (15, 25), (80, 130), (0.3, 0.5), True),
+    ("large_core", (80, 110), (150, 220), (0.3, 1.0), False),
+])
+def test_volumes_in_target_ranges(phantoms, name, core, tmax6, hir, eligible):
+    phantom = phantoms[name]
+    v = phantom.truth.volumes
+    assert core[0] <= v["core_ml"] <= core[1]
+    assert tmax6[0] <= v["tmax6_ml"] <= tmax6[1]
+    assert hir[0] <= v["hir"] <= hir[1]
+    assert v["mismatch_ml"] == pytest.approx(v["tmax6_ml"] - v["core_ml"])
+    assert v["mismatch_ratio"] == pytest.approx(v["tmax6_ml"] / v["core_ml"])
+    assert truth_summary(phantom)["defuse3_imaging_eligible"] is eligible
+
+
+def test_no_lesion_has_zero_volumes(phantoms):
+    truth = phantoms["no_lesion"].truth
+    v = truth.volumes
+    assert v["core_ml"] == v["tmax6_ml"] == v["tmax10_ml"] == v["mismatch_ml"] == 0
+    assert v["mismatch_ratio"] is None and v["hir"] is None
+    assert truth.lesion_side is None and not truth.zones.any()
+
+
+def test_volumes_do_not_depend_on_matrix(phantoms):
+    fine = make_phantom(replace(CASES["mismatch"], matrix=256, noise_hu=0.0, n_frames=4))
+    coarse = phantoms["mismatch"].truth.volumes
+    for key in ("core_ml", "tmax6_ml", "tmax10_ml"):
+        assert fine.truth.volumes[key] == pytest.approx(coarse[key], rel=0.06)
+
+
+def test_tissue_delay_shifts_tmax(phantoms):
+    base, delayed = phantoms["mismatch"].truth, phantoms["delayed"].truth
+    p = base.parenchyma
+    assert np.allclose(delayed.tmax[p], base.tmax[p] + 1.0)
+    assert np.array_equal(delayed.core, base.core)
+    late = delayed.parenchyma & (delayed.zones == NORMAL)
+    aif_peak = np.argmax(phantoms["delayed"].truth.aif)
+    base_hu, delayed_hu = phantoms["mismatch"].hu, phantoms["delayed"].hu
+    # delayed tissue rises later: lower enhancement on the upslope of the tissue curve
+    assert delayed_hu[aif_peak][late].mean() < base_hu[aif_peak][late].mean()
+
+
+def test_dispersion_delays_tmax_in_lesion_only(phantoms):
+    base, dispersed = phantoms["mismatch"].truth, phantoms["dispersed"].truth
+    lesion = base.parenchyma & (base.zones != NORMAL)
+    normal = base.parenchyma & (base.zones == NORMAL)
+    assert np.all(dispersed.tmax[lesion] > base.tmax[lesion] + 0.5)
+    assert np.array_equal(dispersed.tmax[normal], base.tmax[normal])
+    assert np.array_equal(dispersed.cbf, base.cbf) and np.array_equal(dispersed.cbv, base.cbv)
+
+
+def test_area_ratio_gives_cbv_on_noise_free_curves():
+    t = curves.fine_times()
+    aif = curves.arterial_curve(t)
+    for cbf, cbv, delay, dispersion in [(60, 4.0, 0.6, 0), (25, 2.0, 1.0, 0), (4.5, 1.6, 14, 0),
+                                        (16.25, 2.1, 12, 0), (42, 4.4, 8, 2.0)]:
+        r = curves.residue(t, 60.0 * cbv / cbf, delay, dispersion)
+        tissue = curves.tissue_curve(aif, r, cbf)
+        measured = 100.0 * (curves.K_H / curves.RHO) * np.trapezoid(tissue, t) / np.trapezoid(
+            aif, t)
+        assert measured == pytest.approx(cbv, rel=2e-3)
+        if dispersion == 0:
+            assert curves.tmax_of(r, t) == pytest.approx(delay, abs=curves.FINE_DT_S)
+
+
+def test_phantom_voxels_follow_the_model(phantoms):
+    phantom = phantoms["mismatch"]
+    truth, hu = phantom.truth, phantom.hu
+    t = curves.fine_times()
+    aif = curves.arterial_curve(t)
+    peaks = {}
+    for zone, tissue in [(NORMAL, GM), (NORMAL, WM), (CORE, WM)]:
+        voxel = tuple(np.argwhere((truth.zones == zone) & (truth.labels == tissue))[0])
+        r = curves.residue(t, truth.mtt[voxel], truth.tmax[voxel], 0.0)
+        expected = np.interp(phantom.times, t, curves.tissue_curve(aif, r, truth.cbf[voxel]))
+        measured = hu[(slice(None), *voxel)] - hu[(0, *voxel)]
+        assert np.allclose(measured, expected - expected[0], atol=1e-3)
+        peaks[zone, tissue] = measured.max()
+    assert 10.0 < peaks[NORMAL, GM] < 30.0 and 4.0 < peaks[NORMAL, WM] < 15.0
+    assert peaks[CORE, WM] < 0.25 * peaks[NORMAL, WM]
+
+
+def test_aif_vof_and_vessels(phantoms):
+    phantom = phantoms["mismatch"]
+    truth, times = phantom.truth, phantom.times
+    t = curves.fine_times()
+    aif = curves.arterial_curve(t)
+    vof = curves.venous_curve(t, aif)
+    assert 6.0 <= t[np.argmax(aif > 1.0)] <= 8.0
+    assert 250 <= aif.max() <= 400 and 13 <= t[np.argmax(aif)] <= 16
+    assert np.trapezoid(vof, t) == pytest.approx(np.trapezoid(aif, t), rel=1e-3)
+    assert 4.0 <= t[np.argmax(vof)] - t[np.argmax(aif)] <= 8.0
+    assert np.allclose(truth.aif, np.interp(times, t, aif))
+    enhancement = phantom.hu - phantom.hu[0]
+    peak = np.argmax(truth.aif)
+    art = enhancement[peak][tuple(truth.artery_voxels.T)] / truth.aif[peak]
+    assert 0.68 <= np.median(art) <= 0.8 and art.max() <= 1.0 + 1e-4
+    assert np.all(truth.labels[tuple(truth.artery_voxels.T)] == ARTERY)
+    assert np.all(truth.labels[tuple(truth.vein_voxels.T)] == VEIN)
+    vein = enhancement[:, truth.vein_voxels[:, 0], truth.vein_voxels[:, 1], truth.vein_voxels[:, 2]]
+    assert np.allclose(vein, truth.vof[:, None] - truth.vof[0], atol=1e-3)
+    pixel_mm2 = phantom.geometry.spacing[0] * phantom.geometry.spacing[1]
+    per_slice = np.bincount(truth.vein_voxels[:, 0], minlength=truth.labels.shape[0])
+    assert per_slice.min() * pixel_mm2 >= np.pi * 3.0 ** 2   # sinus >= 6 mm across everywhere
+
+
+def test_baseline_attenuation(phantoms):
+    phantom = phantoms["mismatch"]
+    labels, frame0 = phantom.truth.labels, phantom.hu[0]
+    assert np.all(frame0[labels == GM] == 40.0) and np.all(frame0[labels == WM] == 28.0)
+    assert frame0[labels == 0].max() == -1000.0
+    bone = frame0[labels == 2]
+    assert 650 <= bone.min() and bone.max() <= 1250
+
+
+def test_noise_level_and_correlation():
+    config = replace(CASES["mismatch"], matrix=128, n_slices=8, n_frames=6, noise_hu=10.0)
+    noisy = make_phantom(config).hu
+    clean = make_phantom(replace(config, noise_hu=0.0)).hu
+    noise = (noisy - clean).astype(np.float64)
+    assert noise.std() == pytest.approx(10.0, rel=0.05)
+    corr_x = np.corrcoef(noise[..., 1:].ravel(), noise[..., :-1].ravel())[0, 1]
+    corr_y = np.corrcoef(noise[..., 1:, :].ravel(), noise[..., :-1, :].ravel())[0, 1]
+    corr_t = np.corrcoef(noise[1:].ravel(), noise[:-1].ravel())[0, 1]
+    assert corr_x > 0.3 and corr_y > 0.3 and abs(corr_t) < 0.02
+
+
+def test_lesion_on_requested_patient_side(phantoms):
+    for name, sign in (("mismatch", 1.0), ("right_side", -1.0)):
+        phantom = phantoms[name]
+        geometry = phantom.geometry
+        x_mm = geometry.origin[0] + geometry.spacing[0] * np.argwhere(phantom.truth.zones)[:, 2]
+        assert np.all(sign * x_mm > 0)           # LPS: +x is patient left = high column index
+        assert phantom.truth.lesion_side == ("left" if sign > 0 else "right")
+
+
+def test_motion_truth_only_in_moved_frames():
+    config = replace(CASES["moved_noisy"], matrix=96, n_slices=8, noise_hu=0.0)
+    moved = make_phantom(config)
+    still = make_phantom(replace(config, motion=False))
+    d = moved.truth.displacement_mm
+    assert d[0] == 0.0 and np.all(still.truth.displacement_mm == 0)
+    moving = d > 0
+    assert 3 <= moving.sum() <= 8 and d.max() > 10.0
+    assert 1.0 <= np.sort(d[moving])[0] and np.sort(d[moving])[-2] < 8.0
+    differs = np.abs(moved.hu - still.hu).reshape(len(d), -1).max(axis=1) > 1.0
+    assert np.array_equal(differs, moving)
+    assert np.array_equal(moved.truth.labels, still.truth.labels)
+
+
+def test_frame_times():
+    uniform = make_phantom(replace(CASES["truncated"], **SMALL, n_slices=2)).times
+    assert uniform[0] == 0 and uniform[-1] == 30.0 and len(uniform) == 31
+    variable = make_phantom(replace(CASES["variable_sampling"], **SMALL, n_slices=2)).times
+    assert variable[0] == 0 and variable[-1] == 60.0 and len(variable) == 40
+    step = np.diff(variable)
+    mid = (variable[:-1] > 8) & (variable[:-1] < 28)
+    assert step[mid].max() < step[variable[:-1] < 4].min() < step[variable[:-1] > 32].min()
+
+
+def test_invalid_configs_raise_input_error():
+    for bad in (dict(case="tiny"), dict(matrix=4), dict(lesion_side="up"), dict(n_frames=1),
+                dict(noise_hu=-1.0)):
+        with pytest.raises(InputError):
+            make_phantom(PhantomConfig(**bad))
+    with pytest.raises(InputError):
+        DicomVariant(rescale="sometimes")
+    with pytest.raises(InputError):
+        parse_variant("nonsense")
+    assert parse_variant("rescale=per_instance,shuffle=true") == DicomVariant(
+        rescale="per_instance", shuffle=True)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_phantom(replace(CASES["moved_noisy"], matrix=48, n_slices=3, n_frames=5))
+
+
+@pytest.mark.parametrize("name", ["standard", "acquisition_time", "content_time",
+                                  "constant_acquisition_number", "per_instance_rescale",
+                                  "implicit", "rle", "jpeg2000", "messy"])
+def test_dicom_round_trip(tiny, tmp_path, name):
+    variant = VARIANTS[name]
+    paths = write_dicom(tiny, tmp_path, variant=variant)
+    n_t, n_z = tiny.hu.shape[:2]
+    assert len(paths) == n_t * n_z + (n_z if variant.extra_series else 0)
+    assert all(p.is_file() for p in paths)
+    seen, rescales, study = set(), set(), set()
+    for path in paths:
+        ds, hu = read_hu(path)
+        study.add(ds.StudyInstanceUID)
+        assert ds.SOPClassUID == pydicom.uid.CTImageStorage and ds.Modality == "CT"
+        assert ds.file_meta.TransferSyntaxUID == {
+            "explicit": pydicom.uid.ExplicitVRLittleEndian,
+            "implicit": pydicom.uid.ImplicitVRLittleEndian, "rle": pydicom.uid.RLELossless,
+            "jpeg2000_lossless": pydicom.uid.JPEG2000Lossless}[variant.transfer_syntax]
+        assert ds.PatientAge == "072Y" and ds.PatientName == "PHANTOM^CTP"
+        assert list(ds.ImageOrientationPatient) == [1, 0, 0, 0, 1, 0]
+        z = round((ds.ImagePositionPatient[2] - tiny.geometry.origin[2]) / ds.SliceThickness)
+        if ds.SeriesNumber != 4:
+            assert "NCCT" in ds.SeriesDescription
+            continue
+        assert ds.SeriesDescription == "CT PERFUSION PHANTOM (synthetic, research use)"
+        assert ("AcquisitionTime" in ds) == (variant.time_source != "content")
+        assert ("ContentTime" in ds) == (variant.time_source != "acquisition")
+        frame = ds.TemporalPositionIdentifier - 1
+        assert ds.AcquisitionNumber == (frame + 1 if variant.acquisition_number == "per_frame"
+                                        else 1)
+        tm = ds.get("AcquisitionTime") or ds.ContentTime
+        seconds = int(tm[:2]) * 3600 + int(tm[2:4]) * 60 + float(tm[4:])
+        assert seconds - (10 * 3600 + 15 * 60) == pytest.approx(tiny.times[frame], abs=1e-6)
+        expected = tiny.hu[frame, z]
+        if variant.rescale == "per_instance":
+            expected = np.maximum(expected, float(ds.RescaleIntercept))
+            rescales.add((float(ds.RescaleSlope), float(ds.RescaleIntercept)))
+        assert np.abs(hu - expected).max() <= 0.51
+        seen.add((frame, z))
+    assert len(seen) == n_t * n_z and len(study) == 1
+    if variant.rescale == "per_instance":
+        assert len(rescales) > 1
+    if variant.file_names == "random":
+        assert len({p.parent for p in paths}) > 3 and not any(p.suffix for p in paths)
+
+
+def test_patient_left_is_high_column_in_dicom(tmp_path):
+    phantom = make_phantom(replace(CASES["noise_free"], matrix=64, n_slices=8, n_frames=3))
+    path = write_dicom(phantom, tmp_path)[4]
+    ds = pydicom.dcmread(path)
+    z = round((ds.ImagePositionPatient[2] - phantom.geometry.origin[2]) / ds.SliceThickness)
+    columns = np.nonzero(phantom.truth.zones[z].any(axis=0))[0]
+    assert columns.size and np.all(
+        ds.ImagePositionPatient[0] + columns * ds.PixelSpacing[1] > 0)   # LPS +x = left
+
+
+def test_write_truth_files(tmp_path, phantoms):
+    phantom = phantoms["mismatch"]
+    write_truth(phantom, tmp_path)
+    summary = json.loads((tmp_path / "truth.json").read_text())
+    assert summary["volumes"]["core_ml"] == pytest.approx(phantom.truth.volumes["core_ml"])
+    assert summary["reference_cbf"] == 25.0 and summary["lesion_side"] == "left"
+    image = sitk.ReadImage(str(tmp_path / "truth_cbf.nii.gz"))
+    assert np.array_equal(sitk.GetArrayFromImage(image), phantom.truth.cbf)
+    assert image.GetSpacing() == pytest.approx(phantom.geometry.spacing)
+    assert image.GetOrigin() == pytest.approx(phantom.geometry.origin, abs=1e-4)
+    core = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "truth_core.nii.gz")))
+    assert core.sum() == phantom.truth.core.sum()
+
+
+def test_cli(tmp_path, capsys):
+    code = main(["--case", "mismatch", "--out", str(tmp_path), "--matrix", "32", "--slices",
+                 "2", "--frames", "4", "--variant", "rle"])
+    assert code == 0
+    assert len(list((tmp_path / "dicom").rglob("*.dcm"))) == 8
+    assert (tmp_path / "truth.json").is_file()
+    assert "core" in capsys.readouterr().out
+    assert main(["--case", "nope", "--out", str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err

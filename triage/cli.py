@@ -1,0 +1,161 @@
+"""Command line: ``triage analyze INPUT --out OUT`` (and, later, ``triage serve``).
+
+Errors in the input end the run with ``error: <one-line reason>`` on stderr and exit status 2;
+an internal failure says which stage failed and exits 3. Tracebacks are shown only with
+``--debug``. Research use only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models.profiles import available_profiles, load_profile
+from triage import __version__
+from triage.assembly import assemble, scan, select
+from triage.errors import InputError
+from triage.outputs import write_outputs
+from triage.pipeline import analyse
+from triage.settings import load_settings
+
+EXIT_INPUT, EXIT_INTERNAL = 2, 3
+
+
+class Progress:
+    """Stage lines on stderr: ``[  0.4 s] motion correction``."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.start:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def _parse_aif(text: str) -> tuple[int, int, int]:
+    try:
+        x, y, z = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected X,Y,Z voxel indices (column,row,slice), e.g. 201,180,7") from None
+    return x, y, z
+
+
+def _parse_nihss(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 42:
+        raise argparse.ArgumentTypeError("NIHSS is 0 to 42")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="triage", description="CT perfusion stroke triage (research use only).")
+    parser.add_argument("--version", action="version", version=f"stroke-triage {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    analyze = commands.add_parser("analyze", help="analyse the CT perfusion series in a directory of DICOM files")
+    analyze.add_argument("input", type=Path, help="directory of DICOM files (any nesting and names)")
+    analyze.add_argument("--out", type=Path, required=True, help="output directory")
+    analyze.add_argument("--series", metavar="UID", help="analyse only this Series Instance UID")
+    analyze.add_argument("--profile", help=f"threshold profile name or JSON file ({', '.join(available_profiles())})")
+    analyze.add_argument("--model", choices=["bcsvd", "tikhonov"], help="deconvolution model (default bcsvd)")
+    analyze.add_argument("--age", type=float, help="patient age in years (default: from DICOM)")
+    analyze.add_argument("--nihss", type=_parse_nihss, help="NIHSS score, for the DAWN criteria")
+    analyze.add_argument("--aif", type=_parse_aif, metavar="X,Y,Z",
+                         help="force the AIF at this source-image column,row,slice (0-based)")
+    analyze.add_argument("--config", type=Path, help="TOML settings file (see triage.settings)")
+    analyze.add_argument("--quiet", action="store_true", help="no progress lines")
+    analyze.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    return parser
+
+
+def _aif_on_processing_grid(series, xyz) -> tuple[int, int, int]:
+    source = series.acquisition_geometry or series.geometry
+    shape = series.acquisition_shape or series.shape3d
+    x, y, z = xyz
+    if not (0 <= x < shape[2] and 0 <= y < shape[1] and 0 <= z < shape[0]):
+        raise InputError(f"--aif {x},{y},{z} is outside the images ({shape[2]} x {shape[1]} x {shape[0]} slices)")
+    zyx = np.rint(series.geometry.to_index(source.to_physical((z, y, x)))).astype(int)
+    return tuple(int(v) for v in np.clip(zyx, 0, np.array(series.shape3d) - 1))
+
+
+def print_summary(result: dict, out_dir: Path) -> None:
+    """One screen for a human at the terminal."""
+    e = result["eligibility"]
+    ratio = result["mismatch_ratio"]
+    lines = [
+        "",
+        f"Series {result['series_uid']}  ({result['series_description']})",
+        f"  Core (rCBF < {result['profile']['core_rcbf_below']:.0%}) {result['core_ml']:8.1f} mL",
+        f"  Tmax > 6 s              {result['tmax6_ml']:8.1f} mL",
+        f"  Tmax > 10 s             {result['tmax10_ml']:8.1f} mL",
+        f"  Mismatch                {result['mismatch_ml']:8.1f} mL   ratio {'n/a' if ratio is None else ratio}",
+        f"  HIR                     {'n/a' if result['hir'] is None else result['hir']}",
+        f"  DEFUSE 3 (imaging)      {'ELIGIBLE' if e['defuse3'] else 'not eligible'} - {e['reasons']['defuse3']}",
+        f"  DAWN                    {e['reasons']['dawn']}",
+        f"  Reference               {result['reference']['method']} = {result['reference']['cbf']} mL/100 g/min",
+    ]
+    warnings = result["quality"]["warnings"]
+    lines.append("  Quality                 " + ("no warnings" if not warnings else "WARNINGS:"))
+    lines += [f"    ! {w}" for w in warnings]
+    lines += [
+        f"  Time                    {result['timings_s']['total']:.1f} s",
+        f"  Output                  {out_dir}/result.json, summary.png, maps/, images/",
+        "  Research use only: not for clinical decisions; verify against the source images.",
+    ]
+    print("\n".join(lines))
+
+
+def run_analyze(args) -> int:
+    started = time.perf_counter()
+    progress = Progress(args.quiet)
+    settings = load_settings(args.config, profile=args.profile, model=args.model)
+    profile = load_profile(settings.profile)
+    progress(f"scanning {args.input}")
+    found = scan(args.input)
+    chosen = select(found, args.series)
+    results = []
+    for candidate in chosen:
+        out_dir = args.out if len(chosen) == 1 else args.out / candidate.series_uid
+        progress(f"reading series {candidate.series_uid}: {len(candidate.files)} files")
+        series = assemble(candidate, max_matrix=settings.max_matrix)
+        aif_zyx = _aif_on_processing_grid(series, args.aif) if args.aif else None
+        analysis = analyse(series, settings, profile, age=args.age, nihss=args.nihss, aif_zyx=aif_zyx, progress=progress)
+        progress("writing outputs")
+        result = write_outputs(analysis, out_dir, started=started)
+        results.append(result)
+        print_summary(result, out_dir)
+        started = time.perf_counter()
+    if len(chosen) > 1:
+        index = [{"series_uid": r["series_uid"], "result": f"{r['series_uid']}/result.json"} for r in results]
+        (args.out / "series.json").write_text(json.dumps(index, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stage = args.command
+    try:
+        if args.command == "analyze":
+            return run_analyze(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: no result written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: say what failed, never a bare traceback
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: internal failure during {stage}: {type(exc).__name__}: {exc} (no result written; "
+              "rerun with --debug and report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Write one analysis to its output directory, all or nothing.
+
+Layout of ``OUT``::
+
+    result.json               the result (see triage.result)
+    summary.png               core (magenta) and Tmax > 6 s (green) over the slices, with the numbers
+    images/<map>.png          each map colour-mapped with a colour bar
+    maps/<map>.nii.gz         cbf, cbv, mtt, tmax, ttp (float32) on the acquisition grid
+    maps/core.nii.gz, maps/hypoperfusion.nii.gz   uint8 masks (Tmax > 6 s for hypoperfusion)
+
+Everything is written to a hidden sibling directory first and renamed to ``OUT`` at the end, so
+an interrupted run never leaves an output directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from triage.errors import InputError
+from triage.nifti import write_maps
+from triage.pipeline import Analysis
+from triage.render import MAP_STYLES, render_map, render_summary
+from triage.result import build_result
+
+
+def headline(analysis: Analysis) -> list[str]:
+    """The two or three lines a stroke team reads first."""
+    v = analysis.lesion.volumes
+    ratio = "n/a (no core)" if v["mismatch_ratio"] is None else f"{v['mismatch_ratio']:.1f}"
+    hir = "n/a" if v["hir"] is None else f"{v['hir']:.2f}"
+    defuse3 = "ELIGIBLE" if analysis.eligibility.defuse3 else "not eligible"
+    dawn = {True: "ELIGIBLE", False: "not eligible", None: "needs age + NIHSS"}[analysis.eligibility.dawn]
+    return [
+        f"Core (rCBF<{analysis.profile.core_rcbf_below:.0%}): {v['core_ml']:.0f} mL    "
+        f"Tmax>{analysis.profile.hypoperfusion_tmax_above_s:g}s: {v['tmax6_ml']:.0f} mL",
+        f"Mismatch {v['mismatch_ml']:.0f} mL   ratio {ratio}   HIR {hir}",
+        f"DEFUSE 3 imaging: {defuse3}    DAWN: {dawn}",
+    ]
+
+
+def details(analysis: Analysis) -> list[str]:
+    """Smaller print under the headline: what the numbers rest on."""
+    series, arterial = analysis.series, analysis.arterial
+    return [
+        f"Profile {analysis.profile.name}; reference: {analysis.lesion.reference} "
+        f"= {analysis.lesion.reference_cbf:.0f} mL/100 g/min; model {analysis.settings.model}",
+        f"{len(series.times)} frames over {series.times[-1]:.0f} s; AIF peak "
+        f"{float(arterial.aif.max()):.0f} HU (scale {arterial.aif_scale:.2f}); "
+        f"max motion {analysis.motion.max_displacement_mm:.1f} mm",
+    ]
+
+
+def _prepare_target(out_dir: Path) -> None:
+    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / "result.json").exists())):
+        raise InputError(f"output {out_dir} exists and is not an earlier triage output; choose another --out")
+
+
+def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
+    """Write maps, pictures and ``result.json`` of ``analysis`` to ``out_dir``; return the result."""
+    out_dir = Path(out_dir)
+    _prepare_target(out_dir)
+    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "images").mkdir(parents=True)
+    write_start = time.perf_counter()
+    try:
+        series = analysis.series
+        masks = {"core": analysis.lesion.core, "hypoperfusion": analysis.lesion.hypoperfused}
+        paths = write_maps(
+            staging / "maps", analysis.maps, masks, series.geometry,
+            series.acquisition_geometry, series.acquisition_shape,
+        )
+        outputs = {name: str(path.relative_to(staging)) for name, path in paths.items()}
+        render_summary(
+            staging / "summary.png", analysis.baseline, analysis.lesion.core, analysis.lesion.hypoperfused,
+            headline=headline(analysis), details=details(analysis), warnings=analysis.warnings,
+            parenchyma=analysis.tissue.parenchyma,
+        )
+        outputs["summary"] = "summary.png"
+        for name, values in analysis.maps.items():
+            units, window, colormap = MAP_STYLES[name]
+            render_map(staging / "images" / f"{name}.png", values, name=name.upper(), units=units,
+                       window=window, colormap=colormap, mask=analysis.tissue.brain)
+            outputs[f"{name}_image"] = f"images/{name}.png"
+        analysis.timings["writing outputs"] = round(time.perf_counter() - write_start, 3)
+        result = build_result(analysis, outputs=outputs, total_seconds=time.perf_counter() - started)
+        (staging / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
