@@ -27,7 +27,7 @@ K_H = (1.0 - 0.45) / (1.0 - 0.25)  # large- to small-vessel hematocrit correctio
 FLOW_TO_CBF = K_H / RHO_BRAIN * 6000.0  # k(t) [1/s, × ρ/k_H] -> CBF [mL/100 g/min]
 MIN_FRAMES = 5
 MAX_GRID_POINTS = 256  # bounds the uniform grid when a few frames are very close together
-CHUNK_VOXELS = 4096  # voxels per block: keeps the working arrays in cache (~1-2 MB each)
+CHUNK_VOXELS = 16384  # voxels per block: working arrays of a few MB each
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import importlib.util
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pydicom
@@ -24,7 +25,8 @@ from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittl
 
 from triage.errors import InputError
 
-from .phantom import Phantom
+if TYPE_CHECKING:                 # phantom.py re-exports write_dicom, so no runtime import here
+    from .phantom import Phantom
 
 SERIES_DESCRIPTION = "CT PERFUSION PHANTOM (synthetic, research use)"
 MANUFACTURER = "stroke-triage phantom"

@@ -28,10 +28,12 @@ from triage.errors import InputError
 from triage.series import Geometry
 
 from . import acquisition, curves
-from .anatomy import (ARTERY, CORE, CSF, GM, LABEL_NAMES, NORMAL, PENUMBRA, RIM, SEVERE, VEIN,
-                      WM, ZONE_NAMES, AIR, BONE, SCALP, build_anatomy)
+from .anatomy import (AIR, ARTERY, BONE, CORE, CSF, GM, LABEL_NAMES, NORMAL, PENUMBRA, RIM,
+                      SCALP, SEVERE, VEIN, WM, ZONE_NAMES, build_anatomy)
+from .dicom_writer import DicomVariant, write_dicom  # re-exported: the phantom's public API
 
 __all__ = ["PhantomConfig", "CASES", "Truth", "Phantom", "make_phantom", "write_truth",
+           "write_dicom", "DicomVariant",
            "design_margin_violations", "AIR", "SCALP", "BONE", "CSF", "GM", "WM", "ARTERY",
            "VEIN", "NORMAL", "RIM", "PENUMBRA", "SEVERE", "CORE"]
 

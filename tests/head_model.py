@@ -22,7 +22,7 @@ N_LABELS = 9
 BASELINE_HU = np.array([-1000.0, 30.0, 1000.0, 6.0, 40.0, 28.0, 45.0, 100.0, 6.0], np.float32)
 PEAK_ENHANCEMENT_HU = np.array([0.0, 8.0, 0.0, 0.0, 30.0, 15.0, 350.0, 0.0, 0.0], np.float32)
 
-HEAD_SEMI_AXES_MM = np.array([72.0, 90.0, 68.0])  # x, y, z of the outer scalp surface
+HEAD_SEMI_AXES_MM = np.array([72.0, 90.0, 60.0])  # x, y, z of the outer scalp surface
 LAYER_DEPTHS_MM = {SCALP: 0.0, BONE: 5.0, CSF: 12.0, GM: 14.0, WM: 17.0}
 
 

@@ -85,6 +85,7 @@ def test_shuffled_nested_names_with_other_series(tmp_path):
     assert series.attributes["PatientID"] == "TEST001"
     assert float(series.attributes["KVP"]) == 80.0
     assert series.warnings == []
+    assert "FrameNumbers" not in series.attributes
 
 
 def test_per_instance_rescale_and_unsigned_pixels(tmp_path):
@@ -177,6 +178,8 @@ def test_enhanced_ct_one_object_per_time_point(tmp_path):
     np.testing.assert_array_equal(series.data, hu)
     np.testing.assert_allclose(series.times, TIMES[:4], atol=1e-6)
     assert series.attributes["SOPInstanceUIDs"].shape == (4, 3)
+    np.testing.assert_array_equal(series.attributes["FrameNumbers"],
+                                  np.tile([2, 3, 1], (4, 1)))     # slice z is frame 1 + [1, 2, 0]
     assert series.geometry.spacing == (0.5, 0.5, 5.0)
 
 
@@ -254,7 +257,8 @@ def test_mixed_orientation(tmp_path):
     ct_instance(paths[-1], np.zeros((16, 16), np.int16), position=slice_positions(2)[1],
                 time_s=36000.0 + TIMES[2], study_uid="1.2", series_uid=series_uid,
                 orientation=tilted)
-    one_line_error(assemble_only, tmp_path, match="mixed image orientations in one series: 1 image not oriented like")
+    one_line_error(assemble_only, tmp_path,
+                   match="mixed image orientations in one series: 1 image not oriented like")
 
 
 def test_missing_pixel_data(tmp_path):
@@ -293,7 +297,8 @@ def test_ambiguous_instances_at_same_position_and_time(tmp_path):
     ct_instance(tmp_path / "extra", np.zeros((16, 16), np.int16),
                 position=slice_positions(2)[1], time_s=36000.0 + TIMES[1] + 0.02,
                 study_uid="1.2", series_uid=series_uid)
-    one_line_error(assemble_only, tmp_path, match="ambiguous series: 1 extra instance at the same slice")
+    one_line_error(assemble_only, tmp_path,
+                   match="ambiguous series: 1 extra instance at the same slice")
 
 
 def test_no_times(tmp_path):

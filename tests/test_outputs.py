@@ -231,10 +231,10 @@ def test_summary_renders_32_slices_of_256_quickly(tmp_path):
     anatomy, brain = head(nz=32, n=256)
     core = brain & (np.arange(256) > 170)
     render_summary(tmp_path / "warm.png", anatomy[:2], core[:2], core[:2], headline=["x"], details=[], warnings=[])
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the machine running the tests may be busy
     render_summary(tmp_path / "s.png", anatomy, core, brain, headline=["Core 18 mL", "Mismatch 86 mL"],
                    details=["d"], warnings=["w"], parenchyma=brain)
-    assert time.perf_counter() - start < 1.0  # 0.2-0.3 s measured; slack for a shared machine
+    assert time.process_time() - start < 0.5  # about 0.2 s measured
 
 
 def test_map_has_monotone_colour_bar_black_background_and_lut_colours(tmp_path):
@@ -317,3 +317,13 @@ def test_pictures_render_without_system_fonts(tmp_path, monkeypatch):
         assert np.count_nonzero(header.min(axis=2) > 200) > 1000
     finally:
         render._font.cache_clear()
+
+
+def test_tiles_follow_the_in_plane_pixel_aspect(tmp_path):
+    values = np.ones((1, 40, 40), np.float32)
+    wide_pixels = Geometry((1.0, 0.5, 5.0), (0.0, 0.0, 0.0))  # rows 0.5 mm apart: half as tall
+    layout = render_map(tmp_path / "m.png", values, name="cbv", units="mL/100 g", window=(0, 6),
+                        colormap="perfusion", geometry=wide_pixels)
+    _, _, width, height = layout.tiles[0]
+    assert height == pytest.approx(width / 2, abs=1)
+    assert Image.open(tmp_path / "m.png").size == layout.size

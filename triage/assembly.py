@@ -136,6 +136,12 @@ def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256) -> PerfusionS
     ``f = ceil(max(rows, cols) / max_matrix)`` while reading; ``geometry`` is then the reduced
     grid and ``acquisition_geometry`` / ``acquisition_shape`` the source grid.
 
+    ``attributes`` holds the source identifiers (PatientID, PatientName, AccessionNumber,
+    StudyDescription, SeriesDescription, StudyDate, Manufacturer, KVP as strings),
+    ``SOPInstanceUIDs`` (t, z) str array of the source image of each plane, ``FrameNumbers``
+    (t, z) int array of 1-based frame numbers (multi-frame sources only) and ``time_source``
+    (the tag the times come from).
+
     Raises
     ------
     InputError
@@ -172,6 +178,8 @@ def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256) -> PerfusionS
     first = headers[0]
     attributes, age = read_identifiers(first.path)
     attributes.update(SOPInstanceUIDs=layout.sop_uids, time_source=layout.time_source)
+    if layout.frame_numbers is not None:
+        attributes["FrameNumbers"] = layout.frame_numbers
     return PerfusionSeries(
         data=data, times=layout.times, geometry=geometry, study_uid=first.study_uid,
         series_uid=first.series_uid, patient_age=age, attributes=attributes,
@@ -220,6 +228,8 @@ class _Layout:
         self.slice_spacing = _slice_spacing(depths, planes)
         self.sop_uids = np.array([[planes[i].sop_uid for i in row] for row in self.index],
                                  dtype=str)
+        frames = np.array([-1 if p.frame is None else p.frame for p in planes])[self.index]
+        self.frame_numbers = frames + 1 if (frames >= 0).any() else None
 
     def _check_in_plane_offsets(self, positions: np.ndarray, pixel_spacing) -> None:
         in_plane = positions @ np.stack([self.row_dir, self.col_dir], axis=1)

@@ -10,8 +10,13 @@ direction identity) ``x`` points to patient left (+x in LPS) and ``y`` to poster
 picture is already in radiological convention: patient right on the viewer's left, anterior at
 the top. When ``geometry`` is passed and its axes point the other way, the slices are mirrored
 so that the display is still radiological; the "R"/"L" letters drawn on every slice come from
-the direction cosines, so they are right either way. Pixels are drawn square (in-plane spacing
-assumed isotropic).
+the direction cosines, so they are right either way. Pixel aspect follows the in-plane spacing
+of ``geometry`` (square without it).
+
+Montage: the slices with brain (at most 16, chosen evenly from inferior to superior), each
+cropped to the head and labelled with its 1-based position ``z + 1`` in the volume (not the
+DICOM Instance Number). Both functions return the ``Layout`` so callers and tests can find
+any voxel in the picture.
 """
 
 from __future__ import annotations
@@ -111,7 +116,8 @@ def render_summary(path: Path, anatomy: np.ndarray, core: np.ndarray, hypoperfus
         (0-80 HU) are used. At most 16 slices are shown, chosen evenly; each is cropped to
         the head (voxels above -300 HU and the masks).
     geometry : Geometry, optional
-        Grid of the arrays, for the orientation letters (identity direction assumed without it).
+        Grid of the arrays, for orientation and pixel aspect (identity direction and square
+        pixels assumed without it).
     core_label, hypoperfused_label : str
         Legend text (the thresholds of the profile used).
 
@@ -146,7 +152,7 @@ def render_summary(path: Path, anatomy: np.ndarray, core: np.ndarray, hypoperfus
     for line in warnings:
         header.add(f"Warning: {line}", _font(30, bold=True), WARNING_TEXT)
     legend_height = 48
-    layout = _layout(slices, crop, header.height + legend_height, 0, _radiological_flips(geometry))
+    layout = _layout(slices, crop, header.height + legend_height, 0, geometry)
 
     picture = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(picture)
@@ -154,6 +160,7 @@ def render_summary(path: Path, anatomy: np.ndarray, core: np.ndarray, hypoperfus
     header.draw(draw, MARGIN, MARGIN)
     _draw_legend(draw, MARGIN + header.height + 4, [(CORE_COLOUR, core_label),
                                                      (HYPOPERFUSED_COLOUR, hypoperfused_label)])
+    _draw_slice_note(draw, MARGIN + header.height + 24, len(slices), shape[0])
     tile_w, tile_h = layout.tiles[0][2:]
     grey = _upscale_bilinear(lut_indices(_cropped(anatomy, slices, crop), BRAIN_WINDOW_HU), tile_w, tile_h)
     rgb = GREY_LUT[grey].astype(np.float32)
@@ -195,7 +202,7 @@ def render_map(path: Path, values: np.ndarray, *, name: str, units: str, window:
     title : str, optional
         Title line; default "<display name> (<units>)".
     geometry : Geometry, optional
-        Grid of the array, for the orientation letters.
+        Grid of the array, for orientation and pixel aspect.
 
     Returns
     -------
@@ -216,11 +223,12 @@ def render_map(path: Path, values: np.ndarray, *, name: str, units: str, window:
     header = _TextBlock()
     header.add(title or f"{display_name} ({units})", _font(48, bold=True), TEXT)
     colorbar_height = 170
-    layout = _layout(slices, crop, header.height, colorbar_height, _radiological_flips(geometry))
+    layout = _layout(slices, crop, header.height, colorbar_height, geometry)
     picture = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(picture)
     draw.rectangle((0, 0, WIDTH, MARGIN + header.height), fill=BAND)
     header.draw(draw, MARGIN, MARGIN)
+    _draw_slice_note(draw, MARGIN + header.height // 2, len(slices), values.shape[0])
 
     tile_w, tile_h = layout.tiles[0][2:]
     rgb = lut[_upscale_nearest(_cropped(indices, slices, crop), tile_w, tile_h)]
@@ -308,19 +316,20 @@ def _cropped(volume: np.ndarray, slices: list[int], crop: tuple[int, int, int, i
 
 
 def _layout(slices: list[int], crop: tuple[int, int, int, int], header_height: int, below_height: int,
-            flips: tuple[bool, bool]) -> Layout:
+            geometry: Geometry | None) -> Layout:
     """Grid of equal tiles under the header band, ``below_height`` px reserved under it."""
     n = len(slices)
     columns = 1 if n == 1 else 2 if n <= 4 else 3 if n <= 9 else 4
     rows = -(-n // columns)
     _, _, ny, nx = crop
     tile_w = (WIDTH - 2 * MARGIN - (columns - 1) * GAP) // columns
-    tile_h = max(1, round(tile_w * ny / nx))
+    sx, sy = geometry.spacing[:2] if geometry is not None else (1.0, 1.0)
+    tile_h = max(1, round(tile_w * (ny * sy) / (nx * sx)))
     top = 2 * MARGIN + header_height
     tiles = tuple((MARGIN + (i % columns) * (tile_w + GAP), top + (i // columns) * (tile_h + GAP),
                    tile_w, tile_h) for i in range(n))
     height = top + rows * tile_h + (rows - 1) * GAP + below_height + _FOOTER_HEIGHT
-    return Layout((WIDTH, height), tuple(slices), tiles, crop, *flips)
+    return Layout((WIDTH, height), tuple(slices), tiles, crop, *_radiological_flips(geometry))
 
 
 # ----------------------------------------------------------------------------- pixels
@@ -455,6 +464,12 @@ def _draw_legend(draw: ImageDraw.ImageDraw, top: int, entries: list[tuple[tuple[
         text = _printable(label, font)
         draw.text((x + 44, top + 20), text, font=font, fill=TEXT, anchor="lm")
         x += 40 + int(font.getlength(text)) + 48
+
+
+def _draw_slice_note(draw: ImageDraw.ImageDraw, middle: int, shown: int, total: int) -> None:
+    """Right-aligned "n of N slices shown" (or "all N slices"), so nothing looks hidden."""
+    text = f"all {total} slices" if shown == total else f"{shown} of {total} slices shown"
+    draw.text((WIDTH - MARGIN, middle), text, font=_font(26), fill=DETAIL_TEXT, anchor="rm")
 
 
 def _nice_ticks(low: float, high: float) -> np.ndarray:
