@@ -26,7 +26,6 @@ RHO_BRAIN = 1.04  # brain density, g/mL
 K_H = (1.0 - 0.45) / (1.0 - 0.25)  # large- to small-vessel hematocrit correction
 FLOW_TO_CBF = K_H / RHO_BRAIN * 6000.0  # k(t) [1/s, × ρ/k_H] -> CBF [mL/100 g/min]
 MIN_FRAMES = 5
-MAX_GRID_POINTS = 256  # bounds the uniform grid when a few frames are very close together
 CHUNK_VOXELS = 16384  # voxels per block: working arrays of a few MB each
 
 
@@ -91,12 +90,12 @@ def uniform_grid(times: np.ndarray) -> np.ndarray:
     """Uniform time grid for the deconvolution, s.
 
     The interval is the smallest frame interval, so the densest part of the acquisition
-    (usually the bolus passage) keeps its resolution; it is widened if needed so that the
-    grid has at most ``MAX_GRID_POINTS`` points. The grid starts at the first frame and does
-    not extend past the last one.
+    (usually the bolus passage) keeps its resolution, widened if needed so that the grid has
+    at most twice as many points as there are frames (cost grows with the grid size). The grid
+    starts at the first frame and does not extend past the last one.
     """
     span = times[-1] - times[0]
-    dt = max(np.diff(times).min(), span / (MAX_GRID_POINTS - 1))
+    dt = max(np.diff(times).min(), span / (2 * times.size - 1))
     n = int(np.floor(span / dt + 1e-6)) + 1
     return times[0] + dt * np.arange(n)
 
@@ -147,48 +146,27 @@ def parabolic_offset(before: np.ndarray, peak: np.ndarray, after: np.ndarray) ->
     return np.where(curvature < 0, np.clip(offset, -0.5, 0.5), 0.0).astype(np.float32)
 
 
-def real_fourier_basis(length: int) -> np.ndarray:
-    """Orthonormal real Fourier basis, shape (length, length), length even.
-
-    Columns: the constant, then cos and sin of each frequency 1 .. length/2 − 1, then the
-    alternating (Nyquist) vector. A circulant matrix maps each cos/sin pair into its own
-    frequency, so these columns are right singular vectors of the block-circulant AIF matrix.
-    """
-    n = np.arange(length)
-    columns = [np.full(length, 1 / np.sqrt(length))]
-    for m in range(1, length // 2):
-        phase = 2 * np.pi * m * n / length
-        columns += [np.sqrt(2 / length) * np.cos(phase), np.sqrt(2 / length) * np.sin(phase)]
-    columns.append((-1.0) ** n / np.sqrt(length))
-    return np.stack(columns, axis=1)
-
-
-def basis_frequencies(length: int) -> np.ndarray:
-    """Angular frequency (rad/sample) of each column of :func:`real_fourier_basis`."""
-    pairs = np.repeat(np.arange(1, length // 2), 2)
-    return 2 * np.pi * np.concatenate([[0], pairs, [length // 2]]) / length
-
-
 class DeconvolutionModel:
     """Base of the block-circulant deconvolution models.
 
-    The block-circulant AIF matrix (:func:`block_circulant_matrix`, size 2 N) has the SVD
-    ``A = U S Vᵀ`` with V the real Fourier basis (:func:`real_fourier_basis`),
-    ``s_i = |A v_i|`` and ``u_i = A v_i / s_i``. A regularised residue is
+    With the SVD ``A = U S Vᵀ`` of the block-circulant AIF matrix
+    (:func:`block_circulant_matrix`, size 2 N), a regularised residue is
     ``k = Σ_i v_i f_i (u_iᵀ c) / s_i`` with filter factors ``f_i`` (1/0 for truncated SVD,
-    ``s²/(s² + λ²)`` for Tikhonov). Subclasses set ``self._filters``, shape (levels, 2 N),
-    from the strongest to the weakest regularisation.
+    ``s²/(s² + λ²)`` for Tikhonov). Subclasses pass a ladder of filters, from the strongest to
+    the weakest regularisation, to ``_set_filters``.
 
-    Per voxel the weakest level is kept whose residue has an oscillation index ≤ the
-    target. The index, in the spirit of Wu et al. (MRM 2003) but measured in the L2 norm,
+    Per voxel the weakest level is kept whose residue has an oscillation index (Wu et al.,
+    MRM 2003)
 
-        OI = |D₂ k| / |k|,   D₂ the (circular) second difference,
+        OI = Σ_i |k[i+1] − 2 k[i] + k[i−1]| / (2 N · max|k|)  ≤  ``oi_target``
 
-    is scale free and, because the basis diagonalises D₂ (``|D₂ v_i| = 2 − 2 cos ω_i``), it is
-    computed for every level at once from the squared coefficients by one small matrix
-    product, without forming the residues. Only the chosen residue is then formed.
-    Noisier (lower-flow) voxels get stronger regularisation, which keeps noise from
-    inflating the maximum of their residue; noise-free curves keep the weakest level.
+    (circular second difference over the 2 N padded samples). OI is scale free, so noisier
+    (lower-flow) voxels get stronger regularisation, which keeps noise from inflating the
+    maximum of their residue, while noise-free curves keep the weakest level. The level is
+    found by bisection over the ladder (OI grows as the regularisation weakens; where it does
+    not, bisection returns a level at which OI crosses the target): a ladder of ≤ 2^m levels
+    costs m evaluations, each one matrix product giving k and D₂k for a group of voxels.
+    Only the chosen residue is then formed.
 
     Parameters
     ----------
@@ -211,13 +189,10 @@ class DeconvolutionModel:
         self.area_weights = trapezoid_weights(self.times)
         self.aif_area = float(self.area_weights @ self.aif)
         matrix = block_circulant_matrix(self.resample @ self.aif, self.dt)
-        self.v = real_fourier_basis(matrix.shape[0])
-        mapped = matrix @ self.v
-        self.s = np.linalg.norm(mapped, axis=0)
-        self.u = mapped / np.maximum(self.s, 1e-12 * self.s.max())
-        self.roughness = 2 - 2 * np.cos(basis_frequencies(matrix.shape[0]))  # |D₂ v_i|
+        self.u, self.s, vt = np.linalg.svd(matrix)
+        self.v = vt.T
         self._to_coefficients = (self.resample.T @ self.u[: self.n_grid]).astype(np.float32)
-        self._basis_t = np.ascontiguousarray(self.v.T, dtype=np.float32)
+        self._basis_t = vt.astype(np.float32)
 
     @property
     def n_grid(self) -> int:
@@ -246,8 +221,7 @@ class DeconvolutionModel:
     def _residue_peaks(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Maximum of k(t) and its delay (s) per voxel of a block (voxels, t) float32.
 
-        The level is found per voxel by bisection over the ladder (OI grows as the
-        regularisation weakens), so a ladder of 2^m levels costs m OI evaluations.
+        The ladder level is found per voxel by bisection (see the class notes).
         """
         low = np.zeros(block.shape[0], np.intp)  # weakest level known to pass (0 by default)
         high = np.full(block.shape[0], self._oi_operators.shape[0] - 1, np.intp)

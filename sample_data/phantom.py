@@ -118,6 +118,8 @@ class Truth:
 
 @dataclass
 class Phantom:
+    """A simulated acquisition, its grid and its truth."""
+
     hu: np.ndarray          # float32 (t, z, y, x): measured HU (noise and motion included)
     times: np.ndarray       # float64 (t,) s from the first frame
     geometry: Geometry

@@ -99,8 +99,8 @@ def _register(fixed: sitk.Image, moving: sitk.Image, centre: np.ndarray) -> sitk
     )
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetShrinkFactorsPerLevel([2, 1])
-    method.SetSmoothingSigmasPerLevel([1.5, 1.0])  # voxels; smoothing the finest level too avoids the pull of linear interpolation towards grid-aligned poses
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    method.SetSmoothingSigmasPerLevel([5.0, 3.0])  # mm
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     initial = sitk.Euler3DTransform()
     initial.SetCenter(tuple(float(c) for c in centre))
     method.SetInitialTransform(initial, inPlace=True)
