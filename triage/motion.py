@@ -99,7 +99,7 @@ def _register(fixed: sitk.Image, moving: sitk.Image, centre: np.ndarray) -> sitk
     )
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetShrinkFactorsPerLevel([2, 1])
-    method.SetSmoothingSigmasPerLevel([5.0, 3.0])  # mm
+    method.SetSmoothingSigmasPerLevel([5.0, 3.0])  # mm; smoothing the finest level too avoids the pull of linear interpolation towards grid-aligned poses
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     initial = sitk.Euler3DTransform()
     initial.SetCenter(tuple(float(c) for c in centre))

@@ -78,13 +78,15 @@ def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
         render_summary(
             staging / "summary.png", analysis.baseline, analysis.lesion.core, analysis.lesion.hypoperfused,
             headline=headline(analysis), details=details(analysis), warnings=analysis.warnings,
-            parenchyma=analysis.tissue.parenchyma,
+            parenchyma=analysis.tissue.parenchyma, geometry=series.geometry,
+            core_label=f"Core (rCBF < {analysis.profile.core_rcbf_below:.0%})",
+            hypoperfused_label=f"Hypoperfused (Tmax > {analysis.profile.hypoperfusion_tmax_above_s:g} s)",
         )
         outputs["summary"] = "summary.png"
         for name, values in analysis.maps.items():
             units, window, colormap = MAP_STYLES[name]
             render_map(staging / "images" / f"{name}.png", values, name=name.upper(), units=units,
-                       window=window, colormap=colormap, mask=analysis.tissue.brain)
+                       window=window, colormap=colormap, mask=analysis.tissue.brain, geometry=series.geometry)
             outputs[f"{name}_image"] = f"images/{name}.png"
         analysis.timings["writing outputs"] = round(time.perf_counter() - write_start, 3)
         result = build_result(analysis, outputs=outputs, total_seconds=time.perf_counter() - started)
