@@ -19,6 +19,11 @@ class TikhonovModel(DeconvolutionModel):
     for all voxels cannot serve both ends: small enough for high flow to be accurate, it lets
     noise inflate low flow. Tmax is signed as in :class:`models.svd.BlockCirculantSVDModel`.
 
+    Defaults (``oi_target`` 0.05, 10 λ from 0.8 to 0.001) were tuned like those of the oSVD
+    model; on the synthetic tests Tikhonov is at least as accurate noise-free (within −9 %)
+    and separates low flow better at 3 HU (CBF-8 / CBF-60 median ratio about 0.22), with the
+    same kind of Tmax bias (+1 to +2 s noise-free).
+
     Parameters
     ----------
     aif : array_like, shape (t,)

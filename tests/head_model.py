@@ -1,9 +1,10 @@
 """Small analytic head for the preprocessing tests (motion correction, tissue masks).
 
 The head is a set of nested ellipsoids centred in the field of view: scalp, a 7 mm skull,
-a thin subarachnoid CSF layer (label CSF), a cortical grey-matter ribbon and white matter, with two
-lateral ventricles (label VENTRICLE, CSF density), two vessel tubes and one calcified spot. Every voxel holds the fraction
-of each label found on a supersampled grid (partial volume), so images are
+a thin subarachnoid CSF layer (label CSF), a cortical grey-matter ribbon and white matter,
+with two lateral ventricles (label VENTRICLE, CSF density), two vessel tubes and one calcified
+spot. Every voxel holds the fraction of each label found on a supersampled grid (partial
+volume), so images are
 ``HU = sum_k fraction_k * HU_k`` and the true label of a voxel is its majority label.
 Coordinates are mm from the head centre in the (x, y, z) voxel frame of the volume.
 """
@@ -52,7 +53,8 @@ def _label_points(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         ax, ay, az = HEAD_SEMI_AXES_MM - depth
         labels[(x / ax) ** 2 + (y / ay) ** 2 + (z / az) ** 2 <= 1.0] = label
     for side in (-1.0, 1.0):  # lateral ventricles
-        inside = ((x - side * 15.0) / 8.5) ** 2 + ((y + 5.0) / 26.0) ** 2 + ((z - 5.0) / 16.0) ** 2 <= 1.0
+        radius2 = ((x - side * 15.0) / 8.5) ** 2 + ((y + 5.0) / 26.0) ** 2 + ((z - 5.0) / 16.0) ** 2
+        inside = radius2 <= 1.0
         labels[inside] = VENTRICLE
     labels[(x - 4.0) ** 2 + (y - 45.0) ** 2 <= 2.2**2] = VESSEL  # tube along z
     labels[((y + 20.0) ** 2 + (z + 12.5) ** 2 <= 2.0**2) & (np.abs(x) < 45.0)] = VESSEL  # along x
@@ -98,8 +100,11 @@ def make_head(
     return HeadModel(fractions, fractions.argmax(axis=0).astype(np.uint8), geometry)
 
 
-def rigid_motion(rotation_deg: tuple[float, float, float], translation_mm: tuple[float, float, float]) -> np.ndarray:
-    """4 x 4 matrix rotating about the head centre (x, y, z angles in degrees, applied x then y then z) then translating."""
+def rigid_motion(rotation_deg: tuple, translation_mm: tuple) -> np.ndarray:
+    """4 x 4 matrix: rotation about the head centre, then translation (mm).
+
+    ``rotation_deg`` holds the angles about x, y and z in degrees, applied x first, z last.
+    """
     ax, ay, az = np.deg2rad(rotation_deg)
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
     ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
@@ -110,7 +115,9 @@ def rigid_motion(rotation_deg: tuple[float, float, float], translation_mm: tuple
     return matrix
 
 
-def correlated_noise(shape: tuple[int, ...], sd_hu: float, rng: np.random.Generator, sigma_px: float = 0.8) -> np.ndarray:
+def correlated_noise(
+    shape: tuple[int, ...], sd_hu: float, rng: np.random.Generator, sigma_px: float = 0.8
+) -> np.ndarray:
     """Gaussian noise with standard deviation ``sd_hu``, correlated in-plane (last two axes)."""
     white = rng.standard_normal(shape).astype(np.float32)
     sigma = (0,) * (len(shape) - 2) + (sigma_px, sigma_px)

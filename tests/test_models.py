@@ -85,12 +85,15 @@ def test_non_uniform_sampling_matches_uniform(model_class, tissue):
 @pytest.mark.parametrize("model_class", MODELS)
 def test_low_flow_not_inflated_by_noise(model_class):
     model = model_class(gamma_aif(NON_UNIFORM), NON_UNIFORM)
-    median_cbf = {}
+    median_cbf, late = {}, {}
     for seed, (tissue, (cbf, cbv, delay)) in enumerate(TISSUES.items()):
-        curves = tissue_curves(NON_UNIFORM, cbf, cbv, delay, noise=3.0, n=2000, seed=seed)
-        median_cbf[tissue] = np.median(model.fit(curves).cbf)
+        fit = model.fit(tissue_curves(NON_UNIFORM, cbf, cbv, delay, noise=3.0, n=2000, seed=seed))
+        median_cbf[tissue] = np.median(fit.cbf)
+        late[tissue] = np.mean(fit.tmax > 6)
     assert median_cbf["core"] < 0.3 * median_cbf["GM"]
     assert median_cbf["core"] < median_cbf["WM"] < median_cbf["penumbra"] < median_cbf["GM"]
+    # Tmax > 6 s: delayed tissue found, normal grey matter not flagged.
+    assert late["penumbra"] > 0.95 and late["core"] > 0.9 and late["GM"] < 0.05
 
 
 @pytest.mark.parametrize("model_class", MODELS)

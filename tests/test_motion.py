@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
-from head_model import CALC, CSF, GM, VENTRICLE, VESSEL, WM, bolus_shape, correlated_noise, make_head, rigid_motion
+from head_model import (
+    CALC, CSF, GM, VENTRICLE, VESSEL, WM, bolus_shape, correlated_noise, make_head, rigid_motion,
+)
 from scipy import ndimage
 
 from triage.errors import InputError
@@ -27,7 +29,9 @@ def moving_study(still_head):
     """Noise-free still frames (truth), noisy frames with the head moved in MOTIONS frames."""
     times = np.arange(N_FRAMES) * 2.0
     bolus = bolus_shape(times)
-    moved = {k: make_head(SHAPE, PIXEL_MM, SLICE_MM, motion=m, supersample=(2, 1, 1)) for k, m in MOTIONS.items()}
+    moved = {
+        k: make_head(SHAPE, PIXEL_MM, SLICE_MM, motion=m, supersample=(2, 1, 1)) for k, m in MOTIONS.items()
+    }
     truth = np.stack([still_head.image(b) for b in bolus])
     frames = np.stack([moved.get(i, still_head).image(b) for i, b in enumerate(bolus)])
     frames += correlated_noise(frames.shape, 8.0, np.random.default_rng(7))
@@ -35,7 +39,9 @@ def moving_study(still_head):
 
 
 def _series(frames, times, geometry):
-    return PerfusionSeries(data=frames.copy(), times=times.copy(), geometry=geometry, study_uid="1", series_uid="2")
+    return PerfusionSeries(
+        data=frames.copy(), times=times.copy(), geometry=geometry, study_uid="1", series_uid="2"
+    )
 
 
 def _true_displacement_mm(head, motion):

@@ -27,7 +27,8 @@ SKULL_MIN_ML = 2.0
 # Pixels eroded from the intracranial cavity: drops the skull's partial-volume edge (a voxel
 # half bone reads several hundred HU) and the thin subarachnoid CSF next to it.
 BRAIN_EROSION_PX = 1
-# CSF is 0-15 HU, white matter 25-35 HU, grey matter 35-45 HU: 15 HU splits CSF from tissue.
+# CSF is 0-10 HU, white matter 25-35 HU, grey matter 35-45 HU: 18 HU is about half-way from
+# CSF to white matter, so a voxel more than half CSF (partial volume at a ventricle) falls below.
 CSF_MAX_HU = 18.0
 # Plausible brain tissue after smoothing; above 60 HU is calcification, acute blood or bone edge.
 PARENCHYMA_MAX_HU = 60.0
@@ -39,8 +40,9 @@ CALCIFICATION_MAX_ML = 2.0
 # Arteries and veins enhance by 100-500 HU at the bolus peak, brain tissue by 10-30 HU (plus
 # about 2 noise SD for a maximum over time): 60 HU after smoothing separates them.
 VESSEL_MIN_ENHANCEMENT_HU = 60.0
-# In-plane Gaussian smoothing in mm before thresholding tissue classes: averages the 7-12 HU
-# per-frame noise down without blurring the ventricle edges much.
+# In-plane Gaussian smoothing (sigma, mm) before thresholding tissue classes, averaged over
+# brain voxels only so the skull does not bleed in: lowers the 7-12 HU per-frame noise without
+# blurring the ventricle edges much.
 TISSUE_SMOOTHING_MM = 2.0
 
 _IN_PLANE = np.zeros((3, 3, 3), bool)
@@ -72,7 +74,7 @@ class TissueMasks:
     calcification: np.ndarray
 
 
-def _smooth_in_plane(volume: np.ndarray, sigma_px: tuple[float, float], within: np.ndarray | None = None) -> np.ndarray:
+def _smooth_in_plane(volume: np.ndarray, sigma_px: tuple, within: np.ndarray | None = None) -> np.ndarray:
     """Gaussian smoothing in-plane; with ``within``, averages only voxels of that mask."""
     sigma = (0.0, *sigma_px)
     if within is None:
@@ -127,25 +129,35 @@ def segment_tissue(
         raise InputError(f"baseline image must be 3D (z, y, x), got shape {baseline_hu.shape}")
     if peak_enhancement is not None and np.shape(peak_enhancement) != baseline_hu.shape:
         raise InputError("peak enhancement image does not match the baseline image")
-    sx, sy, sz = geometry.spacing
+    sx, sy, _ = geometry.spacing
     voxel_ml = geometry.voxel_volume_ml
     tissue_sigma = (TISSUE_SMOOTHING_MM / sy, TISSUE_SMOOTHING_MM / sx)
 
-    head = ndimage.binary_fill_holes(_largest_component(baseline_hu > HEAD_MIN_HU), _IN_PLANE)
-    if not head.any():
+    full_head = ndimage.binary_fill_holes(_largest_component(baseline_hu > HEAD_MIN_HU), _IN_PLANE)
+    if not full_head.any():
         raise InputError("no head found in the baseline image (nothing above -300 HU)")
+    # Work inside the head's bounding box (plus a margin for the in-plane filters).
+    _, ys, xs = ndimage.find_objects(full_head.astype(np.uint8))[0]
+    box = (slice(None), slice(max(ys.start - 3, 0), ys.stop + 3), slice(max(xs.start - 3, 0), xs.stop + 3))
+    head = full_head[box]
+    baseline_hu = baseline_hu[box]
+    if peak_enhancement is not None:
+        peak_enhancement = np.asarray(peak_enhancement)[box]
 
     dense = _smooth_in_plane(baseline_hu, (0.5, 0.5)) > BONE_MIN_HU
     bone = _components(dense & head, min_voxels=int(np.ceil(SKULL_MIN_ML / voxel_ml)))
     closed_skull = ndimage.binary_closing(bone, _IN_PLANE, iterations=2) | bone
     cavity = ndimage.binary_fill_holes(closed_skull, _IN_PLANE) & ~closed_skull
     brain = ndimage.binary_erosion(cavity, _IN_PLANE, iterations=BRAIN_EROSION_PX)
-    brain = _largest_component(brain) if brain.any() else brain
+    if not brain.any():
+        raise InputError("no intracranial region found: the skull does not enclose any slice")
+    brain = _largest_component(brain)
 
     smooth = _smooth_in_plane(baseline_hu, tissue_sigma, within=brain)
     csf = brain & (smooth < CSF_MAX_HU)
 
-    dense_spots = brain & (_smooth_in_plane(baseline_hu, (0.5, 0.5), within=brain) > CALCIFICATION_MIN_HU)
+    light = _smooth_in_plane(baseline_hu, (0.5, 0.5), within=brain)
+    dense_spots = brain & (light > CALCIFICATION_MIN_HU)
     spots = _components(dense_spots, max_voxels=int(CALCIFICATION_MAX_ML / voxel_ml))
     calcification = ndimage.binary_dilation(spots, _IN_PLANE_SQUARE) & brain
 
@@ -156,6 +168,18 @@ def segment_tissue(
         vessels = ndimage.binary_dilation(peak > VESSEL_MIN_ENHANCEMENT_HU, _IN_PLANE_SQUARE) & head
 
     parenchyma = brain & ~csf & ~vessels & ~calcification & (smooth <= PARENCHYMA_MAX_HU)
+
+    def uncrop(mask: np.ndarray) -> np.ndarray:
+        full = np.zeros(full_head.shape, bool)
+        full[box] = mask
+        return full
+
     return TissueMasks(
-        head=head, brain=brain, parenchyma=parenchyma, csf=csf, vessels=vessels, bone=bone, calcification=calcification
+        head=full_head,
+        brain=uncrop(brain),
+        parenchyma=uncrop(parenchyma),
+        csf=uncrop(csf),
+        vessels=uncrop(vessels),
+        bone=uncrop(bone),
+        calcification=uncrop(calcification),
     )
