@@ -41,6 +41,10 @@ HEAD_MIN_CLIPPED_HU = -50.0
 SCALP_AND_SKULL_MM = 12.0
 # Number of reference voxels (a fixed random set) the metric compares at each iteration.
 METRIC_SAMPLES = 2000
+# Correlation of a frame's registration copy with the reference's, before registration, below
+# which the frame is not an image of the same head (blank or corrupt): the head outline and
+# skull keep it near 1 under the bolus and about 0.8 after a 15 mm jerk.
+MIN_FRAME_CORRELATION = 0.5
 # Fewer kept frames than this share of the series: the acquisition cannot be analysed.
 MIN_KEPT_SHARE = 0.5
 
@@ -90,7 +94,7 @@ def _image(volume: np.ndarray, spacing: tuple, origin: tuple) -> sitk.Image:
 
 
 def _register(fixed: sitk.Image, moving: sitk.Image, centre: np.ndarray) -> sitk.Euler3DTransform | None:
-    """Rigid transform mapping reference points to the moving frame, or None on failure."""
+    """Rigid transform mapping reference points into the moving frame, or None on failure."""
     method = sitk.ImageRegistrationMethod()
     method.SetNumberOfThreads(1)
     method.SetMetricAsMeanSquares()
@@ -124,6 +128,14 @@ def _register(fixed: sitk.Image, moving: sitk.Image, centre: np.ndarray) -> sitk
     if not np.all(np.isfinite(initial.GetParameters())):
         return None
     return initial
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two arrays (NaN when one is constant)."""
+    a = a - a.mean()
+    b = b - b.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
 
 def _displacement_mm(transform: sitk.Euler3DTransform, points: np.ndarray) -> float:
@@ -189,8 +201,10 @@ def correct_motion(
     fixed = _image(np.ascontiguousarray(fixed_array[box]), small_spacing, box_origin)
 
     def register(index: int) -> sitk.Euler3DTransform | None:
-        moving = _image(_downsample(data[index], factor), small_spacing, small_origin)
-        return _register(fixed, moving, centre)
+        moving_array = _downsample(data[index], factor)
+        if not _correlation(fixed_array, moving_array) >= MIN_FRAME_CORRELATION:
+            return None
+        return _register(fixed, _image(moving_array, small_spacing, small_origin), centre)
 
     def resample(index: int) -> None:
         _resample_in_place(data, index, transforms[index], (sx, sy, sz))

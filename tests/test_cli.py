@@ -1,0 +1,125 @@
+"""The command line as a user meets it: bad input gives one line, exit 2, no traceback, no output."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.dicom_factory import ct_instance, slice_positions, write_perfusion_series
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def triage(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "triage.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+
+def small_series(root: Path, frames: int = 12, **kwargs):
+    hu = np.full((frames, 2, 16, 16), 30, np.int16)
+    return write_perfusion_series(root, hu, np.arange(frames) * 1.5, **kwargs)
+
+
+def empty(root):
+    root.mkdir()
+
+
+def not_dicom(root):
+    root.mkdir()
+    (root / "notes.txt").write_text("not an image\n")
+    (root / "scan.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))
+
+
+def mr_series(root):
+    small_series(root, modality="MR")
+
+
+def single_time_point(root):
+    small_series(root, frames=1)
+
+
+def mixed_geometry(root):
+    paths, _, series_uid = small_series(root)
+    study = __import__("pydicom").dcmread(paths[0]).StudyInstanceUID
+    ct_instance(root / "odd.dcm", np.zeros((20, 20), np.int16), position=slice_positions(2)[0], time_s=36000.5,
+                study_uid=study, series_uid=series_uid)
+
+
+def missing_pixel_data(root):
+    paths, _, _ = small_series(root)
+    import pydicom
+
+    ds = pydicom.dcmread(paths[3])
+    del ds.PixelData
+    ds.save_as(paths[3])
+
+
+def truncated_file(root):
+    paths, _, _ = small_series(root)
+    data = paths[5].read_bytes()
+    paths[5].write_bytes(data[: len(data) - 300])
+
+
+def corrupt_header(root):
+    paths, _, _ = small_series(root)
+    paths[7].write_bytes(bytes(128) + b"DICM" + bytes(range(256)) * 4)
+
+
+def too_few_frames(root):
+    small_series(root, frames=6)
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (empty, "no files"),
+        (not_dicom, "no DICOM"),
+        (mr_series, "MR"),
+        (single_time_point, "time point"),
+        (mixed_geometry, "mixed image sizes"),
+        (missing_pixel_data, "pixel data"),
+        (truncated_file, "truncated"),
+        (corrupt_header, "could not be read"),
+        (too_few_frames, "time points"),
+    ],
+)
+def test_bad_input_one_line_no_traceback_no_output(tmp_path, make, expected):
+    source = tmp_path / "in"
+    make(source)
+    out = tmp_path / "out"
+    run = triage("analyze", str(source), "--out", str(out))
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len([line for line in lines if line.startswith("error:")]) == 1, run.stderr
+    assert lines[-1].startswith("error: ")
+    assert expected.lower() in lines[-1].lower(), lines[-1]
+    assert "Traceback" not in run.stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_missing_input_directory(tmp_path):
+    run = triage("analyze", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("error: input path does not exist")
+
+
+def test_unknown_profile_and_series(tmp_path):
+    small_series(tmp_path / "in")
+    run = triage("analyze", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--profile", "nonsense")
+    assert run.returncode == 2 and "unknown threshold profile 'nonsense'" in run.stderr
+    run = triage("analyze", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--series", "1.2.3.999")
+    assert run.returncode == 2 and "1.2.3.999" in run.stderr
+
+
+def test_refuses_to_overwrite_a_foreign_directory(tmp_path):
+    small_series(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    run = triage("analyze", str(tmp_path / "in"), "--out", str(out))
+    assert run.returncode == 2 and "not an earlier triage output" in run.stderr
+    assert (out / "precious.txt").read_text() == "keep me"
