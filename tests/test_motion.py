@@ -58,9 +58,14 @@ def _true_displacement_mm(head, motion):
 
 
 @pytest.fixture(scope="module")
-def corrected(moving_study, still_head):
+def input_series(moving_study, still_head):
     times, _, frames = moving_study
-    return correct_motion(_series(frames, times, still_head.geometry))
+    return _series(frames, times, still_head.geometry)
+
+
+@pytest.fixture(scope="module")
+def corrected(input_series):
+    return correct_motion(input_series)
 
 
 def test_displacement_matches_known_motion(corrected, still_head):
@@ -74,11 +79,12 @@ def test_displacement_matches_known_motion(corrected, still_head):
     assert report.max_displacement_mm == pytest.approx(report.displacement_mm.max())
 
 
-def test_jerk_frame_is_excluded_and_reported(corrected, moving_study):
+def test_jerk_frame_is_excluded_and_reported(corrected, moving_study, input_series):
     series, report = corrected
     times = moving_study[0]
     assert report.excluded_frames == [12]
     assert series.data.shape[0] == N_FRAMES - 1
+    assert np.shares_memory(series.data, input_series.data)  # no copy of the 4D array
     np.testing.assert_array_equal(series.times, np.delete(times, 12))
     assert any("[12]" in w for w in report.warnings)
     assert set(report.warnings) <= set(series.warnings)
@@ -106,6 +112,18 @@ def test_still_series_is_left_unchanged(moving_study, still_head):
     assert report.max_displacement_mm < 0.3
     np.testing.assert_array_equal(series.data, frames)
     assert report.warnings == []
+    np.testing.assert_array_equal(series.times, times)
+
+
+def test_blank_frame_fails_registration_and_is_removed(moving_study, still_head):
+    times, truth, _ = moving_study
+    frames = truth + correlated_noise(truth.shape, 8.0, np.random.default_rng(5))
+    frames[6] = -1000.0
+    series, report = correct_motion(_series(frames, times, still_head.geometry))
+    assert report.excluded_frames == [6]
+    assert np.isnan(report.displacement_mm[6])
+    assert any("failed" in w and "[6]" in w for w in report.warnings)
+    np.testing.assert_array_equal(series.data[6], frames[7])
 
 
 def test_bad_input_is_reported(moving_study, still_head):

@@ -19,7 +19,7 @@ from models.profiles import available_profiles, load_profile
 from triage import __version__
 from triage.assembly import assemble, scan, select
 from triage.errors import InputError
-from triage.outputs import write_outputs
+from triage.outputs import check_output_dir, write_outputs
 from triage.pipeline import analyse
 from triage.settings import load_settings
 
@@ -115,6 +115,7 @@ def run_analyze(args) -> int:
     progress = Progress(args.quiet)
     settings = load_settings(args.config, profile=args.profile, model=args.model)
     profile = load_profile(settings.profile)
+    check_output_dir(args.out)
     progress(f"scanning {args.input}")
     found = scan(args.input)
     chosen = select(found, args.series)

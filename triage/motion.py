@@ -43,8 +43,8 @@ SCALP_AND_SKULL_MM = 12.0
 METRIC_SAMPLES = 2000
 # Correlation of a frame's registration copy with the reference's, before registration, below
 # which the frame is not an image of the same head (blank or corrupt): the head outline and
-# skull keep it near 1 under the bolus and about 0.8 after a 15 mm jerk.
-MIN_FRAME_CORRELATION = 0.5
+# skull keep it near 1 under the bolus and above 0.6 after a 15 mm jerk.
+MIN_FRAME_CORRELATION = 0.3
 # Fewer kept frames than this share of the series: the acquisition cannot be analysed.
 MIN_KEPT_SHARE = 0.5
 
@@ -182,7 +182,7 @@ def correct_motion(
     sx, sy, sz = series.geometry.spacing
     factor = max(1, int(round(REGISTRATION_PIXEL_MM / max(sx, sy))))
     small_spacing = (sx * factor, sy * factor, sz)
-    small_origin = (sx * (factor - 1) / 2.0, sy * (factor - 1) / 2.0, 0.0)
+    small_origin = (sx * (factor - 1) / 2.0, sy * (factor - 1) / 2.0, 0.0)  # block centres
 
     fixed_array = _downsample(data[reference_frame], factor)
     head = ndimage.binary_fill_holes(fixed_array > HEAD_MIN_CLIPPED_HU)
@@ -220,7 +220,8 @@ def correct_motion(
         kept = [i for i in range(n_frames) if i not in excluded]
         if len(kept) < MIN_KEPT_SHARE * n_frames:
             raise InputError(
-                f"{len(excluded)} of {n_frames} frames moved more than {exclude_above_mm:g} mm"
+                f"{len(excluded)} of {n_frames} frames moved more than {exclude_above_mm:g} mm "
+                "or could not be registered: too few left to analyse"
             )
         corrected = [i for i in kept if displacement[i] > resample_above_mm]
         list(pool.map(resample, corrected))

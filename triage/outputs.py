@@ -54,7 +54,8 @@ def details(analysis: Analysis) -> list[str]:
     ]
 
 
-def _prepare_target(out_dir: Path) -> None:
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse an existing ``out_dir`` unless it is empty or an earlier triage output."""
     if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / "result.json").exists())):
         raise InputError(f"output {out_dir} exists and is not an earlier triage output; choose another --out")
 
@@ -62,7 +63,7 @@ def _prepare_target(out_dir: Path) -> None:
 def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
     """Write maps, pictures and ``result.json`` of ``analysis`` to ``out_dir``; return the result."""
     out_dir = Path(out_dir)
-    _prepare_target(out_dir)
+    check_output_dir(out_dir)
     staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "images").mkdir(parents=True)
