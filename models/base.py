@@ -270,36 +270,60 @@ class DeconvolutionModel:
         -------
         PerfusionFit
         """
-        curves = np.asarray(curves)
-        if curves.ndim < 1 or curves.shape[0] != self.times.size:
-            raise InputError(
-                f"curves have {curves.shape[0] if curves.ndim else 0} frames, the model {self.times.size}"
-            )
-        spatial = curves.shape[1:]
-        if mask is None:
-            mask = np.ones(spatial, dtype=bool)
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != spatial:
-            raise InputError(f"mask shape {mask.shape} does not match the curves' spatial shape {spatial}")
-        flat = curves.reshape(curves.shape[0], -1)
-        voxels = np.flatnonzero(mask)
+        flat, voxels, mask = masked_curves(curves, mask, self.times.size)
         out = {name: np.zeros(voxels.size, np.float32) for name in ("cbf", "cbv", "tmax", "ttp")}
         area_weights = self.area_weights.astype(np.float32)
-        for start in range(0, voxels.size, CHUNK_VOXELS):
-            part = slice(start, start + CHUNK_VOXELS)
-            block = np.ascontiguousarray(flat[:, voxels[part]].T, dtype=np.float32)  # (voxels, t)
-            if not np.isfinite(block).all():
-                raise InputError("tissue curves contain non-finite values")
+        for part, block in curve_blocks(flat, voxels):
             peak, delay = self._residue_peaks(block)
             out["cbf"][part] = np.maximum(peak, 0) * np.float32(FLOW_TO_CBF)
             out["tmax"][part] = delay
             out["cbv"][part] = (block @ area_weights) * np.float32(100 * K_H / RHO_BRAIN / self.aif_area)
             out["ttp"][part] = self.times[block.argmax(axis=1)] - self.times[0]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mtt = np.where(out["cbf"] > 1e-3, 60 * out["cbv"] / out["cbf"], 0).astype(np.float32)
-        maps = {}
-        for name, values in {**out, "mtt": mtt}.items():
-            full = np.zeros(spatial, np.float32)
-            full[mask] = values
-            maps[name] = full
-        return PerfusionFit(mask=mask, **maps)
+        return assemble_fit(out, mask)
+
+
+def masked_curves(curves, mask, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check curves (t, ...) and mask; return curves as (t, voxels), masked flat indices, mask.
+
+    Raises
+    ------
+    InputError
+        Wrong number of frames or a mask whose shape is not the curves' spatial shape.
+    """
+    curves = np.asarray(curves)
+    if curves.ndim < 1 or curves.shape[0] != n_frames:
+        raise InputError(f"curves have {curves.shape[0] if curves.ndim else 0} frames, the model {n_frames}")
+    spatial = curves.shape[1:]
+    mask = np.ones(spatial, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != spatial:
+        raise InputError(f"mask shape {mask.shape} does not match the curves' spatial shape {spatial}")
+    return curves.reshape(n_frames, -1), np.flatnonzero(mask), mask
+
+
+def curve_blocks(flat: np.ndarray, voxels: np.ndarray, chunk: int = CHUNK_VOXELS):
+    """Yield (slice into ``voxels``, float32 block (voxels, t)) in chunks of ``chunk`` voxels.
+
+    Raises
+    ------
+    InputError
+        A block holds non-finite values.
+    """
+    for start in range(0, voxels.size, chunk):
+        part = slice(start, start + chunk)
+        block = np.ascontiguousarray(flat[:, voxels[part]].T, dtype=np.float32)
+        if not np.isfinite(block).all():
+            raise InputError("tissue curves contain non-finite values")
+        yield part, block
+
+
+def assemble_fit(values: dict, mask: np.ndarray) -> PerfusionFit:
+    """A :class:`PerfusionFit` from per-voxel ``cbf``, ``cbv``, ``tmax``, ``ttp`` (MTT derived)."""
+    cbf, cbv = values["cbf"], values["cbv"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mtt = np.where(cbf > 1e-3, 60 * cbv / cbf, 0).astype(np.float32)
+    maps = {}
+    for name, per_voxel in {**values, "mtt": mtt}.items():
+        full = np.zeros(mask.shape, np.float32)
+        full[mask] = per_voxel
+        maps[name] = full
+    return PerfusionFit(mask=mask, **maps)

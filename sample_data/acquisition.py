@@ -88,7 +88,7 @@ def apply_pose(volume: np.ndarray, pose, spacing_zyx, fill_hu: float = -1000.0) 
     centre = (np.asarray(volume.shape) - 1) / 2.0
     matrix = (rotation.T * s[None, :]) / s[:, None]       # diag(1/s) R^T diag(s)
     offset = centre - matrix @ centre - (rotation.T @ translation) / s
-    return ndimage.affine_transform(volume, matrix, offset, order=1, mode="constant",
+    return ndimage.affine_transform(volume, matrix, offset, order=1, mode="nearest",
                                     cval=fill_hu, output=np.float32)
 
 

@@ -119,13 +119,17 @@ def run_analyze(args) -> int:
     progress(f"scanning {args.input}")
     found = scan(args.input)
     chosen = select(found, args.series)
+    scan_seconds = time.perf_counter() - started
     results = []
     for candidate in chosen:
         out_dir = args.out if len(chosen) == 1 else args.out / candidate.series_uid
         progress(f"reading series {candidate.series_uid}: {len(candidate.files)} files")
+        read_start = time.perf_counter()
         series = assemble(candidate, max_matrix=settings.max_matrix)
+        read_seconds = time.perf_counter() - read_start
         aif_zyx = _aif_on_processing_grid(series, args.aif) if args.aif else None
         analysis = analyse(series, settings, profile, age=args.age, nihss=args.nihss, aif_zyx=aif_zyx, progress=progress)
+        analysis.timings = {"scanning": round(scan_seconds, 3), "reading": round(read_seconds, 3), **analysis.timings}
         progress("writing outputs")
         result = write_outputs(analysis, out_dir, started=started)
         results.append(result)

@@ -15,11 +15,11 @@ from typing import Callable
 
 import numpy as np
 
-from models import BlockCirculantSVDModel, TikhonovModel
+from models import BlockCirculantSVDModel, ExponentialResidueModel, TikhonovModel
 from models.profiles import ThresholdProfile
 from triage.aif import ArterialInput, select_arterial_input
 from triage.bolus import BolusTiming, analyse_bolus, baseline_image
-from triage.denoise import smooth_within_mask
+from triage.denoise import keep_signal_components, median_within_mask, smooth_within_mask
 from triage.eligibility import Eligibility, assess
 from triage.errors import InputError
 from triage.lesion import LesionResult, segment_lesion
@@ -28,10 +28,12 @@ from triage.motion import MotionReport, correct_motion
 from triage.series import PerfusionSeries
 from triage.settings import Settings
 
-MODELS = {"bcsvd": BlockCirculantSVDModel, "tikhonov": TikhonovModel}
+MODELS = {"exponential": ExponentialResidueModel, "bcsvd": BlockCirculantSVDModel, "tikhonov": TikhonovModel}
 MAP_NAMES = ("cbf", "cbv", "mtt", "tmax", "ttp")
 MOTION_WARN_MM = 2.0  # displacement worth telling the reader even when corrected
 MIN_FRAMES = 10
+MEDIAN_FILTERED = ("tmax",)
+MEDIAN_SIZE = 5
 
 Progress = Callable[[str], None]
 
@@ -105,10 +107,13 @@ def analyse(
         )
     with stages.stage("denoising"):
         smooth_within_mask(enhancement, tissue.parenchyma, series.geometry, settings.smoothing_fwhm_mm)
+        keep_signal_components(enhancement, tissue.parenchyma)
     with stages.stage("deconvolution"):
         model = MODELS[settings.model](arterial.aif, series.times)
         fit = model.fit(enhancement, tissue.parenchyma)
         maps = {name: getattr(fit, name) for name in MAP_NAMES}
+        for name in MEDIAN_FILTERED:
+            maps[name] = median_within_mask(maps[name], tissue.parenchyma, MEDIAN_SIZE)
     with stages.stage("lesion"):
         lesion = segment_lesion(maps["cbf"], maps["tmax"], tissue.parenchyma, tissue.brain, series.geometry, profile)
         eligibility = assess(
@@ -120,7 +125,10 @@ def analyse(
 
     warnings = list(series.warnings)
     if motion.max_displacement_mm > MOTION_WARN_MM:
-        warnings.append(f"head motion up to {motion.max_displacement_mm:.1f} mm (corrected by registration)")
+        warnings.append(
+            f"head motion up to {motion.max_displacement_mm:.1f} mm: "
+            f"{len(motion.corrected_frames)} frames realigned by rigid registration"
+        )
     warnings += motion.warnings + bolus.warnings + list(arterial.quality.get("warnings", [])) + lesion.warnings
     return Analysis(
         series=series,

@@ -24,8 +24,9 @@ class Settings:
     """Analysis settings (units in the names or below).
 
     profile : threshold profile name or JSON path (see ``models.profiles``)
-    model : deconvolution model, ``"bcsvd"`` (block-circulant SVD, oscillation-index
-        regularised) or ``"tikhonov"``
+    model : deconvolution model, ``"exponential"`` (parametric fit of a delayed exponential
+        residue), ``"bcsvd"`` (block-circulant SVD, oscillation-index regularised) or
+        ``"tikhonov"``
     max_matrix : in-plane matrix the perfusion is computed on; larger acquisitions are
         block-averaged in-plane (512 → 256), maps are written back on the acquisition grid
     smoothing_fwhm_mm : in-plane Gaussian smoothing of the tissue curves within the parenchyma
@@ -34,7 +35,7 @@ class Settings:
     """
 
     profile: str = "rapid-like"
-    model: str = "bcsvd"
+    model: str = "exponential"
     max_matrix: int = 256
     smoothing_fwhm_mm: float = 5.0
     motion_exclude_mm: float = 10.0
