@@ -74,3 +74,17 @@ def test_no_lesion_case(run_case):
     assert result["core_ml"] < 5
     assert result["tmax6_ml"] < 10
     assert result["eligibility"]["defuse3"] is False
+
+
+def test_truncated_bolus_is_reported_next_to_the_numbers(run_case):
+    _, result, out = run_case("truncated")
+    assert result["quality"]["bolus"]["truncated"] is True
+    assert result["quality"]["level"] == "limited"
+    assert any("truncated" in w for w in result["quality"]["warnings"])
+    assert (out / "summary.png").exists()
+
+
+def test_clean_case_has_good_quality(run_case):
+    _, result, _ = run_case("mismatch")
+    assert result["quality"]["level"] == "good", result["quality"]["warnings"]
+    assert result["quality"]["bolus"]["truncated"] is False

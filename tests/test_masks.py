@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from head_model import BONE, CALC, GM, VENTRICLE, VESSEL, WM, bolus_shape, correlated_noise, make_head
+from tests.head_model import BONE, CALC, GM, VENTRICLE, VESSEL, WM, bolus_shape, correlated_noise, make_head
 
 from triage.errors import InputError
 from triage.masks import segment_tissue

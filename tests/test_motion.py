@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from head_model import (
+from tests.head_model import (
     CALC, CSF, GM, VENTRICLE, VESSEL, WM, bolus_shape, correlated_noise, make_head, rigid_motion,
 )
 from scipy import ndimage

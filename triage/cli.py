@@ -100,7 +100,8 @@ def print_summary(result: dict, out_dir: Path) -> None:
         f"  Reference               {result['reference']['method']} = {result['reference']['cbf']} mL/100 g/min",
     ]
     warnings = result["quality"]["warnings"]
-    lines.append("  Quality                 " + ("no warnings" if not warnings else "WARNINGS:"))
+    level = result["quality"]["level"].upper()
+    lines.append(f"  Quality                 {level}" + (", no warnings" if not warnings else ", warnings:"))
     lines += [f"    ! {w}" for w in warnings]
     lines += [
         f"  Time                    {result['timings_s']['total']:.1f} s",

@@ -34,12 +34,15 @@ def headline(analysis: Analysis) -> list[str]:
     hir = "n/a" if v["hir"] is None else f"{v['hir']:.2f}"
     defuse3 = "ELIGIBLE" if analysis.eligibility.defuse3 else "not eligible"
     dawn = {True: "ELIGIBLE", False: "not eligible", None: "needs age + NIHSS"}[analysis.eligibility.dawn]
-    return [
+    lines = [
         f"Core (rCBF<{analysis.profile.core_rcbf_below:.0%}): {v['core_ml']:.0f} mL    "
         f"Tmax>{analysis.profile.hypoperfusion_tmax_above_s:g}s: {v['tmax6_ml']:.0f} mL",
         f"Mismatch {v['mismatch_ml']:.0f} mL   ratio {ratio}   HIR {hir}",
         f"DEFUSE 3 imaging: {defuse3}    DAWN: {dawn}",
     ]
+    if analysis.quality_limited:
+        lines.append("QUALITY LIMITED: check the warnings and the source images")
+    return lines
 
 
 def details(analysis: Analysis) -> list[str]:

@@ -31,6 +31,7 @@ from triage.settings import Settings
 MODELS = {"exponential": ExponentialResidueModel, "bcsvd": BlockCirculantSVDModel, "tikhonov": TikhonovModel}
 MAP_NAMES = ("cbf", "cbv", "mtt", "tmax", "ttp")
 MOTION_WARN_MM = 2.0  # displacement worth telling the reader even when corrected
+MOTION_LIMITED_MM = 5.0  # above this, registration residuals and through-plane motion limit trust
 MIN_FRAMES = 10
 MEDIAN_FILTERED = ("tmax",)
 MEDIAN_SIZE = 5
@@ -55,6 +56,17 @@ class Analysis:
     settings: Settings
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def quality_limited(self) -> bool:
+        """True when the input limits trust in the numbers: a truncated bolus, an AIF warning,
+        frames removed for motion, or motion beyond MOTION_LIMITED_MM."""
+        return bool(
+            self.bolus.truncated
+            or self.arterial.quality.get("warnings")
+            or self.motion.excluded_frames
+            or self.motion.max_displacement_mm > MOTION_LIMITED_MM
+        )
 
 
 class _Stages:

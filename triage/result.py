@@ -2,7 +2,8 @@
 
 Volumes are in mL rounded to 0.1 mL, times in s. ``mismatch_ratio`` is null when the core is 0
 and ``hir`` when there is no Tmax > 6 s tissue. ``eligibility.dawn`` is null when age or NIHSS is
-unknown. ``quality.warnings`` lists everything that limits trust in the numbers.
+unknown. ``quality.level`` is ``"limited"`` when the input limits trust in the numbers (truncated bolus, AIF
+warnings, frames removed or large motion) and ``quality.warnings`` says what was found.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def build_result(analysis: Analysis, *, outputs: dict[str, str], total_seconds: 
         "reference": {"method": analysis.lesion.reference, "cbf": _round(analysis.lesion.reference_cbf, 2)},
         "model": analysis.settings.model,
         "quality": {
-            "reliable": not analysis.warnings,
+            "level": "limited" if analysis.quality_limited else "good",
             "warnings": analysis.warnings,
             "motion": {
                 "max_displacement_mm": _round(motion.max_displacement_mm, 2),
