@@ -88,3 +88,40 @@ def test_clean_case_has_good_quality(run_case):
     _, result, _ = run_case("mismatch")
     assert result["quality"]["level"] == "good", result["quality"]["warnings"]
     assert result["quality"]["bolus"]["truncated"] is False
+
+
+def test_result_json_contract_and_map_geometry(run_case):
+    phantom, result, out = run_case("mismatch")
+    for key in ("core_ml", "tmax6_ml", "tmax10_ml", "mismatch_ml", "mismatch_ratio", "hir",
+                "study_uid", "series_uid", "timings_s", "profile", "software"):
+        assert key in result
+    assert result["profile"]["name"] == "rapid-like" and result["profile"]["core_rcbf_below"] == 0.30
+    assert isinstance(result["eligibility"]["defuse3"], bool)
+    assert result["eligibility"]["dawn"] is None  # NIHSS unknown (age comes from DICOM)
+    assert result["acquisition"]["patient_age"] == phantom.config.age
+    assert len(result["quality"]["aif"]["curve_hu"]) == len(phantom.times)
+    assert result["quality"]["vof"]["location"] is not None
+    for name in ("cbf", "cbv", "mtt", "tmax", "ttp", "core", "hypoperfusion"):
+        image = sitk.ReadImage(str(out / "maps" / f"{name}.nii.gz"))
+        assert image.GetSize() == phantom.hu.shape[:0:-1]
+        assert np.allclose(image.GetSpacing(), phantom.geometry.spacing, atol=1e-4)
+        assert np.allclose(image.GetOrigin(), phantom.geometry.origin, atol=1e-3)
+        expected = sitk.sitkUInt8 if name in ("core", "hypoperfusion") else sitk.sitkFloat32
+        assert image.GetPixelID() == expected
+    # The AIF voxels are artery voxels of the phantom.
+    artery = {tuple(v) for v in phantom.truth.artery_voxels[:, ::-1].tolist()}
+    voxels = result["quality"]["aif"]["location"]["voxels_source_xyz"]
+    assert sum(tuple(v) in artery for v in voxels) >= len(voxels) // 2
+
+
+def test_manual_aif_override_and_dawn(run_case, tmp_path):
+    phantom, result, out = run_case("mismatch")
+    x, y, z = result["quality"]["aif"]["location"]["source_xyz"]
+    dicom = out.parent / "dicom"
+    assert main(["analyze", str(dicom), "--out", str(tmp_path / "o"), "--quiet", "--aif", f"{x},{y},{z}",
+                 "--nihss", "14", "--age", "70"]) == 0
+    manual = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert manual["quality"]["aif"]["manual"] is True
+    assert manual["quality"]["aif"]["location"]["source_xyz"] == [x, y, z]
+    assert abs(manual["core_ml"] - result["core_ml"]) <= 5
+    assert manual["eligibility"]["dawn"] is (manual["core_ml"] < 31)

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from triage.errors import InputError
@@ -63,6 +64,32 @@ def check_output_dir(out_dir: Path) -> None:
         raise InputError(f"output {out_dir} exists and is not an earlier triage output; choose another --out")
 
 
+def _write_nifti(analysis: Analysis, maps_dir: Path) -> dict[str, Path]:
+    series = analysis.series
+    masks = {"core": analysis.lesion.core, "hypoperfusion": analysis.lesion.hypoperfused}
+    return write_maps(
+        maps_dir, analysis.maps, masks, series.geometry, series.acquisition_geometry, series.acquisition_shape
+    )
+
+
+def _write_pictures(analysis: Analysis, staging: Path) -> dict[str, str]:
+    geometry = analysis.series.geometry
+    render_summary(
+        staging / "summary.png", analysis.baseline, analysis.lesion.core, analysis.lesion.hypoperfused,
+        headline=headline(analysis), details=details(analysis), warnings=analysis.warnings,
+        parenchyma=analysis.tissue.parenchyma, geometry=geometry,
+        core_label=f"Core (rCBF < {analysis.profile.core_rcbf_below:.0%})",
+        hypoperfused_label=f"Hypoperfused (Tmax > {analysis.profile.hypoperfusion_tmax_above_s:g} s)",
+    )
+    outputs = {"summary": "summary.png"}
+    for name, values in analysis.maps.items():
+        units, window, colormap = MAP_STYLES[name]
+        render_map(staging / "images" / f"{name}.png", values, name=name.upper(), units=units,
+                   window=window, colormap=colormap, mask=analysis.tissue.brain, geometry=geometry)
+        outputs[f"{name}_image"] = f"images/{name}.png"
+    return outputs
+
+
 def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
     """Write maps, pictures and ``result.json`` of ``analysis`` to ``out_dir``; return the result."""
     out_dir = Path(out_dir)
@@ -72,26 +99,10 @@ def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
     (staging / "images").mkdir(parents=True)
     write_start = time.perf_counter()
     try:
-        series = analysis.series
-        masks = {"core": analysis.lesion.core, "hypoperfusion": analysis.lesion.hypoperfused}
-        paths = write_maps(
-            staging / "maps", analysis.maps, masks, series.geometry,
-            series.acquisition_geometry, series.acquisition_shape,
-        )
-        outputs = {name: str(path.relative_to(staging)) for name, path in paths.items()}
-        render_summary(
-            staging / "summary.png", analysis.baseline, analysis.lesion.core, analysis.lesion.hypoperfused,
-            headline=headline(analysis), details=details(analysis), warnings=analysis.warnings,
-            parenchyma=analysis.tissue.parenchyma, geometry=series.geometry,
-            core_label=f"Core (rCBF < {analysis.profile.core_rcbf_below:.0%})",
-            hypoperfused_label=f"Hypoperfused (Tmax > {analysis.profile.hypoperfusion_tmax_above_s:g} s)",
-        )
-        outputs["summary"] = "summary.png"
-        for name, values in analysis.maps.items():
-            units, window, colormap = MAP_STYLES[name]
-            render_map(staging / "images" / f"{name}.png", values, name=name.upper(), units=units,
-                       window=window, colormap=colormap, mask=analysis.tissue.brain, geometry=series.geometry)
-            outputs[f"{name}_image"] = f"images/{name}.png"
+        with ThreadPoolExecutor(max_workers=2) as pool:  # NIfTI (zlib, resampling) beside PNG rendering
+            maps_written = pool.submit(_write_nifti, analysis, staging / "maps")
+            outputs = _write_pictures(analysis, staging)
+            outputs.update({name: str(path.relative_to(staging)) for name, path in maps_written.result().items()})
         analysis.timings["writing outputs"] = round(time.perf_counter() - write_start, 3)
         result = build_result(analysis, outputs=outputs, total_seconds=time.perf_counter() - started)
         (staging / "result.json").write_text(json.dumps(result, indent=2) + "\n")

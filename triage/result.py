@@ -21,18 +21,18 @@ def _round(value, digits=1):
 
 
 def _location(analysis: Analysis, voxels: np.ndarray | None) -> dict | None:
-    """Centre of a voxel set: processing-grid index, LPS mm, and source-image column/row/slice."""
+    """Where a curve was measured: the first (best) voxel in LPS mm and as source-image
+    column/row/slice (what ``--aif X,Y,Z`` takes), and every voxel averaged into the curve."""
     if voxels is None or len(voxels) == 0:
         return None
-    centre = voxels.mean(axis=0)
     series = analysis.series
-    point = series.geometry.to_physical(centre)
     source = series.acquisition_geometry or series.geometry
-    z, y, x = np.rint(source.to_index(point)).astype(int)
+    points = [series.geometry.to_physical(zyx) for zyx in voxels]
+    source_xyz = [[int(v) for v in np.rint(source.to_index(p))[::-1]] for p in points]
     return {
-        "lps_mm": [round(float(c), 1) for c in point],
-        "source_xyz": [int(x), int(y), int(z)],
-        "voxels": int(len(voxels)),
+        "lps_mm": [round(float(c), 1) for c in points[0]],
+        "source_xyz": source_xyz[0],
+        "voxels_source_xyz": source_xyz,
     }
 
 
