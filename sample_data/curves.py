@@ -4,7 +4,7 @@ Every curve is computed on a fine time grid (``FINE_DT_S``) that extends far pas
 acquisition so the bolus and the tissue tails return to zero, then sampled at the frame times by
 linear interpolation. The tissue model follows docs/conventions.md:
 C(t) = (rho / k_H) * F * (C_a conv R)(t), F = CBF / 6000 mL/g/s, R(t) = exp(-(t - d) / MTT) for
-t >= d. The fine-grid convolution is not the frame-rate discretisation a deconvolution uses, so
+t >= d (or, with a residue shape > 1, a gamma distribution of transit times). The fine-grid convolution is not the frame-rate discretisation a deconvolution uses, so
 the phantom does not commit an inverse crime.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.signal import fftconvolve
+from scipy.special import gammainc, gammaincc
 
 RHO = 1.04                        # brain density, g/mL
 K_H = (1.0 - 0.45) / (1.0 - 0.25)  # hematocrit correction, ~0.733
@@ -59,14 +60,20 @@ def venous_curve(t_fine: np.ndarray, aif_fine: np.ndarray) -> np.ndarray:
     return _convolve(delayed, exponential_kernel(VOF_DISPERSION_S, t_fine.size))
 
 
-def residue(t_fine: np.ndarray, mtt_s: float, delay_s: float, dispersion_s: float) -> np.ndarray:
+def residue(t_fine: np.ndarray, mtt_s: float, delay_s: float, dispersion_s: float,
+            shape: float = 1.0) -> np.ndarray:
     """Effective residue R_eff = h conv R as cell averages over the fine grid.
 
-    R(t) = exp(-(t - delay) / MTT) for t >= delay; h is an exponential dispersion kernel with
+    R(t) = 1 - P(shape, (t - delay) / theta) for t >= delay: the fraction of tracer still in
+    tissue when transit times follow a gamma distribution with mean MTT = shape * theta
+    (shape 1: the exponential exp(-(t - delay) / MTT); larger shapes: less capillary transit
+    time heterogeneity, a flatter-topped residue). h is an exponential dispersion kernel with
     time constant ``dispersion_s`` (none when 0). Cell averages keep the area exact (= MTT).
     """
-    edges = np.append(t_fine, t_fine[-1] + FINE_DT_S) - delay_s
-    cumulative = mtt_s * (1.0 - np.exp(-np.clip(edges, 0.0, None) / mtt_s))  # integral of R
+    theta = mtt_s / shape
+    x = np.clip(np.append(t_fine, t_fine[-1] + FINE_DT_S) - delay_s, 0.0, None)
+    # Integral of R from 0 to x: x (1 - P(a, x/theta)) + a theta P(a + 1, x/theta).
+    cumulative = x * gammaincc(shape, x / theta) + mtt_s * gammainc(shape + 1.0, x / theta)
     r = np.diff(cumulative) / FINE_DT_S
     if dispersion_s > 0:
         r = _convolve(r, exponential_kernel(dispersion_s, r.size))

@@ -317,3 +317,19 @@ def test_cli(tmp_path, capsys):
     assert "core" in capsys.readouterr().out
     assert main(["--case", "nope", "--out", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_gamma_transit_time_residue():
+    """Shape 1 is the exponential residue; other shapes keep area MTT, R(delay) = 1, R falling."""
+    from sample_data import curves
+
+    t = curves.fine_times()
+    exponential = curves.residue(t, 4.0, 1.0, 0.0, 1.0)
+    centres = t + curves.FINE_DT_S / 2 - 1.0
+    assert np.allclose(exponential[t >= 1.0], np.exp(-centres[t >= 1.0] / 4.0), atol=3e-3)
+    for shape in (2.0, 3.0):
+        r = curves.residue(t, 4.0, 1.0, 0.0, shape)
+        assert r.sum() * curves.FINE_DT_S == pytest.approx(4.0, rel=1e-4)
+        assert r.max() == pytest.approx(1.0, abs=1e-3) and curves.tmax_of(r, t) == pytest.approx(1.0, abs=0.03)
+        assert np.all(np.diff(r[t >= 1.0]) <= 1e-9)
+        assert r[int(2.0 / curves.FINE_DT_S)] > exponential[int(2.0 / curves.FINE_DT_S)]  # flatter top
