@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from sample_data.dicom_writer import VARIANTS
 from sample_data.phantom import CASES, make_phantom, write_dicom
 from triage.cli import main
 from triage.eligibility import defuse3_imaging
@@ -21,20 +22,20 @@ def run_case(tmp_path_factory):
     """Analyse a named phantom case once per module: (phantom, result, output directory)."""
     done = {}
 
-    def run(name):
-        if name not in done:
+    def run(name, variant=None):
+        if (name, variant) not in done:
             root = tmp_path_factory.mktemp(name)
             phantom = make_phantom(CASES[name])
-            write_dicom(phantom, root / "dicom")
+            write_dicom(phantom, root / "dicom", variant=variant and VARIANTS[variant])
             assert main(["analyze", str(root / "dicom"), "--out", str(root / "out"), "--quiet"]) == 0
             result = json.loads((root / "out" / "result.json").read_text())
-            done[name] = phantom, result, root / "out"
-        return done[name]
+            done[name, variant] = phantom, result, root / "out"
+        return done[name, variant]
 
     return run
 
 
-@pytest.fixture(params=["mismatch", "large_core", "moved_noisy"])
+@pytest.fixture(params=["mismatch", "large_core", "moved_noisy", "heterogeneous"])
 def lesion_case(request, run_case):
     return run_case(request.param)
 
@@ -125,3 +126,15 @@ def test_manual_aif_override_and_dawn(run_case, tmp_path):
     assert manual["quality"]["aif"]["location"]["source_xyz"] == [x, y, z]
     assert abs(manual["core_ml"] - result["core_ml"]) <= 5
     assert manual["eligibility"]["dawn"] is (manual["core_ml"] < 31)
+
+
+def test_messy_vendor_export_with_variable_sampling(run_case):
+    """Content times only, constant AcquisitionNumber, per-instance rescale, random nested names,
+    an NCCT series mixed in, RLE compression, denser sampling during the bolus."""
+    phantom, result, _ = run_case("variable_sampling", "messy")
+    assert np.ptp(np.diff(phantom.times)) > 0.5  # really variable
+    truth = phantom.truth.volumes
+    assert result["acquisition"]["frames"] == len(phantom.times)
+    assert abs(result["core_ml"] - truth["core_ml"]) <= max(5.0, 0.15 * truth["core_ml"])
+    assert abs(result["tmax6_ml"] - truth["tmax6_ml"]) <= max(10.0, 0.10 * truth["tmax6_ml"])
+    assert any("ContentTime" in w for w in result["quality"]["warnings"])
