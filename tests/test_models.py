@@ -8,7 +8,7 @@ R and then sampled at the frame times (no inverse crime: the models see sampled 
 import numpy as np
 import pytest
 
-from models import BlockCirculantSVDModel, PerfusionFit, TikhonovModel
+from models import BlockCirculantSVDModel, ExponentialResidueModel, PerfusionFit, TikhonovModel
 from triage.errors import InputError
 
 RHO, K_H = 1.04, (1 - 0.45) / (1 - 0.25)
@@ -17,7 +17,7 @@ UNIFORM = np.arange(60) * 1.0
 NON_UNIFORM = np.concatenate([[0.0, 3.0], np.arange(5.0, 36.0, 1.0), np.arange(38.0, 63.0, 3.0)])
 # (CBF mL/100 g/min, CBV mL/100 g, delay s)
 TISSUES = {"GM": (60, 4.0, 1.0), "WM": (25, 2.0, 1.0), "penumbra": (35, 4.5, 8.0), "core": (8, 1.5, 12.0)}
-MODELS = [BlockCirculantSVDModel, TikhonovModel]
+MODELS = [BlockCirculantSVDModel, TikhonovModel, ExponentialResidueModel]
 
 
 def gamma_aif(t, peak=350.0, start=6.0, rise=6.0, alpha=3.0):
@@ -144,3 +144,51 @@ def test_bad_fit_input_is_rejected():
         model.fit(np.zeros((UNIFORM.size, 4), np.float32), np.ones(5, bool))
     with pytest.raises(InputError, match="non-finite"):
         model.fit(np.full((UNIFORM.size, 2), np.nan, np.float32))
+
+
+# (CBF, CBV, delay): tissue whose curve is still high when the acquisition ends (long MTT,
+# late arrival) is where truncated deconvolution fails; the parametric fit must not.
+TRUNCATED = {"core": (3.0, 0.8, 14.0), "core_gm": (4.5, 1.6, 14.0), "late": (16.25, 2.1, 12.0)}
+
+
+@pytest.mark.parametrize("tissue", [*TISSUES, *TRUNCATED])
+def test_exponential_model_is_unbiased_noise_free(tissue):
+    cbf, cbv, delay = {**TISSUES, **TRUNCATED}[tissue]
+    times = np.arange(40) * 1.5  # 1.5 s sampling, 58.5 s: late tissue does not return to baseline
+    got = fit_one_times(ExponentialResidueModel, times, cbf, cbv, delay)
+    assert got["cbf"] == pytest.approx(cbf, rel=0.04)
+    assert got["cbv"] == pytest.approx(cbv, rel=0.04)
+    assert got["mtt"] == pytest.approx(60 * cbv / cbf, rel=0.05)
+    assert got["tmax"] == pytest.approx(delay, abs=0.4)
+
+
+def fit_one_times(model_class, times, cbf, cbv, delay):
+    fit = model_class(gamma_aif(times), times).fit(tissue_curves(times, cbf, cbv, delay))
+    return {name: float(getattr(fit, name)[0]) for name in ("cbf", "cbv", "mtt", "tmax")}
+
+
+def test_exponential_model_ignores_a_baseline_offset():
+    cbf, cbv, delay = TISSUES["penumbra"]
+    curves = tissue_curves(UNIFORM, cbf, cbv, delay) + np.float32(1.5)
+    fit = ExponentialResidueModel(gamma_aif(UNIFORM), UNIFORM).fit(curves)
+    assert float(fit.cbf[0]) == pytest.approx(cbf, rel=0.05)
+    assert float(fit.tmax[0]) == pytest.approx(delay, abs=0.5)
+
+
+def test_mtt_guide_fixes_mtt_and_refits_flow_and_delay():
+    model = ExponentialResidueModel(gamma_aif(NON_UNIFORM), NON_UNIFORM)
+    clean = np.concatenate([tissue_curves(NON_UNIFORM, *TISSUES[name]) for name in ("WM", "core")], axis=1)
+    # A guide equal to the curves changes nothing.
+    free, guided = model.fit(clean), model.fit(clean, mtt_curves=clean)
+    for name in ("cbf", "cbv", "mtt", "tmax"):
+        np.testing.assert_allclose(getattr(guided, name), getattr(free, name), rtol=1e-5, atol=1e-4)
+    # Noisy low-flow curves: with the MTT from a clean guide, flow is no longer inflated.
+    noisy = tissue_curves(NON_UNIFORM, *TISSUES["core"], noise=2.0, n=2000, seed=3)
+    guide = np.repeat(tissue_curves(NON_UNIFORM, *TISSUES["core"]), 2000, axis=1)
+    unguided_cbf = np.median(model.fit(noisy).cbf)
+    guided_fit = model.fit(noisy, mtt_curves=guide)
+    assert np.median(guided_fit.cbf) == pytest.approx(TISSUES["core"][0], rel=0.15)
+    assert abs(np.median(guided_fit.cbf) - 8) < abs(unguided_cbf - 8)
+    assert np.median(guided_fit.tmax) == pytest.approx(TISSUES["core"][2], abs=1.0)
+    with pytest.raises(InputError, match="mtt_curves"):
+        model.fit(noisy, mtt_curves=guide[:, :10])

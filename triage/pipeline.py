@@ -19,7 +19,7 @@ from models import BlockCirculantSVDModel, ExponentialResidueModel, TikhonovMode
 from models.profiles import ThresholdProfile
 from triage.aif import ArterialInput, select_arterial_input
 from triage.bolus import BolusTiming, analyse_bolus, baseline_image
-from triage.denoise import keep_signal_components, median_within_mask, smooth_within_mask
+from triage.denoise import median_within_mask, split_scales
 from triage.eligibility import Eligibility, assess
 from triage.errors import InputError
 from triage.lesion import LesionResult, segment_lesion
@@ -33,8 +33,9 @@ MAP_NAMES = ("cbf", "cbv", "mtt", "tmax", "ttp")
 MOTION_WARN_MM = 2.0  # displacement worth telling the reader even when corrected
 MOTION_LIMITED_MM = 5.0  # above this, registration residuals and through-plane motion limit trust
 MIN_FRAMES = 10
-MEDIAN_FILTERED = ("tmax",)
-MEDIAN_SIZE = 5
+# Tmax decides the hypoperfused volume: a median within parenchyma (in-plane px, slices) removes
+# isolated noisy estimates without moving the edges of lesion-sized regions.
+TMAX_MEDIAN_PX, TMAX_MEDIAN_SLICES = 5, 3
 
 Progress = Callable[[str], None]
 
@@ -118,14 +119,20 @@ def analyse(
             enhancement, series.times, tissue.brain, series.geometry, override_zyx=aif_zyx
         )
     with stages.stage("denoising"):
-        smooth_within_mask(enhancement, tissue.parenchyma, series.geometry, settings.smoothing_fwhm_mm)
-        keep_signal_components(enhancement, tissue.parenchyma)
+        coarse_curves = None  # smoothing 0: the curves are fitted as they are
+        if settings.smoothing_fwhm_mm > 0:
+            coarse_curves = split_scales(
+                enhancement, tissue.parenchyma, series.geometry, settings.smoothing_fwhm_mm, settings.coarse_fwhm_mm
+            )
     with stages.stage("deconvolution"):
         model = MODELS[settings.model](arterial.aif, series.times)
-        fit = model.fit(enhancement, tissue.parenchyma)
+        if settings.model == "exponential" and coarse_curves is not None:
+            fit = model.fit(enhancement, tissue.parenchyma, mtt_curves=coarse_curves)
+        else:
+            fit = model.fit(enhancement, tissue.parenchyma)
+        del coarse_curves
         maps = {name: getattr(fit, name) for name in MAP_NAMES}
-        for name in MEDIAN_FILTERED:
-            maps[name] = median_within_mask(maps[name], tissue.parenchyma, MEDIAN_SIZE)
+        maps["tmax"] = median_within_mask(maps["tmax"], tissue.parenchyma, TMAX_MEDIAN_PX, TMAX_MEDIAN_SLICES)
     with stages.stage("lesion"):
         lesion = segment_lesion(maps["cbf"], maps["tmax"], tissue.parenchyma, tissue.brain, series.geometry, profile)
         eligibility = assess(
