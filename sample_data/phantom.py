@@ -38,7 +38,7 @@ __all__ = ["PhantomConfig", "CASES", "Truth", "Phantom", "make_phantom", "write_
            "VEIN", "NORMAL", "RIM", "PENUMBRA", "SEVERE", "CORE"]
 
 FOV_MM = 240.0
-CORE_RCBF, HYPO_TMAX_S, SEVERE_TMAX_S, REFERENCE_TMAX_S = 0.30, 6.0, 10.0, 4.0
+CORE_RCBF, HYPO_TMAX_S, SEVERE_TMAX_S = 0.30, 6.0, 10.0
 
 # Normal tissue: CBF mL/100 g/min, CBV mL/100 g, Tmax (arrival delay relative to the AIF) s.
 NORMAL_TISSUE = {GM: (60.0, 4.0, 0.6), WM: (25.0, 2.0, 1.0)}
@@ -236,9 +236,12 @@ def _truth(config, geometry, anatomy, aif, vof, sets, set_tmax, displacement):
     side = 1.0 if config.lesion_side == "left" else -1.0
     x = geometry.origin[0] + geometry.spacing[0] * np.arange(labels.shape[2])
     contralateral = (side * x < 0)[None, None, :]
-    reference = parenchyma & contralateral & (tmax_map < REFERENCE_TMAX_S)
+    # Normal tissue of the unaffected hemisphere: without extra delay this is exactly its
+    # parenchyma with Tmax < 4 s (the pipeline's rule); a whole-brain delay
+    # (tissue_delay_s) shifts every Tmax but leaves the tissue normal.
+    reference = parenchyma & contralateral & (zones == NORMAL)
     if not reference.any():
-        raise InputError("the slices cover no brain: choose more slices or thinner ones")
+        raise InputError("no normal parenchyma in the unaffected hemisphere: choose more slices or thinner ones")
     reference_cbf = float(np.median(cbf_map[reference]))
     core = parenchyma & (cbf_map < CORE_RCBF * reference_cbf)
     hypo = parenchyma & (tmax_map > HYPO_TMAX_S)

@@ -20,7 +20,7 @@ from triage import __version__
 from triage.assembly import assemble, scan, select
 from triage.errors import InputError
 from triage.outputs import check_output_dir, write_outputs
-from triage.pipeline import analyse
+from triage.pipeline import MODELS, analyse
 from triage.settings import load_settings
 
 EXIT_INPUT, EXIT_INTERNAL = 2, 3
@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out", type=Path, required=True, help="output directory")
     analyze.add_argument("--series", metavar="UID", help="analyse only this Series Instance UID")
     analyze.add_argument("--profile", help=f"threshold profile name or JSON file ({', '.join(available_profiles())})")
-    analyze.add_argument("--model", choices=["bcsvd", "tikhonov"], help="deconvolution model (default bcsvd)")
+    analyze.add_argument("--model", choices=sorted(MODELS),
+                         help="deconvolution model: exponential (parametric fit, default), bcsvd, tikhonov")
     analyze.add_argument("--age", type=float, help="patient age in years (default: from DICOM)")
     analyze.add_argument("--nihss", type=_parse_nihss, help="NIHSS score, for the DAWN criteria")
     analyze.add_argument("--aif", type=_parse_aif, metavar="X,Y,Z",
