@@ -85,6 +85,23 @@ class _Stages:
         self.timings[name] = round(time.perf_counter() - start, 3)
 
 
+def peak_enhancement(enhancement: np.ndarray, motion: MotionReport) -> np.ndarray:
+    """Maximum enhancement (HU) over the frames that were not resampled for motion.
+
+    Interpolating a moved frame smears the skull and vessel edges into the brain, which would
+    look like strongly enhancing vessels; frames left as acquired do not. With too few such
+    frames, every frame is used.
+    """
+    kept = [i for i in range(len(motion.displacement_mm)) if i not in motion.excluded_frames]
+    as_acquired = [position for position, i in enumerate(kept) if i not in motion.corrected_frames]
+    if len(as_acquired) < MIN_FRAMES:
+        as_acquired = range(len(kept))
+    peak = enhancement[as_acquired[0]].copy()
+    for position in as_acquired[1:]:
+        np.maximum(peak, enhancement[position], out=peak)
+    return peak
+
+
 def analyse(
     series: PerfusionSeries,
     settings: Settings,
@@ -113,7 +130,7 @@ def analyse(
     with stages.stage("tissue masks"):
         enhancement = series.data
         enhancement -= baseline
-        tissue = segment_tissue(baseline, series.geometry, enhancement.max(axis=0))
+        tissue = segment_tissue(baseline, series.geometry, peak_enhancement(enhancement, motion))
     with stages.stage("AIF and VOF"):
         arterial = select_arterial_input(
             enhancement, series.times, tissue.brain, series.geometry, override_zyx=aif_zyx

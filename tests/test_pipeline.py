@@ -1,0 +1,23 @@
+"""Pipeline helpers tested alone."""
+
+import numpy as np
+
+from triage.motion import MotionReport
+from triage.pipeline import peak_enhancement
+
+
+def test_peak_enhancement_ignores_resampled_frames():
+    enhancement = np.zeros((14, 1, 4, 4), np.float32)
+    enhancement[5, 0, 1, 1] = 40.0   # tissue peak in a frame left as acquired
+    enhancement[7, 0, 2, 2] = 500.0  # interpolated skull edge in a realigned frame
+    # Input frame 3 was removed; input frame 8 (now at position 7) was realigned.
+    motion = MotionReport(np.zeros(15), 0.0, excluded_frames=[3], corrected_frames=[8])
+    peak = peak_enhancement(enhancement, motion)
+    assert peak[0, 1, 1] == 40.0 and peak[0, 2, 2] == 0.0
+
+
+def test_peak_enhancement_uses_every_frame_when_too_few_are_clean():
+    enhancement = np.zeros((12, 1, 2, 2), np.float32)
+    enhancement[4, 0, 0, 0] = 99.0
+    motion = MotionReport(np.zeros(12), 3.0, corrected_frames=list(range(6)))
+    assert peak_enhancement(enhancement, motion)[0, 0, 0] == 99.0
