@@ -133,3 +133,15 @@ def test_bad_input_is_reported(moving_study, still_head):
         correct_motion(_series(frames, times, still_head.geometry), reference_frame=N_FRAMES)
     with pytest.raises(InputError, match="moved more than"):
         correct_motion(_series(frames, times, still_head.geometry), exclude_above_mm=0.01)
+
+
+def test_sub_millimetre_motion_is_not_screened_as_still(still_head):
+    """The linearised still-frame screen must pass a 0.8 mm shift on to registration."""
+    times = np.arange(N_FRAMES) * 2.0
+    bolus = bolus_shape(times)
+    shifted = make_head(SHAPE, PIXEL_MM, SLICE_MM, motion=rigid_motion((0, 0, 0), (0.8, 0, 0)), supersample=(2, 1, 1))
+    frames = np.stack([(shifted if i == 6 else still_head).image(b) for i, b in enumerate(bolus)])
+    frames += correlated_noise(frames.shape, 8.0, np.random.default_rng(3))
+    _, report = correct_motion(_series(frames, times, still_head.geometry))
+    assert report.displacement_mm[6] == pytest.approx(0.8, abs=0.25)
+    assert report.corrected_frames == [6]

@@ -1,6 +1,7 @@
 """Rigid head-motion correction of a perfusion series.
 
-Every frame is registered to a reference frame with a rigid (Euler 3D) transform, mean
+Frames that a linearised one-step estimate finds still (under STILL_SCREEN_MM) are left alone;
+every other frame is registered to a reference frame with a rigid (Euler 3D) transform, mean
 squares metric and regular-step gradient descent over a two-level pyramid, on a copy
 downsampled in-plane to about REGISTRATION_PIXEL_MM with HU clipped to
 [CLIP_HU_LOW, CLIP_HU_HIGH], so the skull and the head outline drive the fit rather than the
@@ -49,6 +50,9 @@ METRIC_SAMPLES = 2000
 # which the frame is not an image of the same head (blank or corrupt): the head outline and
 # skull keep it near 1 under the bolus and above 0.6 after a 15 mm jerk.
 MIN_FRAME_CORRELATION = 0.3
+# A frame whose first-order (linearised) rigid motion estimate moves no brain-surface point
+# more than this (mm) is taken as still and not registered: most frames of most series.
+STILL_SCREEN_MM = 0.25
 # Fewer kept frames than this share of the series: the acquisition cannot be analysed.
 MIN_KEPT_SHARE = 0.5
 
@@ -142,6 +146,32 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
         return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
 
+def _first_order_displacement_mm(
+    fixed: np.ndarray, moving: list[np.ndarray], spacing: tuple, origin: tuple,
+    centre: np.ndarray, points: np.ndarray, inside: np.ndarray,
+) -> np.ndarray:
+    """Displacement (mm) of each moving frame from one linearised least-squares step.
+
+    Models ``moving - fixed`` as ``-grad(fixed) . u`` with the rigid field
+    ``u = w x (x - centre) + t``, plus an intensity offset and a brain-wide enhancement term
+    (indicator of ``inside``) so the bolus is not read as motion. Accurate for the sub-voxel
+    motions it is used to screen; larger ones are registered properly anyway.
+    """
+    sx, sy, sz = spacing
+    smooth = ndimage.gaussian_filter(fixed, (0.5, 1.0, 1.0))
+    gz, gy, gx = np.gradient(smooth, sz, sy, sx)
+    grad = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], axis=1)
+    zz, yy, xx = np.indices(fixed.shape)
+    r = np.stack([xx.ravel() * sx, yy.ravel() * sy, zz.ravel() * sz], axis=1) + np.asarray(origin) - centre
+    design = np.hstack([np.cross(r, grad), grad, np.ones((r.shape[0], 1)), inside.reshape(-1, 1)])
+    diffs = np.stack([(ndimage.gaussian_filter(m, (0.5, 1.0, 1.0)) - smooth).ravel() for m in moving], axis=1)
+    params, *_ = np.linalg.lstsq(design, diffs, rcond=None)
+    omega, shift = params[0:3].T, params[3:6].T  # (frames, 3)
+    rel = points - centre
+    field = np.cross(omega[:, None, :], rel[None, :, :]) + shift[:, None, :]
+    return np.sqrt((field**2).sum(axis=2)).max(axis=1)
+
+
 def _displacement_mm(transform: sitk.Euler3DTransform, points: np.ndarray) -> float:
     """Largest distance between ``points`` (n, 3 in mm) and their images under ``transform``."""
     matrix = np.array(transform.GetMatrix()).reshape(3, 3)
@@ -205,18 +235,27 @@ def correct_motion(
     fixed = _image(np.ascontiguousarray(fixed_array[box]), small_spacing, box_origin)
 
     def register(index: int) -> sitk.Euler3DTransform | None:
-        moving_array = _downsample(data[index], factor)
-        if not _correlation(fixed_array, moving_array) >= MIN_FRAME_CORRELATION:
+        if not _correlation(fixed_array, small[index]) >= MIN_FRAME_CORRELATION:
             return None
-        return _register(fixed, _image(moving_array, small_spacing, small_origin), centre)
+        return _register(fixed, _image(small[index], small_spacing, small_origin), centre)
 
     def resample(index: int) -> None:
         _resample_in_place(data, index, transforms[index], (sx, sy, sz))
 
     others = [i for i in range(n_frames) if i != reference_frame]
+    displacement = np.zeros(n_frames)
+    small = {i: _downsample(data[i], factor) for i in others}
+    screened = _first_order_displacement_mm(
+        fixed_array, list(small.values()), small_spacing, small_origin, centre, points, brain
+    )
+    displacement[others] = screened
+    # Frames unlike the reference (blank, corrupt) go to registration, which refuses them.
+    to_register = [
+        i for i, d in zip(others, screened)
+        if d > STILL_SCREEN_MM or not _correlation(fixed_array, small[i]) >= MIN_FRAME_CORRELATION
+    ]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        transforms = dict(zip(others, pool.map(register, others)))
-        displacement = np.zeros(n_frames)
+        transforms = dict(zip(to_register, pool.map(register, to_register)))
         for index, transform in transforms.items():
             displacement[index] = np.nan if transform is None else _displacement_mm(transform, points)
         failed = [i for i, t in transforms.items() if t is None]
@@ -227,7 +266,7 @@ def correct_motion(
                 f"{len(excluded)} of {n_frames} frames moved more than {exclude_above_mm:g} mm "
                 "or could not be registered: too few left to analyse"
             )
-        corrected = [i for i in kept if displacement[i] > resample_above_mm]
+        corrected = [i for i in kept if i in transforms and displacement[i] > resample_above_mm]
         list(pool.map(resample, corrected))
 
     for position, index in enumerate(kept):
