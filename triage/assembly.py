@@ -11,10 +11,11 @@ ContentTime). File names and arrival order are ignored.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import threading
 from collections import Counter, defaultdict
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,8 @@ SAME_TIME_S = 0.05               # instances closer than this in time are one ti
 SLICE_SPACING_TOLERANCE = 0.10   # allowed relative deviation of slice gaps from their median
 MIN_PERFUSION_FRAMES = 3
 WORKERS = max(2, min(8, 2 * (os.cpu_count() or 1)))
+# Below this many files, starting worker processes for the header scan costs more than it saves.
+PROCESS_POOL_MIN_FILES = 200
 
 
 @dataclass
@@ -296,25 +299,33 @@ def _read_pixels(layout: _Layout, headers: dict[Path, FileHeader], factor: int,
             future.result()
 
 
+def _read_one(path: Path) -> FileHeader | str:
+    """The header of ``path``, or why it is ignored."""
+    try:
+        return read_header(path)
+    except InvalidDicomError:
+        return "not DICOM"
+    except ValueError as exc:
+        return str(exc)
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:150]
+        return f"unreadable DICOM header ({type(exc).__name__}: {text})"
+
+
 def _read_headers(paths: list[Path]):
-    """Headers of ``paths`` read on a thread pool.
+    """Headers of ``paths``, parsed in worker processes when there are many.
 
-    Returns the headers, the ignored files with reasons, and the subset of ignored files that
-    looked like DICOM but could not be read.
+    Header parsing is pure Python (it holds the GIL), so threads do not help; separate
+    processes do. Returns the headers, the ignored files with reasons, and the subset of
+    ignored files that looked like DICOM but could not be read.
     """
-    def read(path: Path):
-        try:
-            return read_header(path)
-        except InvalidDicomError:
-            return "not DICOM"
-        except ValueError as exc:
-            return str(exc)
-        except Exception as exc:
-            text = " ".join(str(exc).split())[:150]
-            return f"unreadable DICOM header ({type(exc).__name__}: {text})"
-
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        results = list(pool.map(read, paths))
+    workers = os.cpu_count() or 1
+    if len(paths) < PROCESS_POOL_MIN_FILES or workers == 1:
+        results = [_read_one(path) for path in paths]
+    else:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = list(pool.map(_read_one, paths, chunksize=max(1, len(paths) // (4 * workers))))
     headers = [r for r in results if isinstance(r, FileHeader)]
     ignored = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
     unreadable = [(p, r) for p, r in ignored
