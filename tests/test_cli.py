@@ -1,5 +1,6 @@
 """The command line as a user meets it: bad input gives one line, exit 2, no traceback, no output."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,22 @@ def test_refuses_to_overwrite_a_foreign_directory(tmp_path):
     run = triage("analyze", str(tmp_path / "in"), "--out", str(out))
     assert run.returncode == 2 and "not an earlier triage output" in run.stderr
     assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_two_perfusion_series_are_each_analysed(tmp_path):
+    from dataclasses import replace
+
+    from sample_data.phantom import CASES, make_phantom, write_dicom
+
+    small = replace(CASES["mismatch"], matrix=128, n_slices=8)
+    for seed in (1, 2):
+        write_dicom(make_phantom(replace(small, seed=seed)), tmp_path / "in" / f"s{seed}")
+    out = tmp_path / "out"
+    run = triage("analyze", str(tmp_path / "in"), "--out", str(out), "--quiet")
+    assert run.returncode == 0, run.stderr
+    index = json.loads((out / "series.json").read_text())
+    assert len(index) == 2
+    for entry in index:
+        result = json.loads((out / entry["result"]).read_text())
+        assert result["series_uid"] == entry["series_uid"] and result["status"] == "complete"
+    assert run.stdout.count("Core (rCBF < 30%)") == 2
