@@ -5,6 +5,7 @@ Layout of ``OUT``::
     result.json               the result (see triage.result)
     summary.png               core (magenta) and Tmax > 6 s (green) over the slices, with the numbers
     images/<map>.png          each map colour-mapped with a colour bar
+    images/aif.png            where the AIF and VOF were measured, and their curves
     maps/<map>.nii.gz         cbf, cbv, mtt, tmax, ttp (float32) on the acquisition grid
     maps/core.nii.gz, maps/hypoperfusion.nii.gz   uint8 masks (Tmax > 6 s for hypoperfusion)
 
@@ -25,6 +26,7 @@ from triage.errors import InputError
 from triage.nifti import write_maps
 from triage.pipeline import Analysis
 from triage.render import MAP_STYLES, render_map, render_summary
+from triage.render_curves import render_arterial_input
 from triage.result import build_result
 
 
@@ -81,7 +83,13 @@ def _write_pictures(analysis: Analysis, staging: Path) -> dict[str, str]:
         core_label=f"Core (rCBF < {analysis.profile.core_rcbf_below:.0%})",
         hypoperfused_label=f"Hypoperfused (Tmax > {analysis.profile.hypoperfusion_tmax_above_s:g} s)",
     )
-    outputs = {"summary": "summary.png"}
+    outputs = {"summary": "summary.png", "aif_image": "images/aif.png"}
+    arterial = analysis.arterial
+    render_arterial_input(
+        staging / "images" / "aif.png", analysis.series.times, analysis.peak_enhancement,
+        aif=arterial.aif, aif_voxels=arterial.aif_voxels, vof=arterial.vof, vof_voxels=arterial.vof_voxels,
+        tissue=analysis.tissue_curve, notes=details(analysis)[1:] + [f"! {w}" for w in arterial.quality.get("warnings", [])],
+    )
     for name, values in analysis.maps.items():
         units, window, colormap = MAP_STYLES[name]
         render_map(staging / "images" / f"{name}.png", values, name=name.upper(), units=units,

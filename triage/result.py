@@ -89,6 +89,7 @@ def build_result(analysis: Analysis, *, outputs: dict[str, str], total_seconds: 
                 **quality_aif,
             },
             "vof": {"location": _location(analysis, arterial.vof_voxels), "curve_hu": _curve(arterial.vof)},
+            "mean_tissue_curve_hu": _curve(analysis.tissue_curve),
         },
         "acquisition": {
             "frames": int(len(series.times)),
