@@ -46,6 +46,8 @@ class Analysis:
 
     series: PerfusionSeries
     baseline: np.ndarray
+    peak_enhancement: np.ndarray
+    tissue_curve: np.ndarray
     maps: dict[str, np.ndarray]
     tissue: TissueMasks
     lesion: LesionResult
@@ -130,7 +132,9 @@ def analyse(
     with stages.stage("tissue masks"):
         enhancement = series.data
         enhancement -= baseline
-        tissue = segment_tissue(baseline, series.geometry, peak_enhancement(enhancement, motion))
+        peak = peak_enhancement(enhancement, motion)
+        tissue = segment_tissue(baseline, series.geometry, peak)
+        tissue_curve = np.array([frame[tissue.parenchyma].mean() for frame in enhancement], np.float32)
     with stages.stage("AIF and VOF"):
         arterial = select_arterial_input(
             enhancement, series.times, tissue.brain, series.geometry, override_zyx=aif_zyx
@@ -169,6 +173,8 @@ def analyse(
     return Analysis(
         series=series,
         baseline=baseline,
+        peak_enhancement=peak,
+        tissue_curve=tissue_curve,
         maps=maps,
         tissue=tissue,
         lesion=lesion,
