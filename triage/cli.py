@@ -91,11 +91,11 @@ def print_summary(result: dict, out_dir: Path) -> None:
     lines = [
         "",
         f"Series {result['series_uid']}  ({result['series_description']})",
-        f"  Core (rCBF < {result['profile']['core_rcbf_below']:.0%}) {result['core_ml']:8.1f} mL",
+        f"  {'Core (rCBF < ' + format(result['profile']['core_rcbf_below'], '.0%') + ')':<24}{result['core_ml']:8.1f} mL",
         f"  Tmax > 6 s              {result['tmax6_ml']:8.1f} mL",
         f"  Tmax > 10 s             {result['tmax10_ml']:8.1f} mL",
         f"  Mismatch                {result['mismatch_ml']:8.1f} mL   ratio {'n/a' if ratio is None else ratio}",
-        f"  HIR                     {'n/a' if result['hir'] is None else result['hir']}",
+        f"  HIR                     {'n/a' if result['hir'] is None else format(result['hir'], '8.2f')}",
         f"  DEFUSE 3 (imaging)      {'ELIGIBLE' if e['defuse3'] else 'not eligible'} - {e['reasons']['defuse3']}",
         f"  DAWN                    {e['reasons']['dawn']}",
         f"  Reference               {result['reference']['method']} = {result['reference']['cbf']} mL/100 g/min",
