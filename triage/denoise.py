@@ -1,8 +1,10 @@
 """Spatial denoising of tissue enhancement curves that keeps tissue classes apart.
 
 Clinical CTP has 7–12 HU noise per voxel and frame against 10–30 HU of tissue enhancement, so
-curves are smoothed in-plane before deconvolution. Smoothing is a normalised convolution inside
-the parenchyma mask: CSF, vessels and bone outside the mask never leak into tissue curves.
+curves are smoothed in-plane before deconvolution. All smoothing stays inside the parenchyma
+mask (CSF, vessels and bone never leak into tissue curves), and the dominant temporal shapes
+are smoothed with a bilateral filter on time-intensity-profile similarity (TIPS, Mendrik et al.,
+IEEE TMI 2011), so tissue with another arrival time or flow is not averaged in.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from scipy import ndimage
 from triage.series import Geometry
 
 FWHM_PER_SIGMA = 2.3548
-NOISE_MARGIN = 1.5  # eigenvalue / noise floor above which a temporal component is signal
-MIN_VOXELS_PER_FRAME = 50  # fewer masked voxels leave the noise floor poorly defined
 COARSE_TRUNCATE = 2.0  # the coarse kernel is cut at 2 SD: its tails barely matter, its cost does
-EIGEN_TOLERANCE = 1e-7  # relative to the largest eigenvalue: numerical zero (noise-free data)
+TEMPORAL_RESOLUTION_S = 4.0  # shortest half-period of the temporal basis of denoise_curves
+DISTANCE_COMPONENTS = 4  # principal temporal components that set the profile distance (and are filtered)
+DISTANCE_FWHM_MM = 7.0  # pre-smoothing of those components (distances only)
+NOISE_PAIR_OFFSET_PX = 4  # voxel pairs this far apart measure the noise part of profile distances
+RANGE_FACTOR = 0.25  # width of the range kernel, in units of the expected noise distance
 
 
 def smooth_within_mask(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry, fwhm_mm: float,
@@ -48,55 +52,138 @@ def smooth_within_mask(enhancement: np.ndarray, mask: np.ndarray, geometry: Geom
         np.copyto(region, smoothed, where=inside)
 
 
-def split_scales(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry, fine_fwhm_mm: float,
-                 coarse_fwhm_mm: float, *, noise_margin: float = NOISE_MARGIN) -> np.ndarray:
-    """Denoise the curves of ``mask`` in place, keeping the dominant temporal shapes at fine scale.
+def denoise_curves(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry, times: np.ndarray,
+                   spatial_fwhm_mm: float, coarse_fwhm_mm: float) -> np.ndarray:
+    """Denoise the curves of ``mask`` (t, z, y, x, ΔHU) in place without mixing tissue classes.
 
-    1. Every frame is smoothed within the mask with ``fine_fwhm_mm`` (:func:`smooth_within_mask`).
-    2. Tissue curves are smooth mixtures of a few shapes (arrival, width), so across all masked
-       voxels most of their energy lies in a few temporal dimensions, while noise spreads
-       evenly over all of them. One eigen-decomposition of the t × t second-moment matrix of
-       the masked curves (uncentred: enhancement starts at 0) finds them: noise eigenvalues
-       cluster at the noise variance (Marchenko–Pastur, with far more voxels than frames),
-       estimated by the median eigenvalue; components above ``noise_margin`` × that floor are
-       dominant and keep the fine scale.
-    3. Shapes found only in a small region (e.g. the ischaemic core) carry too little energy to
-       stand out from the noise, so the residual is not discarded but smoothed within the mask
-       with ``coarse_fwhm_mm``: such regions are large compared with the kernel, their shape
-       survives in their interior while the residual noise falls by the kernel's area.
+    1. The curves are projected on the slow cosines of :func:`temporal_basis` (bolus curves
+       are smooth in time at any arrival delay; the faster components hold noise only and are
+       dropped), rotated to their principal axes so the first ``DISTANCE_COMPONENTS`` carry
+       the dominant shapes (arrival, width, amplitude).
+    2. Those dominant components are filtered by :func:`bilateral_within_mask` (TIPS filter,
+       Mendrik et al., IEEE TMI 2011): in-plane Gaussian of ``spatial_fwhm_mm``, range weights
+       from the distance between the voxels' profiles in those components, pre-smoothed by
+       ``DISTANCE_FWHM_MM`` so they are not dominated by noise. The noise part of the distance
+       is measured on the data (:func:`_typical_distance`), not assumed: distances up to it
+       count as 0, beyond it weights fall as ``exp(-excess / (RANGE_FACTOR · noise part))``.
+       Tissue with another arrival time or flow is thus hardly averaged in, so Tmax keeps
+       its edges.
+    3. The weaker components (shapes of small regions, e.g. the core, below the noise of
+       single voxels) are smoothed within the mask at ``coarse_fwhm_mm``: such regions are
+       large compared with the kernel, their shape survives in their interior while the
+       noise falls by the kernel's area.
 
     Returns
     -------
     ndarray, float32, (t, voxels of ``mask`` in ``np.flatnonzero`` order)
-        The curves with every component at the coarse scale: a low-noise guide for the
-        parameters that vary slowly in space (see ``models.ExponentialResidueModel.fit``).
+        The denoised curves smoothed once more within the mask at ``coarse_fwhm_mm`` (the weak
+        components thus at about √2 × that scale): a low-noise guide for the parameters that
+        vary slowly in space (see ``models.ExponentialResidueModel.fit``).
     """
-    smooth_within_mask(enhancement, mask, geometry, fine_fwhm_mm)
     n_frames = enhancement.shape[0]
     if not mask.any():
         return np.zeros((n_frames, 0), np.float32)
     box = _bounding_box(mask)
     enhancement, mask = enhancement[(slice(None), *box)], mask[box]  # views: writes go through
     curves = enhancement[:, mask]  # (t, voxels) copy
-    if curves.shape[1] < MIN_VOXELS_PER_FRAME * n_frames:
-        return curves
-    moments = (curves @ curves.T).astype(np.float64) / curves.shape[1]
-    eigenvalues, eigenvectors = np.linalg.eigh(moments)  # ascending
-    floor = float(np.median(eigenvalues))
-    kept = eigenvalues > max(noise_margin * floor, EIGEN_TOLERANCE * eigenvalues[-1])
-    basis = eigenvectors[:, kept].astype(np.float32)  # (t, k)
-    scores = basis.T @ curves  # (k, voxels)
-    curves -= basis @ scores  # residual
-    enhancement[:, mask] = curves
-    del curves
-    smooth_within_mask(enhancement, mask, geometry, coarse_fwhm_mm, truncate=COARSE_TRUNCATE)
-    coarse_residual = enhancement[:, mask]
-    enhancement[:, mask] = coarse_residual + basis @ scores
-    score_maps = np.zeros((scores.shape[0], *mask.shape), np.float32)
+    basis = temporal_basis(times)
+    scores = basis.T @ curves
+    _, rotation = np.linalg.eigh((scores @ scores.T).astype(np.float64))
+    rotation = rotation[:, ::-1].astype(np.float32)  # principal axes, strongest first
+    basis, scores = basis @ rotation, rotation.T @ scores
+    score_maps = np.zeros((basis.shape[1], *mask.shape), np.float32)
     score_maps[:, mask] = scores
+    del scores, curves
+    dominant = slice(0, DISTANCE_COMPONENTS)
+    smooth_within_mask(score_maps[DISTANCE_COMPONENTS:], mask, geometry, coarse_fwhm_mm, truncate=COARSE_TRUNCATE)
+    guide = score_maps[dominant].copy()
+    smooth_within_mask(guide, mask, geometry, DISTANCE_FWHM_MM)
+    noise_distance = _typical_distance(guide, mask, NOISE_PAIR_OFFSET_PX)
+    sx, sy, _ = geometry.spacing
+    sigma_px = (spatial_fwhm_mm / FWHM_PER_SIGMA / sy, spatial_fwhm_mm / FWHM_PER_SIGMA / sx)
+    score_maps[dominant] = bilateral_within_mask(score_maps[dominant], guide, mask, sigma_px,
+                                                 max(RANGE_FACTOR * noise_distance, 1e-12), noise_distance)
+    for frame, weights in zip(enhancement, basis):  # faster than one boolean-index write
+        np.copyto(frame, np.tensordot(weights, score_maps, axes=1), where=mask)
     smooth_within_mask(score_maps, mask, geometry, coarse_fwhm_mm, truncate=COARSE_TRUNCATE)
-    coarse_residual += basis @ score_maps[:, mask]
-    return coarse_residual
+    return basis @ score_maps[:, mask]
+
+
+def _typical_distance(guide: np.ndarray, mask: np.ndarray, offset: int) -> float:
+    """Median ‖g_p − g_q‖² over the masked voxel pairs ``offset`` px apart along x.
+
+    Nearly all such pairs lie in the same tissue, so this is the distance that noise alone
+    produces (measured, since noise varies between components and with its spatial
+    correlation: the pre-contrast baseline subtracted from every frame puts extra noise in
+    the slow components).
+    """
+    pairs = mask[..., offset:] & mask[..., :-offset]
+    distance = sum((component[..., offset:][pairs] - component[..., :-offset][pairs]) ** 2 for component in guide)
+    return float(np.median(distance)) if distance.size else 0.0
+
+
+def temporal_basis(times: np.ndarray) -> np.ndarray:
+    """Orthonormal (frames, n) basis of the cosines cos(π k (t − t₀) / T), k < n, at ``times`` (s).
+
+    T is the acquisition duration and k·``TEMPORAL_RESOLUTION_S`` ≤ T: half-periods down to
+    that resolution, enough for bolus curves at any arrival delay, also when the sampling is
+    uneven. At most half the frames are used, so some remain to hold the noise.
+    """
+    times = np.asarray(times, np.float64)
+    duration = max(float(times[-1] - times[0]), 1e-9)
+    n = min(int(duration / TEMPORAL_RESOLUTION_S) + 1, max(times.size // 2, 1))
+    phase = np.pi * (times - times[0])[:, None] / duration
+    return np.linalg.qr(np.cos(phase * np.arange(n)[None, :]))[0].astype(np.float32)
+
+
+def bilateral_within_mask(values: np.ndarray, guide: np.ndarray, mask: np.ndarray, sigma_px: tuple[float, float],
+                          range_var: float, noise_distance: float) -> np.ndarray:
+    """Separable in-plane bilateral filter of the maps ``values`` (n, z, y, x) within ``mask``.
+
+    Along x, then along y, neighbour q of voxel p weighs
+    ``exp(-d² / 2σ²) · exp(-max(‖g_p − g_q‖² − noise_distance, 0) / range_var)``, with d the
+    offset in pixels (up to 2σ; ``sigma_px`` is (y, x)) and g the ``guide`` maps (k, z, y, x),
+    the same in both passes. Voxels outside ``mask`` get no weight. This is the separable form
+    of a joint bilateral filter: 4σ offsets instead of ~4πσ². Returns float32 maps, 0 outside
+    ``mask``.
+    """
+    weight_mask = mask.astype(np.float32)
+    filtered = values * weight_mask
+    for axis, sigma in ((3, sigma_px[1]), (2, sigma_px[0])):
+        filtered = _bilateral_pass(filtered, guide, weight_mask, axis, sigma, range_var, noise_distance)
+    return filtered
+
+
+def _bilateral_pass(values, guide, weight_mask, axis, sigma_px, range_var, noise_distance):
+    """One 1-D pass of :func:`bilateral_within_mask` along ``axis`` (2 = y, 3 = x) of (n, z, y, x)."""
+    total = values.copy()  # the centre voxel, weight 1
+    norm = weight_mask.copy()
+    length = values.shape[axis]
+    scale = np.float32(-1.0 / range_var)
+    for offset in range(1, min(int(np.ceil(2 * sigma_px)), length - 1) + 1):
+        p, q = [slice(None)] * 3, [slice(None)] * 3
+        p[axis - 1], q[axis - 1] = slice(0, length - offset), slice(offset, length)
+        p, q = tuple(p), tuple(q)
+        distance = np.zeros(weight_mask[p].shape, np.float32)
+        for component in guide:
+            difference = component[p] - component[q]
+            difference *= difference
+            distance += difference
+        distance -= np.float32(noise_distance)
+        np.maximum(distance, 0, out=distance)
+        distance *= scale
+        weight = np.exp(distance, out=distance)
+        weight *= np.float32(np.exp(-offset * offset / (2 * sigma_px**2)))
+        weight *= weight_mask[p]
+        weight *= weight_mask[q]
+        norm[p] += weight
+        norm[q] += weight
+        term = np.empty_like(weight)
+        for value, out in zip(values, total):
+            out[p] += np.multiply(value[q], weight, out=term)
+            out[q] += np.multiply(value[p], weight, out=term)
+    total /= np.maximum(norm, np.float32(1e-12))
+    return total
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:

@@ -19,7 +19,7 @@ from models import BlockCirculantSVDModel, ExponentialResidueModel, TikhonovMode
 from models.profiles import ThresholdProfile
 from triage.aif import ArterialInput, select_arterial_input
 from triage.bolus import BolusTiming, analyse_bolus, baseline_image
-from triage.denoise import median_within_mask, split_scales
+from triage.denoise import denoise_curves, median_within_mask
 from triage.eligibility import Eligibility, assess
 from triage.errors import InputError
 from triage.lesion import LesionResult, segment_lesion
@@ -142,8 +142,9 @@ def analyse(
     with stages.stage("denoising"):
         coarse_curves = None  # smoothing 0: the curves are fitted as they are
         if settings.smoothing_fwhm_mm > 0:
-            coarse_curves = split_scales(
-                enhancement, tissue.parenchyma, series.geometry, settings.smoothing_fwhm_mm, settings.coarse_fwhm_mm
+            coarse_curves = denoise_curves(
+                enhancement, tissue.parenchyma, series.geometry, series.times,
+                settings.smoothing_fwhm_mm, settings.coarse_fwhm_mm,
             )
     with stages.stage("deconvolution"):
         model = MODELS[settings.model](arterial.aif, series.times)

@@ -29,18 +29,18 @@ class Settings:
         ``"tikhonov"``
     max_matrix : in-plane matrix the perfusion is computed on; larger acquisitions are
         block-averaged in-plane (512 → 256), maps are written back on the acquisition grid
-    smoothing_fwhm_mm : in-plane Gaussian smoothing of the tissue curves within the parenchyma
-        before deconvolution (0 = none); the dominant temporal components keep this scale
-    coarse_fwhm_mm : in-plane smoothing of the weak temporal components (below the noise
-        floor), and of the curves that set the MTT of the exponential model
-        (see ``triage.denoise.split_scales``)
+    smoothing_fwhm_mm : spatial (Gaussian) FWHM of the edge-preserving bilateral filter of the
+        tissue curves within the parenchyma before deconvolution (0 = no denoising); the
+        dominant temporal components keep this scale
+    coarse_fwhm_mm : in-plane smoothing of the weak temporal components, and of the curves
+        that set the MTT of the exponential model (see ``triage.denoise.denoise_curves``)
     motion_exclude_mm : frames displaced more than this are left out of the analysis
     """
 
     profile: str = "rapid-like"
     model: str = "exponential"
     max_matrix: int = 256
-    smoothing_fwhm_mm: float = 3.0
+    smoothing_fwhm_mm: float = 12.0
     coarse_fwhm_mm: float = 14.0
     motion_exclude_mm: float = 10.0
 
