@@ -21,3 +21,13 @@ def test_peak_enhancement_uses_every_frame_when_too_few_are_clean():
     enhancement[4, 0, 0, 0] = 99.0
     motion = MotionReport(np.zeros(12), 3.0, corrected_frames=list(range(6)))
     assert peak_enhancement(enhancement, motion)[0, 0, 0] == 99.0
+
+
+def test_plausibility_warns_when_normal_brain_looks_delayed_or_early():
+    from triage.pipeline import plausibility_warnings
+
+    parenchyma = np.ones((2, 8, 8), bool)
+    assert plausibility_warnings(np.full((2, 8, 8), 1.0, np.float32), parenchyma) == []
+    for wrong in (-5.0, 9.0):
+        (line,) = plausibility_warnings(np.full((2, 8, 8), wrong, np.float32), parenchyma)
+        assert "implausible maps" in line and "AIF" in line

@@ -89,3 +89,16 @@ def test_delay_shifts_tmax_by_the_delay(delayed_runs):
     for delay, (_, analysis) in delayed_runs.items():
         shift = float(np.median(analysis.maps["tmax"][parenchyma & analysis.tissue.parenchyma])) - tmax0
         assert abs(shift - delay) <= interval / 2, (delay, shift)
+
+
+def test_moved_series_aif_is_an_artery_not_a_realigned_skull_edge():
+    """Interpolating a moved frame puts bone into brain voxels for a few frames: a box-shaped
+    'curve' that must not be taken for the AIF (it once was, and every volume came out 0)."""
+    base = CASES["moved_noisy"]
+    phantom, analysis = run_pipeline(type(base)(**{**base.__dict__, "noise_hu": 8.0}), Settings())
+    arteries = {tuple(v) for v in phantom.truth.artery_voxels.tolist()}
+    voxels = [tuple(v) for v in analysis.arterial.aif_voxels.tolist()]
+    assert sum(v in arteries for v in voxels) >= len(voxels) // 2, voxels
+    truth = phantom.truth.volumes
+    assert abs(analysis.lesion.volumes["tmax6_ml"] - truth["tmax6_ml"]) <= max(10.0, 0.10 * truth["tmax6_ml"])
+    assert not analysis.implausible

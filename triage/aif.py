@@ -142,10 +142,9 @@ def _features(enhancement: np.ndarray, times: np.ndarray, zyx: np.ndarray,
     return _Candidates(zyx, curves, smooth, peak, ttp, score, valid)
 
 
-def _prescreen(enhancement: np.ndarray, brain: np.ndarray) -> np.ndarray:
+def _prescreen(peak: np.ndarray, brain: np.ndarray) -> np.ndarray:
     """(k, 3) voxels of highest maximum enhancement in the brain mask and its in-plane edge."""
     search = ndimage.binary_dilation(brain, structure=np.ones((1, 3, 3), bool))
-    peak = enhancement.max(axis=0)
     inside = np.flatnonzero(search)
     values = peak.ravel()[inside]
     k = min(MAX_CANDIDATES, inside.size)
@@ -301,7 +300,7 @@ def _curve_warnings(stats: dict, times: np.ndarray) -> list[str]:
 def select_arterial_input(enhancement: np.ndarray, times: np.ndarray, brain: np.ndarray,
                           geometry: Geometry, *,
                           override_zyx: tuple[int, int, int] | None = None,
-                          n_voxels: int = 8) -> ArterialInput:
+                          n_voxels: int = 8, peak: np.ndarray | None = None) -> ArterialInput:
     """Select the AIF (and VOF for partial-volume correction) from a perfusion series.
 
     Parameters
@@ -313,6 +312,9 @@ def select_arterial_input(enhancement: np.ndarray, times: np.ndarray, brain: np.
     override_zyx : manual AIF location (z, y, x) in voxels; its best neighbours within 2 voxels
         are averaged with it.
     n_voxels : number of voxels averaged into the AIF and the VOF.
+    peak : (z, y, x) maximum enhancement used to pre-screen candidates (default: the maximum
+        over all frames). The pipeline passes the maximum over frames not resampled for motion,
+        so skull edges interpolated into a realigned frame cannot pass for an artery.
 
     Returns
     -------
@@ -329,7 +331,8 @@ def select_arterial_input(enhancement: np.ndarray, times: np.ndarray, brain: np.
     times = np.asarray(times, dtype=float)
     brain = np.asarray(brain, dtype=bool)
     _validate(enhancement, times, brain, override_zyx, n_voxels)
-    cand = _features(enhancement, times, _prescreen(enhancement, brain))
+    peak = enhancement.max(axis=0) if peak is None else peak
+    cand = _features(enhancement, times, _prescreen(peak, brain))
     auto = _coherent_best(cand, _early_vessels(cand), n_voxels)
     if override_zyx is not None:
         override_zyx = tuple(int(v) for v in override_zyx)

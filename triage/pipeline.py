@@ -33,6 +33,9 @@ MAP_NAMES = ("cbf", "cbv", "mtt", "tmax", "ttp")
 MOTION_WARN_MM = 2.0  # displacement worth telling the reader even when corrected
 MOTION_LIMITED_MM = 5.0  # above this, registration residuals and through-plane motion limit trust
 MIN_FRAMES = 10
+# Most of a stroke patient's brain is normal, so the median Tmax of the parenchyma lies near
+# the AIF's arrival; outside this range (s) the AIF or the timing is wrong, not the brain.
+PLAUSIBLE_MEDIAN_TMAX_S = (-1.5, 4.0)
 # Tmax decides the hypoperfused volume: a median within parenchyma (in-plane px, slices) removes
 # isolated noisy estimates without moving the edges of lesion-sized regions.
 TMAX_MEDIAN_PX, TMAX_MEDIAN_SLICES = 5, 3
@@ -59,13 +62,15 @@ class Analysis:
     settings: Settings
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    implausible: list[str] = field(default_factory=list)
 
     @property
     def quality_limited(self) -> bool:
         """True when the input limits trust in the numbers: a truncated bolus, an AIF warning,
-        frames removed for motion, or motion beyond MOTION_LIMITED_MM."""
+        frames removed for motion, motion beyond MOTION_LIMITED_MM, or implausible maps."""
         return bool(
-            self.bolus.truncated
+            self.implausible
+            or self.bolus.truncated
             or self.arterial.quality.get("warnings")
             or self.motion.excluded_frames
             or self.motion.max_displacement_mm > MOTION_LIMITED_MM
@@ -104,6 +109,16 @@ def peak_enhancement(enhancement: np.ndarray, motion: MotionReport) -> np.ndarra
     return peak
 
 
+def plausibility_warnings(tmax: np.ndarray, parenchyma: np.ndarray) -> list[str]:
+    """Warnings when the maps cannot be right whatever the patient (e.g. a wrong AIF)."""
+    median = float(np.median(tmax[parenchyma])) if parenchyma.any() else float("nan")
+    low, high = PLAUSIBLE_MEDIAN_TMAX_S
+    if not low <= median <= high:
+        return [f"implausible maps: median brain Tmax {median:.1f} s (expected {low:g} to {high:g} s); "
+                "check the AIF (images/aif.png) before using any number"]
+    return []
+
+
 def analyse(
     series: PerfusionSeries,
     settings: Settings,
@@ -137,7 +152,7 @@ def analyse(
         tissue_curve = np.array([frame[tissue.parenchyma].mean() for frame in enhancement], np.float32)
     with stages.stage("AIF and VOF"):
         arterial = select_arterial_input(
-            enhancement, series.times, tissue.brain, series.geometry, override_zyx=aif_zyx
+            enhancement, series.times, tissue.brain, series.geometry, override_zyx=aif_zyx, peak=peak
         )
     with stages.stage("denoising"):
         coarse_curves = None  # smoothing 0: the curves are fitted as they are
@@ -170,7 +185,9 @@ def analyse(
             f"head motion up to {motion.max_displacement_mm:.1f} mm: "
             f"{len(motion.corrected_frames)} frames realigned by rigid registration"
         )
-    warnings += motion.warnings + bolus.warnings + list(arterial.quality.get("warnings", [])) + lesion.warnings
+    implausible = plausibility_warnings(maps["tmax"], tissue.parenchyma)
+    warnings += implausible + motion.warnings + bolus.warnings + list(arterial.quality.get("warnings", []))
+    warnings += lesion.warnings
     return Analysis(
         series=series,
         baseline=baseline,
@@ -186,5 +203,6 @@ def analyse(
         profile=profile,
         settings=settings,
         warnings=list(dict.fromkeys(warnings)),
+        implausible=implausible,
         timings=stages.timings,
     )
