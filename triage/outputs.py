@@ -44,7 +44,7 @@ def headline(analysis: Analysis) -> list[str]:
         f"DEFUSE 3 imaging: {defuse3}    DAWN: {dawn}",
     ]
     if analysis.quality_limited:
-        lines.append("QUALITY LIMITED: check the warnings and the source images")
+        lines.append("QUALITY LIMITED: see the warnings below")
     return lines
 
 
