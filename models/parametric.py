@@ -279,43 +279,34 @@ class ExponentialResidueModel:
             amplitude[group] = np.where(centre > 0, np.maximum(peak, 0), 0)
         return amplitude, delay
 
-    def _fit_block(self, source: np.ndarray, work: np.ndarray):
-        """Best template of every curve of ``source`` (voxels, t) over all banks.
+    def _search_dispersion(self, block: np.ndarray, rows: np.ndarray, state: dict, work: np.ndarray):
+        """Replace the τ = 0 fit of the curves ``block`` (voxels, t), at positions ``rows`` of
+        the arrays of ``state``, by the best τ > 0 template where that one is evident.
 
-        Returns the refined amplitude (1/s), delay (s) and MTT (s), the grid position (see
-        :meth:`_refine`) and the bank index of each curve.
+        ``state`` holds per voxel the best score, amplitude (1/s), delay (s), MTT (s), grid
+        position (list of 4 arrays, see :meth:`_refine`) and bank index; updated in place.
         """
-        scores = self.banks[0].scores(source, work)
-        best = scores.argmax(axis=1)
-        best_score = scores[np.arange(best.size), best]
-        amplitude, delay, mtt, grid = self._refine(self.banks[0], scores, best)
-        grid = [np.array(g) for g in grid]
-        bank_index = np.zeros(best.size, np.intp)
-        late = np.flatnonzero(delay > DISPERSION_SEARCH_DELAY)
-        if late.size == 0:
-            return amplitude, delay, mtt, grid, bank_index
-        late_curves = source[late]
-        centred = late_curves - late_curves.mean(axis=1, keepdims=True)
+        centred = block - block.mean(axis=1, keepdims=True)
         energy = np.einsum("ij,ij->i", centred, centred)  # |c|², ΔHU²
-        free = max(source.shape[1] - 4, 1)  # frames minus (offset, amplitude, delay, MTT)
-        undispersed = best_score[late].copy()
+        free = max(block.shape[1] - 4, 1)  # frames minus (offset, amplitude, delay, MTT)
+        undispersed = state["score"][rows]
         for b, bank in enumerate(self.banks[1:], start=1):
-            scores = bank.scores(late_curves, work)
+            scores = bank.scores(block, work)
             best = scores.argmax(axis=1)
             score = scores[np.arange(best.size), best]
             residual = np.maximum(energy - score**2, 0.0) / free  # variance per frame
             evident = score**2 - undispersed**2 > DISPERSION_EVIDENCE * residual
-            better = np.flatnonzero(evident & (score > best_score[late]))
+            better = np.flatnonzero(evident & (score > state["score"][rows]))
             if better.size == 0:
                 continue
-            chosen = late[better]
-            best_score[chosen] = score[better]
-            bank_index[chosen] = b
-            amplitude[chosen], delay[chosen], mtt[chosen], new_grid = self._refine(
-                bank, scores[better], best[better])
-            for whole, part in zip(grid, new_grid):
-                whole[chosen] = part
-        return amplitude, delay, mtt, grid, bank_index
+            chosen = rows[better]
+            state["score"][chosen] = score[better]
+            state["bank"][chosen] = b
+            fitted = self._refine(bank, scores[better], best[better])
+            for name, value in zip(("amplitude", "delay", "mtt"), fitted[:3]):
+                state[name][chosen] = value
+            for whole, value in zip(state["grid"], fitted[3]):
+                whole[chosen] = value
 
     def fit(self, curves, mask=None, mtt_curves=None) -> PerfusionFit:
         """Fit every masked voxel.
@@ -344,25 +335,42 @@ class ExponentialResidueModel:
             guide_flat = np.asarray(mtt_curves)
             if guide_flat.shape != (self.times.size, voxels.size):
                 raise InputError(f"mtt_curves have shape {guide_flat.shape}, expected {(self.times.size, voxels.size)}")
-        out = {name: np.zeros(voxels.size, np.float32) for name in ("cbf", "cbv", "tmax", "ttp")}
-        templates = max(bank.unit.shape[1] for bank in self.banks)
-        work = np.empty((min(CHUNK_VOXELS, voxels.size), templates), np.float32)
-        dispersions = np.array([bank.dispersion for bank in self.banks])
-        for part, block in curve_blocks(flat, voxels, CHUNK_VOXELS):
+        n = voxels.size
+        state = {name: np.zeros(n, np.float32) for name in ("score", "amplitude", "delay", "mtt")}
+        state["grid"] = [np.zeros(n, np.intp), np.zeros(n, np.float32), np.zeros(n, np.intp), np.zeros(n, np.float32)]
+        state["bank"] = np.zeros(n, np.intp)
+        ttp = np.zeros(n, np.float32)
+        work = np.empty((min(CHUNK_VOXELS, n), max(bank.unit.shape[1] for bank in self.banks)), np.float32)
+        # The guide (else the curves) sets the template: τ = 0 everywhere, then τ > 0 where
+        # the τ = 0 delay is late, in blocks of late voxels only.
+        source, source_voxels = (flat, voxels) if guide_flat is None else (guide_flat, np.arange(n))
+        for part, block in curve_blocks(source, source_voxels, CHUNK_VOXELS):
+            scores = self.banks[0].scores(block, work)
+            best = scores.argmax(axis=1)
+            state["score"][part] = scores[np.arange(best.size), best]
+            fitted = self._refine(self.banks[0], scores, best)
+            for name, value in zip(("amplitude", "delay", "mtt"), fitted[:3]):
+                state[name][part] = value
+            for whole, value in zip(state["grid"], fitted[3]):
+                whole[part] = value
             if guide_flat is None:
-                amplitude, delay, mtt, _, bank_index = self._fit_block(block, work)
-            else:
-                guide = np.ascontiguousarray(guide_flat[:, part].T, dtype=np.float32)
-                _, _, mtt, grid, bank_index = self._fit_block(guide, work)
-                amplitude = np.zeros(block.shape[0], np.float32)
-                delay = np.zeros(block.shape[0], np.float32)
-                for b in np.unique(bank_index):
-                    rows = np.flatnonzero(bank_index == b)
-                    amplitude[rows], delay[rows] = self._fit_at_guide(
-                        self.banks[b], block[rows], [g[rows] for g in grid])
-            offset, _ = dispersed_peak(mtt, dispersions[bank_index])
-            out["cbf"][part] = amplitude * np.float32(FLOW_TO_CBF)
-            out["cbv"][part] = amplitude * mtt * np.float32(100 * K_H / RHO_BRAIN)
-            out["tmax"][part] = delay + offset
-            out["ttp"][part] = self.times[block.argmax(axis=1)] - self.times[0]
+                ttp[part] = self.times[block.argmax(axis=1)] - self.times[0]
+        late = np.flatnonzero(state["delay"] > DISPERSION_SEARCH_DELAY)
+        if len(self.banks) > 1:
+            for part, block in curve_blocks(source, source_voxels[late], CHUNK_VOXELS):
+                self._search_dispersion(block, late[part], state, work)
+        if guide_flat is not None:
+            for b in np.unique(state["bank"]):
+                chosen = np.flatnonzero(state["bank"] == b)
+                for part, block in curve_blocks(flat, voxels[chosen], CHUNK_VOXELS):
+                    rows = chosen[part]
+                    state["amplitude"][rows], state["delay"][rows] = self._fit_at_guide(
+                        self.banks[b], block, [g[rows] for g in state["grid"]])
+                    ttp[rows] = self.times[block.argmax(axis=1)] - self.times[0]
+        dispersions = np.array([bank.dispersion for bank in self.banks])
+        offset, _ = dispersed_peak(state["mtt"], dispersions[state["bank"]])
+        amplitude = state["amplitude"]
+        out = {"cbf": amplitude * np.float32(FLOW_TO_CBF),
+               "cbv": amplitude * state["mtt"] * np.float32(100 * K_H / RHO_BRAIN),
+               "tmax": (state["delay"] + offset).astype(np.float32), "ttp": ttp}
         return assemble_fit(out, mask)
