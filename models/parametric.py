@@ -97,6 +97,8 @@ class _TemplateBank:
     ----------
     dispersion : float
         τ, s.
+    delays, mtts : ndarray
+        The template grid, s (uniform in delay, geometric in MTT).
     to_subspace : ndarray, shape (t, rank), float32
         Orthonormal temporal basis of the mean-removed templates.
     unit : ndarray, shape (rank, delays · MTTs), float32
@@ -105,8 +107,9 @@ class _TemplateBank:
         Length of each mean-removed template (ΔHU·s per unit amplitude).
     """
 
-    def __init__(self, templates: np.ndarray, dispersion: float):
+    def __init__(self, templates: np.ndarray, dispersion: float, delays: np.ndarray, mtts: np.ndarray):
         self.dispersion = float(dispersion)
+        self.delays, self.mtts = delays, mtts
         templates = templates - templates.mean(axis=0)  # a free baseline offset
         norms = np.sqrt((templates**2).sum(axis=0))
         self.norms = np.maximum(norms, 1e-12).astype(np.float32).ravel()
@@ -120,8 +123,9 @@ class _TemplateBank:
 
     def scores(self, block: np.ndarray, work: np.ndarray) -> np.ndarray:
         """Correlation × |c| of every curve of ``block`` (voxels, t) with every unit template,
-        both with their mean removed (a free baseline offset), in ``work`` (voxels, K)."""
-        scores = work[: block.shape[0], : self.unit.shape[1]]
+        both with their mean removed (a free baseline offset), in the start of the contiguous
+        buffer ``work`` (at least voxels · K elements)."""
+        scores = work.reshape(-1)[: block.shape[0] * self.unit.shape[1]].reshape(block.shape[0], -1)
         centred = block - block.mean(axis=1, keepdims=True)
         np.matmul(centred @ self.to_subspace, self.unit, out=scores)
         return scores
@@ -179,24 +183,27 @@ class ExponentialResidueModel:
             raise InputError("dispersions must start with 0 and be positive after it")
         self.banks = []
         for tau in dispersions:
-            templates = self._templates(tau)
             # R_eff is symmetric in (MTT, τ) up to its area: only τ ≤ MTT is identifiable.
-            templates[:, :, self.mtts < tau] = 0.0
-            self.banks.append(_TemplateBank(templates, tau))
+            # Dispersion is searched in late tissue only: no negative delays.
+            delays = self.delays if tau == 0 else self.delays[self.delays >= 0]
+            mtts = self.mtts[self.mtts >= tau]
+            if delays.size < 3 or mtts.size < 3:
+                raise InputError(f"dispersion {tau} s leaves fewer than 3 delays or MTTs on the grid")
+            self.banks.append(_TemplateBank(self._templates(tau, delays, mtts), tau, delays, mtts))
 
-    def _templates(self, dispersion: float) -> np.ndarray:
+    def _templates(self, dispersion: float, delays: np.ndarray, mtts: np.ndarray) -> np.ndarray:
         """AIF ⊗ R_eff for every (delay, MTT), ΔHU·s at the frame times, shape (t, delays, mtts)."""
-        start = self.times[0] - max(self.delays.max(), 0.0)
-        stop = self.times[-1] - min(self.delays.min(), 0.0)
+        start = self.times[0] - max(delays.max(), 0.0)
+        stop = self.times[-1] - min(delays.min(), 0.0)
         fine = np.arange(start, stop + FINE_STEP, FINE_STEP)
         aif = np.interp(fine, self.times, self.aif, left=0.0, right=self.aif[-1])
-        out = np.empty((self.times.size, self.delays.size, self.mtts.size))
-        sample_at = self.times[:, None] - self.delays[None, :]  # (t, delays)
+        out = np.empty((self.times.size, delays.size, mtts.size))
+        sample_at = self.times[:, None] - delays[None, :]  # (t, delays)
         n = aif.size
         length = 1 << (2 * n - 1).bit_length()
         aif_spectrum = np.fft.rfft(aif, length)
         lags = np.arange(n) * FINE_STEP
-        for j, mtt in enumerate(self.mtts):
+        for j, mtt in enumerate(mtts):
             # Trapezoid rule of ∫ aif(s) R_eff(t - s) ds: half weight at lag 0.
             kernel = FINE_STEP * _dispersed_residue(lags, mtt, dispersion)
             kernel[0] /= 2
@@ -210,14 +217,14 @@ class ExponentialResidueModel:
         Returns amplitude a (1/s, 0 without positive correlation), delay (s), MTT (s), and the
         grid position (delay index, delay offset, MTT index, MTT offset; offsets in grid steps).
         """
-        n_mtt = self.mtts.size
+        n_mtt = bank.mtts.size
         rows = np.arange(scores.shape[0])
         i_delay, i_mtt = np.divmod(best, n_mtt)
         centre = scores[rows, best]
         at_best = centre / bank.norms[best]  # least-squares amplitude of the best template
         peak = at_best.copy()
         offsets = []
-        for index, count, stride in ((i_delay, self.delays.size, n_mtt), (i_mtt, n_mtt, 1)):
+        for index, count, stride in ((i_delay, bank.delays.size, n_mtt), (i_mtt, n_mtt, 1)):
             inner = (index > 0) & (index < count - 1)
             lower = np.where(inner, best - stride, best)
             upper = np.where(inner, best + stride, best)
@@ -225,10 +232,10 @@ class ExponentialResidueModel:
             offsets.append(offset)
             peak += _quadratic_value(scores[rows, lower] / bank.norms[lower], at_best,
                                      scores[rows, upper] / bank.norms[upper], offset) - at_best
-        step_delay = self.delays[1] - self.delays[0] if self.delays.size > 1 else 0.0
-        log_step = np.log(self.mtts[1] / self.mtts[0]) if n_mtt > 1 else 0.0
-        delay = (self.delays[i_delay] + offsets[0] * step_delay).astype(np.float32)
-        mtt = (self.mtts[i_mtt] * np.exp(offsets[1] * log_step)).astype(np.float32)
+        step_delay = bank.delays[1] - bank.delays[0] if bank.delays.size > 1 else 0.0
+        log_step = np.log(bank.mtts[1] / bank.mtts[0]) if n_mtt > 1 else 0.0
+        delay = (bank.delays[i_delay] + offsets[0] * step_delay).astype(np.float32)
+        mtt = (bank.mtts[i_mtt] * np.exp(offsets[1] * log_step)).astype(np.float32)
         peak = np.where(centre > 0, np.maximum(peak, 0), 0).astype(np.float32)
         return peak, delay, mtt, (i_delay, offsets[0], i_mtt, offsets[1])
 
@@ -245,7 +252,7 @@ class ExponentialResidueModel:
         interpolate the amplitude.
         """
         guide_delay, guide_delay_offset, i_mtt, mtt_offset = grid
-        n_delay, n_mtt = self.delays.size, self.mtts.size
+        n_delay, n_mtt = bank.delays.size, bank.mtts.size
         rank = bank.unit.shape[0]
         unit = bank.unit.reshape(rank, n_delay, n_mtt)
         norms = bank.norms.reshape(n_delay, n_mtt)
@@ -253,7 +260,7 @@ class ExponentialResidueModel:
         projected = centred @ bank.to_subspace
         amplitude = np.zeros(block.shape[0], np.float32)
         delay = np.zeros(block.shape[0], np.float32)
-        step = self.delays[1] - self.delays[0] if n_delay > 1 else 0.0
+        step = bank.delays[1] - bank.delays[0] if n_delay > 1 else 0.0
         for m in np.unique(i_mtt):
             group = np.flatnonzero(i_mtt == m)
             near = np.clip([m - 1, m, m + 1], 0, n_mtt - 1)
@@ -264,7 +271,7 @@ class ExponentialResidueModel:
             before, after = np.where(inner, j - 1, j), np.where(inner, j + 1, j)
             centre = local[rows, j, 1]
             offset = _quadratic_vertex(local[rows, before, 1], centre, local[rows, after, 1])
-            delay[group] = self.delays[j] + offset * step
+            delay[group] = bank.delays[j] + offset * step
             j = guide_delay[group]
             inner = (j > 0) & (j < n_delay - 1)
             before, after = np.where(inner, j - 1, j), np.where(inner, j + 1, j)
