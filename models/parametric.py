@@ -8,6 +8,19 @@ normalised correlation with C, and a is the least-squares amplitude. Unlike trun
 deconvolution it does not smooth the residue (no CBF under-estimation, no Tmax delay from
 regularisation) and it does not assume that the curves return to baseline within the
 acquisition (no block-circulant wrap-around).
+
+Dispersion of the bolus on its way from the measured artery to the tissue (collateral flow)
+is modelled by an exponential kernel g_τ(t) = exp(−t/τ)/τ (Calamante et al., MRM 2000): the
+effective residue is R_eff = g_τ ⊗ R, which for the exponential R is
+
+    R_eff(s) = MTT / (MTT − τ) · (exp(−s/MTT) − exp(−s/τ)),   s = t − d ≥ 0,
+
+(s/τ · exp(−s/τ) when τ = MTT). It peaks at s* = τ · MTT / (MTT − τ) · ln(MTT / τ) (s* = τ
+when τ = MTT, 0 when τ = 0) with value R_eff(s*) = exp(−s*/MTT), and its area is MTT.
+Tmax, the time of the maximum of k = F · R_eff that model-free deconvolution measures, is
+d + s*. CBF is the flow F itself, the amplitude of the fitted residue: max k = F · exp(−s*/MTT)
+would count the arterial transport delay as lower tissue flow (on the phantom it enlarges the
+rCBF < 30 % core of dispersed and of flat-residue tissue well beyond the truth).
 """
 
 from __future__ import annotations
@@ -23,6 +36,11 @@ DEFAULT_DELAYS = tuple(np.arange(-5.0, 30.01, 0.5))  # s
 DEFAULT_MTTS = tuple(np.geomspace(1.0, 40.0, 21))  # s, ratio 1.2 between neighbours
 FINE_STEP = 0.05  # s, grid of the template convolution
 TEMPLATE_RANK_TOLERANCE = 1e-4
+DEFAULT_DISPERSIONS = (0.0, 1.0, 2.0, 3.5)  # s, time constants τ of the dispersion kernel
+DISPERSION_SEARCH_DELAY = 2.0  # s: τ > 0 is searched only where the τ = 0 fit is later than this
+# τ > 0 replaces τ = 0 only when it lowers the squared residual by more than this many times
+# the residual variance per frame (the extra parameter must explain more than noise would).
+DISPERSION_EVIDENCE = 2.0
 CHUNK_VOXELS = 4096  # the (voxels, templates) score array of a block stays ~25 MB
 
 
@@ -39,21 +57,105 @@ def _quadratic_value(before, centre, after, offset):
     return centre + 0.5 * offset * (after - before) + 0.5 * offset**2 * (after - 2.0 * centre + before)
 
 
+def dispersed_peak(mtt, dispersion):
+    """Peak time s* (s after the onset d) and peak value of R_eff = g_τ ⊗ exp(−s/MTT).
+
+    Parameters
+    ----------
+    mtt, dispersion : array_like
+        MTT and dispersion time constant τ, s (τ = 0: no dispersion, s* = 0, value 1).
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        s* = τ · ln(MTT/τ) / (1 − τ/MTT) (τ when τ = MTT) and R_eff(s*) = exp(−s*/MTT).
+    """
+    mtt = np.asarray(mtt, dtype=np.float64)
+    dispersion = np.asarray(dispersion, dtype=np.float64)
+    ratio = np.where(dispersion > 0, dispersion / np.maximum(mtt, 1e-12), 1.0)  # τ / MTT
+    near = np.abs(1.0 - ratio) < 1e-6
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(near, 1.0, -np.log(ratio) / np.where(near, 1.0, 1.0 - ratio))
+    offset = np.where(dispersion > 0, dispersion * factor, 0.0)
+    return offset, np.exp(-offset / np.maximum(mtt, 1e-12))
+
+
+def _dispersed_residue(s, mtt, dispersion):
+    """R_eff(s) of a delayed exponential residue dispersed by g_τ, s ≥ 0 (array), in (0, 1]."""
+    if dispersion <= 0:
+        return np.exp(-s / mtt)
+    if abs(mtt - dispersion) < 1e-9 * mtt:
+        return s / dispersion * np.exp(-s / dispersion)
+    return mtt / (mtt - dispersion) * (np.exp(-s / mtt) - np.exp(-s / dispersion))
+
+
+class _TemplateBank:
+    """Unit templates AIF ⊗ R_eff of one dispersion τ over the (delay, MTT) grid, expressed in
+    their own low-rank temporal subspace.
+
+    Attributes
+    ----------
+    dispersion : float
+        τ, s.
+    delays, mtts : ndarray
+        The template grid, s (uniform in delay, geometric in MTT).
+    to_subspace : ndarray, shape (t, rank), float32
+        Orthonormal temporal basis of the mean-removed templates.
+    unit : ndarray, shape (rank, delays · MTTs), float32
+        Unit-length templates in that basis (flat index = delay index · n_MTT + MTT index).
+    norms : ndarray, shape (delays · MTTs,), float32
+        Length of each mean-removed template (ΔHU·s per unit amplitude).
+    """
+
+    def __init__(self, templates: np.ndarray, dispersion: float, delays: np.ndarray, mtts: np.ndarray):
+        self.dispersion = float(dispersion)
+        self.delays, self.mtts = delays, mtts
+        templates = templates - templates.mean(axis=0)  # a free baseline offset
+        norms = np.sqrt((templates**2).sum(axis=0))
+        self.norms = np.maximum(norms, 1e-12).astype(np.float32).ravel()
+        unit = (templates / np.maximum(norms, 1e-12)).reshape(templates.shape[0], -1)
+        # The templates span few temporal dimensions: correlate in that subspace (same scores
+        # to ~1e-4 of a template's length, at a fraction of the cost).
+        u, s, vt = np.linalg.svd(unit, full_matrices=False)
+        rank = int(np.count_nonzero(s > TEMPLATE_RANK_TOLERANCE * s[0]))
+        self.to_subspace = u[:, :rank].astype(np.float32)
+        self.unit = (s[:rank, None] * vt[:rank]).astype(np.float32)
+
+    def scores(self, block: np.ndarray, work: np.ndarray) -> np.ndarray:
+        """Correlation × |c| of every curve of ``block`` (voxels, t) with every unit template,
+        both with their mean removed (a free baseline offset), in the start of the contiguous
+        buffer ``work`` (at least voxels · K elements)."""
+        scores = work.reshape(-1)[: block.shape[0] * self.unit.shape[1]].reshape(block.shape[0], -1)
+        centred = block - block.mean(axis=1, keepdims=True)
+        np.matmul(centred @ self.to_subspace, self.unit, out=scores)
+        return scores
+
+
 class ExponentialResidueModel:
-    """Per-voxel fit of a delayed exponential residue on a grid of (delay, MTT) templates.
+    """Per-voxel fit of a delayed, optionally dispersed exponential residue on a grid of
+    (delay, MTT, τ) templates.
 
-    Every template ``h_{d,MTT}`` is the measured AIF (linearly interpolated, held at its last
-    value past the last frame, 0 before the first) convolved on a ``FINE_STEP`` grid with the
-    residue, sampled at the frame times and normalised to unit length. One matrix product gives
-    each voxel's correlation with all templates; the best one is refined below the grid
-    spacing by a parabola through its neighbours in delay and in log MTT (the amplitude is
-    interpolated with the same offsets).
+    Every template is the measured AIF (linearly interpolated, held at its last value past the
+    last frame, 0 before the first) convolved on a ``FINE_STEP`` grid with R_eff, sampled at
+    the frame times and normalised to unit length. One matrix product gives each voxel's
+    correlation with all templates of τ = 0; voxels whose best τ = 0 delay exceeds
+    ``DISPERSION_SEARCH_DELAY`` (where collateral dispersion occurs) are also correlated with
+    the templates of every τ > 0 and keep the τ with the best correlation. The best template
+    is refined below the grid spacing by a parabola through its neighbours in delay and in log
+    MTT (the amplitude is interpolated with the same offsets); τ stays on its grid.
 
-    Maps: CBF = a · (k_H/ρ) · 6000; Tmax = d (the exponential residue peaks at its onset);
-    CBV = 100 · (k_H/ρ) · a · MTT, the area ratio ∫C/∫C_a of the fitted curve over all time, so
-    it is not lowered when the acquisition ends before the tissue curve returns to baseline;
-    MTT = 60 · CBV / CBF; TTP from the measured curves. Voxels without positive correlation
-    with any template get CBF = CBV = 0.
+    A τ > 0 template must also lower the squared residual by more than
+    ``DISPERSION_EVIDENCE`` times the residual variance per frame: with the delay and MTT
+    free, dispersion changes a curve little, and noise alone would otherwise pick it and
+    shift Tmax late.
+
+    Maps: CBF = a · (k_H/ρ) · 6000, the flow F; Tmax = d + s*, the time of the maximum of
+    k = F · R_eff (d for τ = 0: the exponential residue peaks at its onset);
+    CBV = 100 · (k_H/ρ) · a · MTT, the area ratio ∫C/∫C_a of the fitted curve over all time
+    (R_eff has the area MTT of R), so it is not lowered when the acquisition ends before the
+    tissue curve returns to baseline; MTT = 60 · CBV / CBF, the MTT of R; TTP from the
+    measured curves. Voxels without positive correlation with any template get
+    CBF = CBV = 0.
 
     Parameters
     ----------
@@ -65,86 +167,84 @@ class ExponentialResidueModel:
         Template delays d relative to the AIF, s, uniformly spaced (negative: tissue bolus
         before the AIF bolus).
     mtts : sequence of float
-        Template mean transit times, s, geometrically spaced.
+        Template mean transit times of R, s, geometrically spaced.
+    dispersions : sequence of float
+        Dispersion time constants τ, s, starting with 0 (no dispersion); ``(0.0,)`` fits the
+        undispersed model only.
     """
 
-    def __init__(self, aif, times, *, delays=DEFAULT_DELAYS, mtts=DEFAULT_MTTS):
+    def __init__(self, aif, times, *, delays=DEFAULT_DELAYS, mtts=DEFAULT_MTTS,
+                 dispersions=DEFAULT_DISPERSIONS):
         self.aif, self.times = check_aif_and_times(aif, times)
         self.delays = np.asarray(delays, dtype=np.float64)
         self.mtts = np.asarray(mtts, dtype=np.float64)
-        templates = self._templates()  # (t, delays, mtts)
-        templates = templates - templates.mean(axis=0)  # a free baseline offset, see _scores
-        norms = np.sqrt((templates**2).sum(axis=0))
-        self._norms = np.maximum(norms, 1e-12).astype(np.float32).ravel()  # (K,)
-        unit = (templates / np.maximum(norms, 1e-12)).reshape(self.times.size, -1)
-        # The templates span few temporal dimensions: correlate in that subspace (same scores
-        # to ~1e-4 of a template's length, at a fraction of the cost).
-        u, s, vt = np.linalg.svd(unit, full_matrices=False)
-        rank = int(np.count_nonzero(s > TEMPLATE_RANK_TOLERANCE * s[0]))
-        self._to_subspace = u[:, :rank].astype(np.float32)  # (t, rank)
-        self._unit = (s[:rank, None] * vt[:rank]).astype(np.float32)  # (rank, K)
+        dispersions = np.asarray(dispersions, dtype=np.float64)
+        if dispersions.size == 0 or dispersions[0] != 0 or np.any(dispersions[1:] <= 0):
+            raise InputError("dispersions must start with 0 and be positive after it")
+        self.banks = []
+        for tau in dispersions:
+            # R_eff is symmetric in (MTT, τ) up to its area: only τ ≤ MTT is identifiable.
+            # Dispersion is searched in late tissue only: no negative delays.
+            delays = self.delays if tau == 0 else self.delays[self.delays >= 0]
+            mtts = self.mtts[self.mtts >= tau]
+            if delays.size < 3 or mtts.size < 3:
+                raise InputError(f"dispersion {tau} s leaves fewer than 3 delays or MTTs on the grid")
+            self.banks.append(_TemplateBank(self._templates(tau, delays, mtts), tau, delays, mtts))
 
-    def _templates(self) -> np.ndarray:
-        """AIF ⊗ R for every (delay, MTT), ΔHU·s at the frame times, shape (t, delays, mtts)."""
-        start = self.times[0] - max(self.delays.max(), 0.0)
-        stop = self.times[-1] - min(self.delays.min(), 0.0)
+    def _templates(self, dispersion: float, delays: np.ndarray, mtts: np.ndarray) -> np.ndarray:
+        """AIF ⊗ R_eff for every (delay, MTT), ΔHU·s at the frame times, shape (t, delays, mtts)."""
+        start = self.times[0] - max(delays.max(), 0.0)
+        stop = self.times[-1] - min(delays.min(), 0.0)
         fine = np.arange(start, stop + FINE_STEP, FINE_STEP)
         aif = np.interp(fine, self.times, self.aif, left=0.0, right=self.aif[-1])
-        out = np.empty((self.times.size, self.delays.size, self.mtts.size))
-        sample_at = self.times[:, None] - self.delays[None, :]  # (t, delays)
+        out = np.empty((self.times.size, delays.size, mtts.size))
+        sample_at = self.times[:, None] - delays[None, :]  # (t, delays)
         n = aif.size
         length = 1 << (2 * n - 1).bit_length()
         aif_spectrum = np.fft.rfft(aif, length)
-        steps = np.arange(n)
-        for j, mtt in enumerate(self.mtts):
-            # Trapezoid rule of ∫ aif(s) exp(-(t-s)/mtt) ds: weights h·d^m, half weight at m = 0.
-            kernel = FINE_STEP * np.exp(-FINE_STEP / mtt) ** steps
-            kernel[0] = FINE_STEP / 2
+        lags = np.arange(n) * FINE_STEP
+        for j, mtt in enumerate(mtts):
+            # Trapezoid rule of ∫ aif(s) R_eff(t - s) ds: half weight at lag 0.
+            kernel = FINE_STEP * _dispersed_residue(lags, mtt, dispersion)
+            kernel[0] /= 2
             convolved = np.fft.irfft(aif_spectrum * np.fft.rfft(kernel, length), length)[:n]
             out[:, :, j] = np.interp(sample_at, fine, convolved, left=0.0)
         return out
 
-    def _scores(self, block: np.ndarray, work: np.ndarray) -> np.ndarray:
-        """Correlation × |c| of every curve of ``block`` (voxels, t) with every unit template,
-        both with their mean removed (a free baseline offset), in ``work`` (voxels, K)."""
-        scores = work[: block.shape[0]]
-        centred = block - block.mean(axis=1, keepdims=True)
-        np.matmul(centred @ self._to_subspace, self._unit, out=scores)
-        return scores
-
-    def _refine(self, scores: np.ndarray, best: np.ndarray):
-        """Sub-grid refinement around template ``best`` of each row of ``scores``.
+    def _refine(self, bank: _TemplateBank, scores: np.ndarray, best: np.ndarray):
+        """Sub-grid refinement around template ``best`` of each row of ``scores`` (of ``bank``).
 
         Returns amplitude a (1/s, 0 without positive correlation), delay (s), MTT (s), and the
         grid position (delay index, delay offset, MTT index, MTT offset; offsets in grid steps).
         """
-        n_mtt = self.mtts.size
+        n_mtt = bank.mtts.size
         rows = np.arange(scores.shape[0])
         i_delay, i_mtt = np.divmod(best, n_mtt)
         centre = scores[rows, best]
-        at_best = centre / self._norms[best]  # least-squares amplitude of the best template
+        at_best = centre / bank.norms[best]  # least-squares amplitude of the best template
         peak = at_best.copy()
         offsets = []
-        for index, count, stride in ((i_delay, self.delays.size, n_mtt), (i_mtt, n_mtt, 1)):
+        for index, count, stride in ((i_delay, bank.delays.size, n_mtt), (i_mtt, n_mtt, 1)):
             inner = (index > 0) & (index < count - 1)
             lower = np.where(inner, best - stride, best)
             upper = np.where(inner, best + stride, best)
             offset = _quadratic_vertex(scores[rows, lower], centre, scores[rows, upper])
             offsets.append(offset)
-            peak += _quadratic_value(scores[rows, lower] / self._norms[lower], at_best,
-                                     scores[rows, upper] / self._norms[upper], offset) - at_best
-        step_delay = self.delays[1] - self.delays[0] if self.delays.size > 1 else 0.0
-        log_step = np.log(self.mtts[1] / self.mtts[0]) if n_mtt > 1 else 0.0
-        delay = (self.delays[i_delay] + offsets[0] * step_delay).astype(np.float32)
-        mtt = (self.mtts[i_mtt] * np.exp(offsets[1] * log_step)).astype(np.float32)
+            peak += _quadratic_value(scores[rows, lower] / bank.norms[lower], at_best,
+                                     scores[rows, upper] / bank.norms[upper], offset) - at_best
+        step_delay = bank.delays[1] - bank.delays[0] if bank.delays.size > 1 else 0.0
+        log_step = np.log(bank.mtts[1] / bank.mtts[0]) if n_mtt > 1 else 0.0
+        delay = (bank.delays[i_delay] + offsets[0] * step_delay).astype(np.float32)
+        mtt = (bank.mtts[i_mtt] * np.exp(offsets[1] * log_step)).astype(np.float32)
         peak = np.where(centre > 0, np.maximum(peak, 0), 0).astype(np.float32)
         return peak, delay, mtt, (i_delay, offsets[0], i_mtt, offsets[1])
 
-    def _fit_at_guide(self, block: np.ndarray, grid):
+    def _fit_at_guide(self, bank: _TemplateBank, block: np.ndarray, grid):
         """Amplitude a (1/s) and delay (s) per voxel of ``block`` (voxels, t) given the grid
-        position of the guide's template (delay index, delay offset, MTT index, MTT offset).
+        position of the guide's template in ``bank`` (delay index, delay offset, MTT index,
+        MTT offset).
 
-        The delay is searched with the MTT fixed at the guide's; the amplitude is the
+        The delay is searched with the MTT (and τ) fixed at the guide's; the amplitude is the
         least-squares amplitude of the guide's template (delay and MTT): searching over many
         delays lets noise pick the template it happens to match and inflates low flow, while
         a fixed template gives an unbiased amplitude. Voxels are grouped by MTT index; each
@@ -152,15 +252,15 @@ class ExponentialResidueModel:
         interpolate the amplitude.
         """
         guide_delay, guide_delay_offset, i_mtt, mtt_offset = grid
-        n_delay, n_mtt = self.delays.size, self.mtts.size
-        rank = self._unit.shape[0]
-        unit = self._unit.reshape(rank, n_delay, n_mtt)
-        norms = self._norms.reshape(n_delay, n_mtt)
+        n_delay, n_mtt = bank.delays.size, bank.mtts.size
+        rank = bank.unit.shape[0]
+        unit = bank.unit.reshape(rank, n_delay, n_mtt)
+        norms = bank.norms.reshape(n_delay, n_mtt)
         centred = block - block.mean(axis=1, keepdims=True)
-        projected = centred @ self._to_subspace
+        projected = centred @ bank.to_subspace
         amplitude = np.zeros(block.shape[0], np.float32)
         delay = np.zeros(block.shape[0], np.float32)
-        step = self.delays[1] - self.delays[0] if n_delay > 1 else 0.0
+        step = bank.delays[1] - bank.delays[0] if n_delay > 1 else 0.0
         for m in np.unique(i_mtt):
             group = np.flatnonzero(i_mtt == m)
             near = np.clip([m - 1, m, m + 1], 0, n_mtt - 1)
@@ -171,7 +271,7 @@ class ExponentialResidueModel:
             before, after = np.where(inner, j - 1, j), np.where(inner, j + 1, j)
             centre = local[rows, j, 1]
             offset = _quadratic_vertex(local[rows, before, 1], centre, local[rows, after, 1])
-            delay[group] = self.delays[j] + offset * step
+            delay[group] = bank.delays[j] + offset * step
             j = guide_delay[group]
             inner = (j > 0) & (j < n_delay - 1)
             before, after = np.where(inner, j - 1, j), np.where(inner, j + 1, j)
@@ -186,6 +286,35 @@ class ExponentialResidueModel:
             amplitude[group] = np.where(centre > 0, np.maximum(peak, 0), 0)
         return amplitude, delay
 
+    def _search_dispersion(self, block: np.ndarray, rows: np.ndarray, state: dict, work: np.ndarray):
+        """Replace the τ = 0 fit of the curves ``block`` (voxels, t), at positions ``rows`` of
+        the arrays of ``state``, by the best τ > 0 template where that one is evident.
+
+        ``state`` holds per voxel the best score, amplitude (1/s), delay (s), MTT (s), grid
+        position (list of 4 arrays, see :meth:`_refine`) and bank index; updated in place.
+        """
+        centred = block - block.mean(axis=1, keepdims=True)
+        energy = np.einsum("ij,ij->i", centred, centred)  # |c|², ΔHU²
+        free = max(block.shape[1] - 4, 1)  # frames minus (offset, amplitude, delay, MTT)
+        undispersed = state["score"][rows]
+        for b, bank in enumerate(self.banks[1:], start=1):
+            scores = bank.scores(block, work)
+            best = scores.argmax(axis=1)
+            score = scores[np.arange(best.size), best]
+            residual = np.maximum(energy - score**2, 0.0) / free  # variance per frame
+            evident = score**2 - undispersed**2 > DISPERSION_EVIDENCE * residual
+            better = np.flatnonzero(evident & (score > state["score"][rows]))
+            if better.size == 0:
+                continue
+            chosen = rows[better]
+            state["score"][chosen] = score[better]
+            state["bank"][chosen] = b
+            fitted = self._refine(bank, scores[better], best[better])
+            for name, value in zip(("amplitude", "delay", "mtt"), fitted[:3]):
+                state[name][chosen] = value
+            for whole, value in zip(state["grid"], fitted[3]):
+                whole[chosen] = value
+
     def fit(self, curves, mask=None, mtt_curves=None) -> PerfusionFit:
         """Fit every masked voxel.
 
@@ -197,11 +326,11 @@ class ExponentialResidueModel:
             Voxels to fit; None fits all.
         mtt_curves : array_like, shape (t, voxels of ``mask``), optional
             Less noisy (more smoothed) version of the masked curves, in ``np.flatnonzero(mask)``
-            order (the guide). Its best template sets each voxel's MTT and the template whose
-            amplitude is the flow; Tmax is searched in ``curves`` at that MTT. MTT is the
-            parameter worst determined by noisy curves (it trades off against the delay) and
-            varies smoothly within tissue, so it is estimated at a coarser scale; the timing
-            keeps the finer scale, since Tmax > 6 s outlines the hypoperfused region.
+            order (the guide). Its best template sets each voxel's MTT and τ and the template
+            whose amplitude is the flow; the delay is searched in ``curves`` at that MTT and τ.
+            MTT is the parameter worst determined by noisy curves (it trades off against the
+            delay) and varies smoothly within tissue, so it is estimated at a coarser scale;
+            the timing keeps the finer scale, since Tmax > 6 s outlines the hypoperfused region.
 
         Returns
         -------
@@ -213,19 +342,42 @@ class ExponentialResidueModel:
             guide_flat = np.asarray(mtt_curves)
             if guide_flat.shape != (self.times.size, voxels.size):
                 raise InputError(f"mtt_curves have shape {guide_flat.shape}, expected {(self.times.size, voxels.size)}")
-        out = {name: np.zeros(voxels.size, np.float32) for name in ("cbf", "cbv", "tmax", "ttp")}
-        work = np.empty((min(CHUNK_VOXELS, voxels.size), self._unit.shape[1]), np.float32)
-        for part, block in curve_blocks(flat, voxels, CHUNK_VOXELS):
+        n = voxels.size
+        state = {name: np.zeros(n, np.float32) for name in ("score", "amplitude", "delay", "mtt")}
+        state["grid"] = [np.zeros(n, np.intp), np.zeros(n, np.float32), np.zeros(n, np.intp), np.zeros(n, np.float32)]
+        state["bank"] = np.zeros(n, np.intp)
+        ttp = np.zeros(n, np.float32)
+        work = np.empty((min(CHUNK_VOXELS, n), max(bank.unit.shape[1] for bank in self.banks)), np.float32)
+        # The guide (else the curves) sets the template: τ = 0 everywhere, then τ > 0 where
+        # the τ = 0 delay is late, in blocks of late voxels only.
+        source, source_voxels = (flat, voxels) if guide_flat is None else (guide_flat, np.arange(n))
+        for part, block in curve_blocks(source, source_voxels, CHUNK_VOXELS):
+            scores = self.banks[0].scores(block, work)
+            best = scores.argmax(axis=1)
+            state["score"][part] = scores[np.arange(best.size), best]
+            fitted = self._refine(self.banks[0], scores, best)
+            for name, value in zip(("amplitude", "delay", "mtt"), fitted[:3]):
+                state[name][part] = value
+            for whole, value in zip(state["grid"], fitted[3]):
+                whole[part] = value
             if guide_flat is None:
-                scores = self._scores(block, work)
-                amplitude, delay, mtt, _ = self._refine(scores, scores.argmax(axis=1))
-            else:
-                guide = np.ascontiguousarray(guide_flat[:, part].T, dtype=np.float32)
-                scores = self._scores(guide, work)
-                _, _, mtt, grid = self._refine(scores, scores.argmax(axis=1))
-                amplitude, delay = self._fit_at_guide(block, grid)
-            out["cbf"][part] = amplitude * np.float32(FLOW_TO_CBF)
-            out["cbv"][part] = amplitude * mtt * np.float32(100 * K_H / RHO_BRAIN)
-            out["tmax"][part] = delay
-            out["ttp"][part] = self.times[block.argmax(axis=1)] - self.times[0]
+                ttp[part] = self.times[block.argmax(axis=1)] - self.times[0]
+        late = np.flatnonzero(state["delay"] > DISPERSION_SEARCH_DELAY)
+        if len(self.banks) > 1:
+            for part, block in curve_blocks(source, source_voxels[late], CHUNK_VOXELS):
+                self._search_dispersion(block, late[part], state, work)
+        if guide_flat is not None:
+            for b in np.unique(state["bank"]):
+                chosen = np.flatnonzero(state["bank"] == b)
+                for part, block in curve_blocks(flat, voxels[chosen], CHUNK_VOXELS):
+                    rows = chosen[part]
+                    state["amplitude"][rows], state["delay"][rows] = self._fit_at_guide(
+                        self.banks[b], block, [g[rows] for g in state["grid"]])
+                    ttp[rows] = self.times[block.argmax(axis=1)] - self.times[0]
+        dispersions = np.array([bank.dispersion for bank in self.banks])
+        offset, _ = dispersed_peak(state["mtt"], dispersions[state["bank"]])
+        amplitude = state["amplitude"]
+        out = {"cbf": amplitude * np.float32(FLOW_TO_CBF),
+               "cbv": amplitude * state["mtt"] * np.float32(100 * K_H / RHO_BRAIN),
+               "tmax": (state["delay"] + offset).astype(np.float32), "ttp": ttp}
         return assemble_fit(out, mask)
