@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models import BlockCirculantSVDModel, ExponentialResidueModel, PerfusionFit, TikhonovModel
-from models.parametric import dispersed_peak
+from models.parametric import DISPERSION_SEARCH, dispersed_peak
 from triage.errors import InputError
 
 RHO, K_H = 1.04, (1 - 0.45) / (1 - 0.25)
@@ -231,7 +231,7 @@ def test_dispersed_tissue_tmax_is_the_peak_of_the_effective_residue(tissue):
     times = np.arange(40) * 1.5
     curves, true_tmax = dispersed_tissue(times, cbf, cbv, delay, dispersion)
     assert true_tmax > delay + 0.5  # dispersion delays the residue maximum
-    fit = ExponentialResidueModel(gamma_aif(times), times).fit(curves)
+    fit = ExponentialResidueModel(gamma_aif(times), times, dispersions=DISPERSION_SEARCH).fit(curves)
     assert float(fit.tmax[0]) == pytest.approx(true_tmax, abs=0.5)
     assert float(fit.cbf[0]) == pytest.approx(cbf, rel=0.10)  # the flow F, not F · max R_eff
     assert float(fit.cbv[0]) == pytest.approx(cbv, rel=0.05)
@@ -246,7 +246,7 @@ def test_dispersion_is_fitted_only_where_the_curve_shows_it():
     times = NON_UNIFORM
     clean, true_tmax = dispersed_tissue(times, cbf, cbv, delay, dispersion)
     noisy = clean + np.random.default_rng(5).normal(0, 0.5, (times.size, 1000)).astype(np.float32)
-    model = ExponentialResidueModel(gamma_aif(times), times)
+    model = ExponentialResidueModel(gamma_aif(times), times, dispersions=DISPERSION_SEARCH)
     fit = model.fit(noisy)
     undispersed = ExponentialResidueModel(gamma_aif(times), times, dispersions=(0.0,)).fit(noisy)
     assert np.median(fit.tmax) == pytest.approx(true_tmax, abs=0.6)

@@ -9,6 +9,7 @@ reader of the result must know about the input's quality.
 from __future__ import annotations
 
 import time
+from functools import partial
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -16,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from models import BlockCirculantSVDModel, ExponentialResidueModel, TikhonovModel
+from models.parametric import DISPERSION_SEARCH
 from models.profiles import ThresholdProfile
 from triage.aif import ArterialInput, select_arterial_input
 from triage.bolus import BolusTiming, analyse_bolus, baseline_image
@@ -28,7 +30,12 @@ from triage.motion import MotionReport, correct_motion
 from triage.series import PerfusionSeries
 from triage.settings import Settings
 
-MODELS = {"exponential": ExponentialResidueModel, "bcsvd": BlockCirculantSVDModel, "tikhonov": TikhonovModel}
+MODELS = {
+    "exponential": ExponentialResidueModel,
+    "exponential-dispersed": partial(ExponentialResidueModel, dispersions=DISPERSION_SEARCH),
+    "bcsvd": BlockCirculantSVDModel,
+    "tikhonov": TikhonovModel,
+}
 MAP_NAMES = ("cbf", "cbv", "mtt", "tmax", "ttp")
 MOTION_WARN_MM = 2.0  # displacement worth telling the reader even when corrected
 MOTION_LIMITED_MM = 5.0  # above this, registration residuals and through-plane motion limit trust
