@@ -45,8 +45,9 @@ VESSEL_MIN_ENHANCEMENT_HU = 60.0
 # blurring the ventricle edges much.
 TISSUE_SMOOTHING_MM = 2.0
 
-_IN_PLANE = np.zeros((3, 3, 3), bool)
-_IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
+# Cross-shaped 2D neighbourhood within each slice (slices are thick: no through-plane links).
+IN_PLANE = np.zeros((3, 3, 3), bool)
+IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 _IN_PLANE_SQUARE = np.zeros((3, 3, 3), bool)
 _IN_PLANE_SQUARE[1] = True
 
@@ -133,7 +134,7 @@ def segment_tissue(
     voxel_ml = geometry.voxel_volume_ml
     tissue_sigma = (TISSUE_SMOOTHING_MM / sy, TISSUE_SMOOTHING_MM / sx)
 
-    full_head = ndimage.binary_fill_holes(_largest_component(baseline_hu > HEAD_MIN_HU), _IN_PLANE)
+    full_head = ndimage.binary_fill_holes(_largest_component(baseline_hu > HEAD_MIN_HU), IN_PLANE)
     if not full_head.any():
         raise InputError("no head found in the baseline image (nothing above -300 HU)")
     # Work inside the head's bounding box (plus a margin for the in-plane filters).
@@ -146,9 +147,9 @@ def segment_tissue(
 
     dense = _smooth_in_plane(baseline_hu, (0.5, 0.5)) > BONE_MIN_HU
     bone = _components(dense & head, min_voxels=int(np.ceil(SKULL_MIN_ML / voxel_ml)))
-    closed_skull = ndimage.binary_closing(bone, _IN_PLANE, iterations=2) | bone
-    cavity = ndimage.binary_fill_holes(closed_skull, _IN_PLANE) & ~closed_skull
-    brain = ndimage.binary_erosion(cavity, _IN_PLANE, iterations=BRAIN_EROSION_PX)
+    closed_skull = ndimage.binary_closing(bone, IN_PLANE, iterations=2) | bone
+    cavity = ndimage.binary_fill_holes(closed_skull, IN_PLANE) & ~closed_skull
+    brain = ndimage.binary_erosion(cavity, IN_PLANE, iterations=BRAIN_EROSION_PX)
     if not brain.any():
         raise InputError("no intracranial region found: the skull does not enclose any slice")
     brain = _largest_component(brain)

@@ -32,6 +32,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from triage.errors import InputError
+from triage.masks import IN_PLANE
 from triage.series import PerfusionSeries
 
 # HU window for registration: air (-1000) reads -100, soft tissue 0-60, bone and enhancing
@@ -56,8 +57,6 @@ STILL_SCREEN_MM = 0.25
 # Fewer kept frames than this share of the series: the acquisition cannot be analysed.
 MIN_KEPT_SHARE = 0.5
 
-_IN_PLANE = np.zeros((3, 3, 3), bool)
-_IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
 @dataclass
@@ -223,7 +222,7 @@ def correct_motion(
     if not head.any():
         raise InputError("motion correction found no head in the reference frame")
     depth_px = max(1, int(round(SCALP_AND_SKULL_MM / small_spacing[0])))
-    brain = ndimage.binary_erosion(head, _IN_PLANE, iterations=depth_px)
+    brain = ndimage.binary_erosion(head, IN_PLANE, iterations=depth_px)
     envelope = brain if brain.any() else head
     surface = envelope & ~ndimage.binary_erosion(envelope)
     scale = np.array(small_spacing)
