@@ -1,7 +1,21 @@
 #!/usr/bin/env bash
-# Set up a fresh machine: Python virtual environment in .venv with the project and its test tools.
+# Set up a fresh machine: the Debian tools the node is tested against (DCMTK as the sending
+# modality, Orthanc as the hospital PACS), then a Python virtual environment in .venv with the
+# project and its test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+missing=()
+[ -x /usr/bin/storescu ] || missing+=(dcmtk)
+[ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: need the Debian packages ${missing[*]}: run 'sudo apt-get install -y ${missing[*]}'" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
