@@ -6,6 +6,7 @@ max(5 mL, 15 %), Tmax > 6 s within max(10 mL, 10 %), the DEFUSE 3 decision right
 """
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,15 +23,15 @@ def run_case(tmp_path_factory):
     """Analyse a named phantom case once per module: (phantom, result, output directory)."""
     done = {}
 
-    def run(name, variant=None):
-        if (name, variant) not in done:
+    def run(name, variant=None, seed=None):
+        if (name, variant, seed) not in done:
             root = tmp_path_factory.mktemp(name)
-            phantom = make_phantom(CASES[name])
+            phantom = make_phantom(CASES[name] if seed is None else replace(CASES[name], seed=seed))
             write_dicom(phantom, root / "dicom", variant=variant and VARIANTS[variant])
             assert main(["analyze", str(root / "dicom"), "--out", str(root / "out"), "--quiet"]) == 0
             result = json.loads((root / "out" / "result.json").read_text())
-            done[name, variant] = phantom, result, root / "out"
-        return done[name, variant]
+            done[name, variant, seed] = phantom, result, root / "out"
+        return done[name, variant, seed]
 
     return run
 
@@ -41,17 +42,20 @@ def lesion_case(request, run_case):
 
 
 MOVED_NOISY_GAP = (
-    "known gap (issue 2): at 12 HU noise the outer penumbra (Tmax 8 s) is under-counted; "
-    "Tmax > 6 s comes out ~91 mL against 104.8 mL truth (tolerance 10.5 mL)"
+    "known gap (issue 2): with other motion and noise draws (seeds 1, 2) the moved 12 HU case "
+    "under-counts Tmax > 6 s (~85 and ~93 mL against 104.8 mL, tolerance 10.5 mL) and the core "
+    "(~15 and ~14 mL against 20.1 mL, tolerance 5 mL): through-plane motion during the bolus peak "
+    "distorts the realigned curves of 5 mm slices"
 )
 
 
-@pytest.mark.parametrize("name", [
-    "mismatch", "large_core", "heterogeneous",
-    pytest.param("moved_noisy", marks=pytest.mark.xfail(strict=True, reason=MOVED_NOISY_GAP)),
+@pytest.mark.parametrize("name, seed", [
+    ("mismatch", None), ("large_core", None), ("heterogeneous", None), ("moved_noisy", None),
+    pytest.param("moved_noisy", 1, marks=pytest.mark.xfail(strict=True, reason=MOVED_NOISY_GAP)),
+    pytest.param("moved_noisy", 2, marks=pytest.mark.xfail(strict=True, reason=MOVED_NOISY_GAP)),
 ])
-def test_volumes_within_tolerance(run_case, name):
-    phantom, result, _ = run_case(name)
+def test_volumes_within_tolerance(run_case, name, seed):
+    phantom, result, _ = run_case(name, seed=seed)
     truth = phantom.truth.volumes
     assert abs(result["core_ml"] - truth["core_ml"]) <= max(5.0, 0.15 * truth["core_ml"]), (result["core_ml"], truth)
     assert abs(result["tmax6_ml"] - truth["tmax6_ml"]) <= max(10.0, 0.10 * truth["tmax6_ml"]), (result["tmax6_ml"], truth)

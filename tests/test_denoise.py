@@ -124,3 +124,30 @@ def test_median_within_mask_ignores_outside_and_removes_outliers():
     filtered = median_within_mask(volume, mask, 5, 3)
     assert np.all(filtered[mask] == 2.0)
     assert np.array_equal(filtered[~mask], volume[~mask])
+
+
+def test_mtt_guide_keeps_strong_regions_apart_and_smooths_weak_ones():
+    """The guide returned by denoise_curves: at the border of a strongly enhancing late region it
+    keeps that region's mean curve (a Gaussian of the same width averages the neighbours' in:
+    a bias that, unlike noise, does not average out); in a weakly enhancing region (a core) it
+    is the Gaussian smoothing of the denoised curves."""
+    times, mask, late, clean, _ = _two_region_phantom(6)
+    yy, xx = np.mgrid[:128, :128]
+    weak = (yy - 30) ** 2 + (xx - 95) ** 2 < 14**2
+    clean[:, :, weak] *= 0.25
+    noisy = clean + np.random.default_rng(7).normal(0, 4.0, clean.shape).astype(np.float32)
+    geometry = Geometry(spacing=(1.0, 1.0, 5.0), origin=(0, 0, 0))
+    denoised = noisy.copy()
+    guide = np.zeros_like(clean)
+    guide[:, mask] = denoise_curves(denoised, mask, geometry, times, 12.0, 14.0)
+    gaussian = denoised.copy()
+    smooth_within_mask(gaussian, mask, geometry, 14.0, truncate=2.0)
+
+    def bias(curves, where):
+        return float(np.abs(curves[:, where].mean(axis=1) - clean[:, where].mean(axis=1)).max())
+
+    border = (late & ~ndimage.binary_erosion(late, iterations=3))[None] & mask
+    assert bias(guide, border) < 0.2 * bias(gaussian, border)
+    weak_interior = ndimage.binary_erosion(weak, iterations=6)[None] & mask
+    np.testing.assert_allclose(guide[:, weak_interior], gaussian[:, weak_interior], atol=1e-3)
+    assert not np.allclose(guide[:, border], gaussian[:, border], atol=0.5)

@@ -21,6 +21,9 @@ DISTANCE_COMPONENTS = 4  # principal temporal components that set the profile di
 DISTANCE_FWHM_MM = 7.0  # pre-smoothing of those components (distances only)
 NOISE_PAIR_OFFSET_PX = 4  # voxel pairs this far apart measure the noise part of profile distances
 RANGE_FACTOR = 0.25  # width of the range kernel, in units of the expected noise distance
+# Curve strength (relative to the median) below which the MTT guide is the coarse Gaussian
+# smoothing, above which the edge-preserving denoised curve, linear between (see denoise_curves).
+WEAK_CURVE_STRENGTH = (0.45, 0.75)
 
 
 def smooth_within_mask(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry, fwhm_mm: float,
@@ -76,9 +79,15 @@ def denoise_curves(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry
     Returns
     -------
     ndarray, float32, (t, voxels of ``mask`` in ``np.flatnonzero`` order)
-        The denoised curves smoothed once more within the mask at ``coarse_fwhm_mm`` (the weak
-        components thus at about √2 × that scale): a low-noise guide for the parameters that
-        vary slowly in space (see ``models.ExponentialResidueModel.fit``).
+        A low-noise guide for the parameters that vary slowly in space (the MTT of
+        ``models.ExponentialResidueModel.fit``). Where the curves enhance well it is the
+        denoised curve with its weak components filtered, instead, by the bilateral filter at
+        ``coarse_fwhm_mm``: Gaussian smoothing of the penumbra mixes in the long MTT of the
+        core and the early timing of the rim, which lengthens its MTT and so advances its
+        fitted Tmax. Where the curves are weak (little enhancement: the core, whose shape is
+        below the noise at any edge-preserving scale) it is the Gaussian smoothing of the
+        denoised curves within the mask at ``coarse_fwhm_mm``. The two are blended by curve
+        strength (:func:`_weak_curve_weight`).
     """
     n_frames = enhancement.shape[0]
     if not mask.any():
@@ -95,18 +104,49 @@ def denoise_curves(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry
     score_maps[:, mask] = scores
     del scores, curves
     dominant = slice(0, DISTANCE_COMPONENTS)
-    smooth_within_mask(score_maps[DISTANCE_COMPONENTS:], mask, geometry, coarse_fwhm_mm, truncate=COARSE_TRUNCATE)
     guide = score_maps[dominant].copy()
     smooth_within_mask(guide, mask, geometry, DISTANCE_FWHM_MM)
     noise_distance = _typical_distance(guide, mask, NOISE_PAIR_OFFSET_PX)
-    sx, sy, _ = geometry.spacing
-    sigma_px = (spatial_fwhm_mm / FWHM_PER_SIGMA / sy, spatial_fwhm_mm / FWHM_PER_SIGMA / sx)
-    score_maps[dominant] = bilateral_within_mask(score_maps[dominant], guide, mask, sigma_px,
-                                                 max(RANGE_FACTOR * noise_distance, 1e-12), noise_distance)
+    range_var = max(RANGE_FACTOR * noise_distance, 1e-12)
+    weak = slice(DISTANCE_COMPONENTS, None)
+    score_maps[dominant] = bilateral_within_mask(score_maps[dominant], guide, mask,
+                                                 _sigma_px(geometry, spatial_fwhm_mm), range_var, noise_distance)
+    weak_kept_apart = bilateral_within_mask(score_maps[weak], guide, mask, _sigma_px(geometry, coarse_fwhm_mm),
+                                            range_var, noise_distance)[:, mask]
+    smooth_within_mask(score_maps[weak], mask, geometry, coarse_fwhm_mm, truncate=COARSE_TRUNCATE)
     for frame, weights in zip(enhancement, basis):  # faster than one boolean-index write
         np.copyto(frame, np.tensordot(weights, score_maps, axes=1), where=mask)
+    kept_apart = basis[:, dominant] @ score_maps[dominant][:, mask] + basis[:, weak] @ weak_kept_apart
     smooth_within_mask(score_maps, mask, geometry, coarse_fwhm_mm, truncate=COARSE_TRUNCATE)
-    return basis @ score_maps[:, mask]
+    coarse = basis @ score_maps[:, mask]
+    weight = _weak_curve_weight(coarse)
+    coarse -= kept_apart
+    coarse *= weight
+    coarse += kept_apart
+    return coarse
+
+
+def _sigma_px(geometry: Geometry, fwhm_mm: float) -> tuple[float, float]:
+    """In-plane (y, x) Gaussian SD in pixels of a kernel of ``fwhm_mm``."""
+    sx, sy, _ = geometry.spacing
+    return fwhm_mm / FWHM_PER_SIGMA / sy, fwhm_mm / FWHM_PER_SIGMA / sx
+
+
+def _weak_curve_weight(curves: np.ndarray) -> np.ndarray:
+    """Per curve of ``curves`` (t, voxels), 1 where it is weak, 0 where strong, linear between.
+
+    Strength is the length of the mean-removed curve relative to the median length over all
+    curves (most of the parenchyma is normal): below ``WEAK_CURVE_STRENGTH[0]`` a curve is
+    weak, above ``WEAK_CURVE_STRENGTH[1]`` strong. The core (CBV well below normal) is
+    weak; penumbra and oligaemia (CBV normal or raised) are strong.
+    """
+    centred = curves - curves.mean(axis=0)
+    strength = np.sqrt(np.einsum("tv,tv->v", centred, centred))
+    low, high = WEAK_CURVE_STRENGTH
+    median = float(np.median(strength)) if strength.size else 0.0
+    if median <= 0:
+        return np.zeros(strength.shape, np.float32)
+    return np.clip((high * median - strength) / ((high - low) * median), 0.0, 1.0).astype(np.float32)
 
 
 def _typical_distance(guide: np.ndarray, mask: np.ndarray, offset: int) -> float:
