@@ -24,6 +24,7 @@ RANGE_FACTOR = 0.25  # width of the range kernel, in units of the expected noise
 # Curve strength (relative to the median) below which the MTT guide is the coarse Gaussian
 # smoothing, above which the edge-preserving denoised curve, linear between (see denoise_curves).
 WEAK_CURVE_STRENGTH = (0.45, 0.75)
+OFFSETS_PER_SIGMA = 3  # the bilateral filter samples at least this many neighbour offsets per SD
 
 
 def smooth_within_mask(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry, fwhm_mm: float,
@@ -184,8 +185,9 @@ def bilateral_within_mask(values: np.ndarray, guide: np.ndarray, mask: np.ndarra
     ``exp(-d² / 2σ²) · exp(-max(‖g_p − g_q‖² − noise_distance, 0) / range_var)``, with d the
     offset in pixels (up to 2σ; ``sigma_px`` is (y, x)) and g the ``guide`` maps (k, z, y, x),
     the same in both passes. Voxels outside ``mask`` get no weight. This is the separable form
-    of a joint bilateral filter: 4σ offsets instead of ~4πσ². Returns float32 maps, 0 outside
-    ``mask``.
+    of a joint bilateral filter: 4σ offsets instead of ~4πσ². Wide kernels sample their offsets
+    every ``⌊σ / OFFSETS_PER_SIGMA⌋`` px (each sample weighted by that step): the Gaussian is
+    smooth at that scale. Returns float32 maps, 0 outside ``mask``.
     """
     weight_mask = mask.astype(np.float32)
     filtered = values * weight_mask
@@ -200,7 +202,8 @@ def _bilateral_pass(values, guide, weight_mask, axis, sigma_px, range_var, noise
     norm = weight_mask.copy()
     length = values.shape[axis]
     scale = np.float32(-1.0 / range_var)
-    for offset in range(1, min(int(np.ceil(2 * sigma_px)), length - 1) + 1):
+    step = max(1, int(sigma_px / OFFSETS_PER_SIGMA))
+    for offset in range(step, min(int(np.ceil(2 * sigma_px)), length - 1) + 1, step):
         p, q = [slice(None)] * 3, [slice(None)] * 3
         p[axis - 1], q[axis - 1] = slice(0, length - offset), slice(offset, length)
         p, q = tuple(p), tuple(q)
@@ -213,7 +216,7 @@ def _bilateral_pass(values, guide, weight_mask, axis, sigma_px, range_var, noise
         np.maximum(distance, 0, out=distance)
         distance *= scale
         weight = np.exp(distance, out=distance)
-        weight *= np.float32(np.exp(-offset * offset / (2 * sigma_px**2)))
+        weight *= np.float32(step * np.exp(-offset * offset / (2 * sigma_px**2)))
         weight *= weight_mask[p]
         weight *= weight_mask[q]
         norm[p] += weight
