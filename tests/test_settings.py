@@ -1,5 +1,7 @@
 """Settings precedence: defaults < file < environment < flags."""
 
+from pathlib import Path
+
 import pytest
 
 from triage.errors import InputError
@@ -39,3 +41,42 @@ def test_bad_environment_value():
 def test_missing_config_file(tmp_path):
     with pytest.raises(InputError, match="cannot read config file"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_node_defaults():
+    s = Settings()
+    assert (s.dicom_port, s.ae_title, s.allow_aet, s.accept_any_aet, s.pacs, s.quiet_seconds) == (
+        11112, "TRIAGE", (), False, "", 3.0)
+    assert (s.http_port, s.max_jobs, s.data_dir) == (0, 2, Path("triage-data"))
+
+
+def test_node_settings_from_file_environment_and_flags(tmp_path):
+    config = tmp_path / "node.toml"
+    config.write_text('allow_aet = ["CT1", "CT2"]\ndata_dir = "/srv/triage"\nquiet_seconds = 1.5\n'
+                      'accept_any_aet = true\npacs = "PACS@10.0.0.5:104"\n')
+    env = {"TRIAGE_ALLOW_AET": "ORTHANC, CT9,", "TRIAGE_ACCEPT_ANY_AET": "off", "TRIAGE_DICOM_PORT": "4242"}
+    s = load_settings(config, environ=env)
+    assert s.allow_aet == ("ORTHANC", "CT9")
+    assert (s.accept_any_aet, s.dicom_port, s.data_dir, s.quiet_seconds, s.pacs) == (
+        False, 4242, Path("/srv/triage"), 1.5, "PACS@10.0.0.5:104")
+    flagged = load_settings(config, environ=env, allow_aet=["MODALITY"], accept_any_aet=True)
+    assert (flagged.allow_aet, flagged.accept_any_aet) == (("MODALITY",), True)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"TRIAGE_ACCEPT_ANY_AET": "maybe"}, "accept_any_aet: 'maybe' is not a valid switch"),
+    ({"TRIAGE_QUIET_SECONDS": "soon"}, "quiet_seconds: 'soon' is not a valid number"),
+])
+def test_bad_node_values(env, message):
+    with pytest.raises(InputError, match=message):
+        load_settings(environ=env)
+
+
+def test_bad_node_values_in_file(tmp_path):
+    config = tmp_path / "node.toml"
+    config.write_text("allow_aet = 5\n")
+    with pytest.raises(InputError, match="allow_aet: 5 is not a valid list of names"):
+        load_settings(config, environ={})
+    config.write_text("pacs = 104\n")
+    with pytest.raises(InputError, match="pacs: 104 is not a valid text"):
+        load_settings(config, environ={})

@@ -1,4 +1,4 @@
-"""Command line: ``triage analyze INPUT --out OUT`` (and, later, ``triage serve``).
+"""Command line: ``triage analyze INPUT --out OUT`` and ``triage serve`` (the DICOM node).
 
 Errors in the input end the run with ``error: <one-line reason>`` on stderr and exit status 2;
 an internal failure says which stage failed and exits 3. Tracebacks are shown only with
@@ -21,7 +21,7 @@ from triage.assembly import assemble, scan, select
 from triage.errors import InputError
 from triage.outputs import check_output_dir, write_outputs
 from triage.pipeline import MODELS, analyse
-from triage.settings import load_settings
+from triage.settings import Settings, load_settings
 
 EXIT_INPUT, EXIT_INTERNAL = 2, 3
 
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--config", type=Path, help="TOML settings file (see triage.settings)")
     analyze.add_argument("--quiet", action="store_true", help="no progress lines")
     analyze.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    _add_serve(commands)
     return parser
 
 
@@ -143,12 +144,66 @@ def run_analyze(args) -> int:
     return 0
 
 
+def _add_serve(commands) -> None:
+    d = Settings  # defaults, for the help text
+    serve = commands.add_parser(
+        "serve", help="run the DICOM node: receive CT perfusion, analyse it, send the results to PACS",
+        description="DICOM node: receives CT perfusion series (C-STORE), analyses each complete series "
+                    "and sends the results (Secondary Capture, Segmentation, SR) to the PACS. Every "
+                    "option can also be set in the --config file or as TRIAGE_<NAME> in the "
+                    "environment (e.g. TRIAGE_ALLOW_AET=CT1,PACS). Stops gracefully on SIGTERM. "
+                    "Research use only.")
+    add = serve.add_argument
+    add("--config", type=Path, metavar="FILE", help="TOML settings file (see triage.settings)")
+    add("--data-dir", type=Path, metavar="DIR",
+        help=f"spool, job database and results (default ./{d.data_dir})")
+    add("--listen-address", metavar="ADDRESS", help=f"address the DICOM port binds to (default {d.listen_address})")
+    add("--dicom-port", type=int, metavar="PORT", help=f"DICOM port (default {d.dicom_port})")
+    add("--ae-title", metavar="AET", help=f"our AE title (default {d.ae_title})")
+    add("--allow-aet", action="append", metavar="NAME",
+        help="calling AE title allowed to connect (repeatable); every other caller is rejected. "
+             "One of --allow-aet and --accept-any-aet is required")
+    add("--accept-any-aet", action="store_true", default=None,
+        help="accept associations from any calling AE title")
+    add("--pacs", metavar="AET@HOST:PORT", help="where results are sent (C-STORE); unset: results stay in DIR/results")
+    add("--quiet-seconds", type=float, metavar="S",
+        help="a series is complete after S seconds without new images when every slice position has "
+             f"every time point (default {d.quiet_seconds:g})")
+    add("--incomplete-warn-seconds", type=float, metavar="S",
+        help="report a perfusion series still missing images after S quiet seconds "
+             f"(default {d.incomplete_warn_seconds:g})")
+    add("--http-port", type=int, metavar="PORT", help=f"status/alert HTTP port, 0 = off (default {d.http_port})")
+    add("--webhook", metavar="URL", help="URL notified of results (alerts)")
+    add("--tls-cert", metavar="PEM", help="certificate for DICOM over TLS (with --tls-key)")
+    add("--tls-key", metavar="PEM", help="private key for DICOM over TLS")
+    add("--tls-ca", metavar="PEM", help="CA certificates that callers must be signed by")
+    add("--max-associations", type=int, metavar="N",
+        help=f"simultaneous DICOM associations (default {d.max_associations})")
+    add("--max-jobs", type=int, metavar="N", help=f"simultaneous analyses (default {d.max_jobs})")
+    add("--spool-reserve-mb", type=int, metavar="MIB",
+        help=f"free disk space kept; below it images are refused (default {d.spool_reserve_mb})")
+
+
+SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_aet", "accept_any_aet",
+                 "pacs", "quiet_seconds", "incomplete_warn_seconds", "http_port", "webhook", "tls_cert",
+                 "tls_key", "tls_ca", "max_associations", "max_jobs", "spool_reserve_mb")
+
+
+def run_serve(args) -> int:
+    from triage.service import serve  # the networking stack is not needed by `analyze`
+
+    settings = load_settings(args.config, **{name: getattr(args, name) for name in SERVE_OPTIONS})
+    return serve(settings, config_file=args.config)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stage = args.command
     try:
         if args.command == "analyze":
             return run_analyze(args)
+        if args.command == "serve":
+            return run_serve(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT

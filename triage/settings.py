@@ -3,7 +3,10 @@
 Precedence, lowest first: the defaults below, the file named by ``--config`` or the
 ``TRIAGE_CONFIG`` environment variable, ``TRIAGE_<FIELD>`` environment variables (e.g.
 ``TRIAGE_PROFILE=rcbf38``), then command-line flags. The TOML file holds the same field names at
-its top level, e.g. ``profile = "rapid-like"``.
+its top level, e.g. ``profile = "rapid-like"`` or ``allow_aet = ["CT1", "PACS"]``.
+
+In the environment a list is comma-separated (``TRIAGE_ALLOW_AET=CT1,PACS``) and a switch is
+``1/true/yes/on`` or ``0/false/no/off``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ ENV_PREFIX = "TRIAGE_"
 
 @dataclass(frozen=True)
 class Settings:
-    """Analysis settings (units in the names or below).
+    """Analysis and node settings (units in the names or below).
 
     profile : threshold profile name or JSON path (see ``models.profiles``)
     model : deconvolution model, ``"exponential"`` (parametric fit of a delayed exponential
@@ -35,6 +38,23 @@ class Settings:
     coarse_fwhm_mm : in-plane smoothing of the weak temporal components, and of the curves
         that set the MTT of the exponential model (see ``triage.denoise.denoise_curves``)
     motion_exclude_mm : frames displaced more than this are left out of the analysis
+
+    The DICOM node (``triage serve``):
+
+    data_dir : spool, job database and results (``spool/``, ``triage.db``, ``results/``)
+    listen_address, dicom_port, ae_title : where and as whom the storage SCP listens
+    allow_aet : calling AE titles accepted; every other caller is rejected unless
+        ``accept_any_aet`` (the node needs one of the two)
+    pacs : where results are sent, ``"AET@HOST:PORT"`` (empty: kept in ``results/`` only)
+    quiet_seconds : a series is complete when no instance arrived for this long and every
+        slice position has every time point
+    incomplete_warn_seconds : a perfusion series quiet this long with positions still missing
+        time points is reported as incomplete (it is analysed once the rest arrives)
+    http_port : status/alert HTTP port (0 = off); webhook : alert URL (see issue 4)
+    tls_cert, tls_key, tls_ca : PEM files for DICOM over TLS (all empty = plain TCP)
+    max_associations : simultaneous DICOM associations; max_jobs : simultaneous analyses
+    spool_reserve_mb : free disk space (MiB) kept; below it instances are refused
+        (out of resources) rather than filling the disk
     """
 
     profile: str = "rapid-like"
@@ -43,23 +63,69 @@ class Settings:
     smoothing_fwhm_mm: float = 12.0
     coarse_fwhm_mm: float = 14.0
     motion_exclude_mm: float = 10.0
+    data_dir: Path = Path("triage-data")
+    listen_address: str = "0.0.0.0"
+    dicom_port: int = 11112
+    ae_title: str = "TRIAGE"
+    allow_aet: tuple[str, ...] = ()
+    accept_any_aet: bool = False
+    pacs: str = ""
+    quiet_seconds: float = 3.0
+    incomplete_warn_seconds: float = 30.0
+    http_port: int = 0
+    webhook: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    max_associations: int = 8
+    max_jobs: int = 2
+    spool_reserve_mb: int = 1024
 
     def replace(self, **changes) -> "Settings":
         """A copy with the given fields changed; ``None`` values are ignored."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+SWITCH_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+                "0": False, "false": False, "no": False, "off": False}
+KIND_NAMES = {bool: "switch (true/false)", tuple: "list of names", float: "number", int: "integer",
+              str: "text"}
+
+
 def _coerce(name: str, kind: type, value) -> object:
+    converted = _convert(kind, value)
+    if converted is None:
+        raise InputError(f"setting {name}: {value!r} is not a valid {KIND_NAMES.get(kind, 'path')}")
+    return converted
+
+
+def _convert(kind: type, value):
+    """``value`` as a ``kind``, or None when it is not one."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        return SWITCH_WORDS.get(value.strip().lower()) if isinstance(value, str) else None
+    if kind is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, (list, tuple)) and all(isinstance(v, str) for v in items):
+            return tuple(v.strip() for v in items if v.strip())
+        return None
+    if kind is str:
+        return value if isinstance(value, str) else None
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise InputError(f"setting {name}: {value!r} is not a valid {kind.__name__}") from None
+        return None
+
+
+def _kind(default) -> type:
+    return Path if isinstance(default, Path) else type(default)
 
 
 def load_settings(config_file: Path | None = None, environ: dict | None = None, **flags) -> Settings:
     """Settings from defaults, ``config_file`` (or ``$TRIAGE_CONFIG``), environment, then ``flags``."""
     environ = os.environ if environ is None else environ
-    kinds = {f.name: type(f.default) for f in fields(Settings)}
+    kinds = {f.name: _kind(f.default) for f in fields(Settings)}
     values: dict = {}
     config_file = config_file or environ.get(ENV_PREFIX + "CONFIG")
     if config_file:

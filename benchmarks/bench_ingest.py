@@ -1,0 +1,137 @@
+"""Ingest throughput: one DCMTK ``storescu`` sends a clinical-size CT perfusion series (1,280
+images, 512 x 512, 32 slices x 40 time points) to DCMTK's ``storescp`` and to our receiver.
+
+Run from the repository root: ``python3 benchmarks/bench_ingest.py [--data DIR] [--repeat N]``.
+
+Each receiver runs in a process of its own on a loopback port (ours: ``python -m dicom_node.scp``,
+which fsyncs every file and its directory before acknowledging it; ``storescp`` does not
+fsync). The sender is timed from start to exit, twice per receiver: with Nagle's algorithm off
+(``TCP_NODELAY=1`` in DCMTK's environment, sender and ``storescp`` alike) and left at DCMTK's
+default. Our receiver is also run without its ``TCP_QUICKACK`` re-arming, to show what that
+takes, and a pynetdicom receiver that acknowledges without storing shows the floor that
+pynetdicom itself sets. Printed: seconds, images/s, MB/s (source file bytes), the ratio to
+``storescp`` under the same sender setting, the receiver's CPU seconds, and the number of
+files received (all of them; 0 for the no-op receiver). With ``--repeat``
+the fastest run of each row is kept (the machine is shared; slower runs are interference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sample_data.phantom import CASES, make_phantom, write_dicom  # noqa: E402
+from tests import peers  # noqa: E402
+
+SERIES = replace(CASES["mismatch"], matrix=512, n_slices=32, n_frames=40)
+
+
+def series_files(data: Path) -> list[Path]:
+    """The series in ``data``, written there first when the folder is empty."""
+    files = sorted(data.rglob("*.dcm"))
+    if not files:
+        start = time.perf_counter()
+        files = write_dicom(make_phantom(SERIES), data)
+        print(f"wrote {len(files)} files in {time.perf_counter() - start:.1f} s (setup)")
+    return files
+
+
+# pynetdicom receiving and acknowledging without storing: the floor of any pynetdicom receiver.
+NO_OP_RECEIVER = """
+import sys
+from pynetdicom import AE, _config, evt
+from pynetdicom.sop_class import CTImageStorage
+from dicom_node.scp import MAXIMUM_PDU_BYTES, TRANSFER_SYNTAXES
+_config.LOG_HANDLER_LEVEL = "none"
+ae = AE("TRIAGE")
+ae.maximum_pdu_size = MAXIMUM_PDU_BYTES
+ae.add_supported_context(CTImageStorage, TRANSFER_SYNTAXES)
+ae.start_server(("127.0.0.1", int(sys.argv[1])), evt_handlers=[(evt.EVT_C_STORE, lambda e: 0)])
+"""
+RECEIVERS = ("storescp", "ours", "ours, no quick-ACK", "pynetdicom no-op")
+
+
+def receiver(kind: str, out: Path, port: int, nodelay: bool) -> subprocess.Popen:
+    """Start a receiver on ``port`` writing into ``out``."""
+    if kind == "storescp":
+        command = [peers.dcmtk("storescp"), "-aet", "TRIAGE", "-od", str(out), str(port)]
+    elif kind == "pynetdicom no-op":
+        command = [sys.executable, "-c", NO_OP_RECEIVER, str(port)]
+    else:
+        command = [sys.executable, "-m", "dicom_node.scp", "--spool", str(out),
+                   "--port", str(port), "--host", "127.0.0.1"]
+        if kind == "ours, no quick-ACK":
+            command.append("--no-quick-ack")
+    out.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=peers.nodelay_env(nodelay))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def send_once(kind: str, data: Path, scratch: Path, nodelay: bool) -> tuple[float, float, int]:
+    """Seconds for storescu to send the series to a fresh receiver, the receiver's CPU
+    seconds meanwhile, and the files received."""
+    out = scratch / "received"
+    port = peers.free_port()
+    process = receiver(kind, out, port, nodelay)
+    try:
+        peers.wait_for_port(port, timeout=60, process=process)
+        cpu_start, start = cpu_seconds(process.pid), time.perf_counter()
+        run = peers.storescu(port, data, calling="MODALITY", nodelay=nodelay, timeout=1800)
+        seconds = time.perf_counter() - start
+        cpu = cpu_seconds(process.pid) - cpu_start
+        if run.returncode != 0:
+            raise RuntimeError(f"storescu to {kind} failed: {run.stderr.strip()[-300:]}")
+    finally:
+        peers.stop_process(process)
+    received = sum(1 for p in out.rglob("*") if p.is_file() and ".incoming" not in p.parts)
+    shutil.rmtree(out)
+    return seconds, cpu, received
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, help="series folder (written there if empty)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per row, fastest kept")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        data = args.data or scratch / "series"
+        data.mkdir(parents=True, exist_ok=True)
+        files = series_files(data)
+        megabytes = sum(p.stat().st_size for p in files) / 1e6
+        print(f"series: {len(files)} files, {megabytes:.0f} MB; sender DCMTK storescu, "
+              f"best of {args.repeat}; load average {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} CPUs")
+        print(f"{'sender Nagle':<13}{'receiver':<21}{'s':>7}{'images/s':>10}{'MB/s':>8}"
+              f"{'vs storescp':>13}{'receiver CPU s':>16}{'received':>10}")
+        for nodelay in (True, False):
+            reference = None
+            for kind in RECEIVERS:
+                runs = [send_once(kind, data, scratch, nodelay) for _ in range(args.repeat)]
+                seconds, cpu, received = min(runs)
+                reference = reference or seconds
+                print(f"{'off' if nodelay else 'on (default)':<13}{kind:<21}{seconds:7.1f}"
+                      f"{len(files) / seconds:10.0f}{megabytes / seconds:8.0f}"
+                      f"{reference / seconds:12.0%}{cpu:16.1f}{received:>10}", flush=True)
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

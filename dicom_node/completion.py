@@ -1,0 +1,179 @@
+"""When is a received series a whole CT perfusion series? Classification and completeness.
+
+Pure functions on the :class:`~dicom_node.instance.InstanceInfo` records of one series (plus, for
+Enhanced CT multi-frame objects, the per-frame planes read by :func:`frame_planes`):
+
+- :func:`assess` classifies the series (``CTP``: CT with slice positions repeated over at least
+  ``MIN_PERFUSION_FRAMES`` time points; anything else is ``other``, with the reason) and checks
+  that the grid is whole: every slice position present at every time point, evenly spaced.
+  Positions and times are grouped with the tolerances of :mod:`triage.assembly`, which reads the
+  series for the analysis.
+- :func:`decide` turns an assessment and the seconds since the last instance arrived into what
+  the node does next.
+
+The analysis (``triage.assembly.assemble``) refuses a grid with a position missing a time point
+("N of M slice positions are incomplete"), so an incomplete perfusion series is never analysed:
+it waits for its missing instances, and is reported as incomplete after
+``incomplete_warn_seconds`` of silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dicom_node.instance import ENHANCED_CT_IMAGE_STORAGE, InstanceInfo
+from triage.assembly import (MIN_PERFUSION_FRAMES, POSITION_TOLERANCE_MM, SAME_TIME_S,
+                             SLICE_SPACING_TOLERANCE, _cluster_positions)
+from triage.dicom_read import read_header
+
+CTP, OTHER = "CTP", "other"
+# What decide() asks for.
+WAIT, ANALYSE, IGNORE, INCOMPLETE, REPORT_INCOMPLETE = (
+    "wait", "analyse", "ignore", "incomplete", "report incomplete")
+
+
+@dataclass(frozen=True)
+class Plane:
+    """One 2D image: a single-frame instance or one frame of a multi-frame instance.
+    Position and orientation in LPS mm / direction cosines, time in s after midnight."""
+
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, ...] | None
+    time_s: float | None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Classification and completeness of a series.
+
+    ``n_positions`` distinct slice positions, ``n_times`` the time points at the most often
+    repeated position (0 when unknown), ``missing`` says what is missing when not ``complete``.
+    """
+
+    classification: str
+    reason: str
+    n_instances: int
+    n_positions: int = 0
+    n_times: int = 0
+    complete: bool = False
+    missing: str = ""
+
+    @property
+    def is_perfusion(self) -> bool:
+        return self.classification == CTP
+
+    def summary(self) -> str:
+        """E.g. ``CTP, complete: 8 positions x 25 time points``."""
+        grid = f"{self.n_positions} positions x {self.n_times} time points"
+        if not self.is_perfusion:
+            return f"not analysed: {self.reason}"
+        return f"CTP, complete: {grid}" if self.complete else f"CTP, incomplete: {self.missing}"
+
+
+def planes_of(info: InstanceInfo) -> list[Plane]:
+    """The plane of a single-frame instance (multi-frame objects: :func:`frame_planes`)."""
+    return [Plane(info.position, info.orientation, info.time_s)]
+
+
+def is_multiframe(info: InstanceInfo) -> bool:
+    return info.sop_class_uid == ENHANCED_CT_IMAGE_STORAGE and info.number_of_frames > 1
+
+
+def frame_planes(path: Path) -> list[Plane]:
+    """The planes of every frame of an Enhanced CT object, read from its header (the only
+    function here that reads a file). Frame times: FrameAcquisitionDateTime, else the object's
+    acquisition time, else ContentTime."""
+    planes = read_header(Path(path)).planes
+    return [Plane(p.position, p.orientation,
+                  p.acquisition_time if p.acquisition_time is not None else p.content_time)
+            for p in planes]
+
+
+def assess(infos: list[InstanceInfo], multiframe_planes: dict[str, list[Plane]] | None = None
+           ) -> Assessment:
+    """Classify a series and check its grid.
+
+    ``multiframe_planes`` maps the SOP Instance UID of each multi-frame instance
+    (:func:`is_multiframe`) to its :func:`frame_planes`; without an entry such an instance
+    counts as one plane.
+    """
+    multiframe_planes = multiframe_planes or {}
+    n = len(infos)
+    if not infos:
+        return Assessment(OTHER, "no instances", 0)
+    if not all(i.is_ct_image for i in infos) or {i.modality.upper() for i in infos} != {"CT"}:
+        kinds = sorted({i.modality or "no modality" for i in infos})
+        return Assessment(OTHER, f"not CT ({'/'.join(kinds)})", n)
+    if all("LOCALIZER" in (t.upper() for t in i.image_type) for i in infos):
+        return Assessment(OTHER, "LOCALIZER", n)
+    planes = [p for i in infos for p in multiframe_planes.get(i.sop_instance_uid, planes_of(i))]
+    unplaced = sum(p.position is None or p.orientation is None for p in planes)
+    if unplaced:
+        return Assessment(OTHER, f"{unplaced} of {len(planes)} images without image "
+                                 "position/orientation", n)
+    orientation = np.asarray(planes[0].orientation, dtype=float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    labels, depths = _cluster_positions(np.array([p.position for p in planes]) @ normal)
+    untimed = sum(p.time_s is None for p in planes)
+    if untimed:
+        return Assessment(OTHER, f"{untimed} of {len(planes)} images without "
+                                 "AcquisitionTime/ContentTime", n, n_positions=len(depths))
+    counts = _time_points_per_position(labels, np.array([p.time_s for p in planes]))
+    n_positions, n_times = len(counts), int(counts.max())
+    if n_times == 1:
+        return Assessment(OTHER, "single time point (NCCT or CTA)", n, n_positions, 1)
+    if n_times < MIN_PERFUSION_FRAMES:
+        return Assessment(OTHER, f"{n_times} time points (perfusion needs at least "
+                                 f"{MIN_PERFUSION_FRAMES})", n, n_positions, n_times)
+    reason = f"slice positions repeated over {n_times} time points"
+    short = int((counts < n_times).sum())
+    if short:
+        missing = int((n_times - counts).sum())
+        return Assessment(CTP, reason, n, n_positions, n_times, complete=False,
+                          missing=f"{short} of {n_positions} positions lack time points "
+                                  f"({missing} images missing of {n_positions * n_times})")
+    gap = _uneven_gap(depths)
+    if gap:
+        return Assessment(CTP, reason, n, n_positions, n_times, complete=False, missing=gap)
+    return Assessment(CTP, reason, n, n_positions, n_times, complete=True)
+
+
+def decide(assessment: Assessment, quiet_for_s: float, *, quiet_seconds: float,
+           incomplete_warn_seconds: float) -> str:
+    """What to do with a series whose last instance arrived ``quiet_for_s`` seconds ago.
+
+    ``WAIT`` while instances may still come; then ``IGNORE`` (not perfusion), ``ANALYSE``
+    (perfusion, complete), ``INCOMPLETE`` (perfusion with a hole: keep waiting) or, once quiet
+    for ``incomplete_warn_seconds``, ``REPORT_INCOMPLETE``.
+    """
+    if quiet_for_s < quiet_seconds:
+        return WAIT
+    if not assessment.is_perfusion:
+        return IGNORE
+    if assessment.complete:
+        return ANALYSE
+    return REPORT_INCOMPLETE if quiet_for_s >= incomplete_warn_seconds else INCOMPLETE
+
+
+def _time_points_per_position(labels: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Distinct time points (closer than ``SAME_TIME_S`` = one) at each position label."""
+    order = np.lexsort((times, labels))
+    sorted_labels, sorted_times = labels[order], times[order]
+    new_time = np.ones(len(order), dtype=bool)
+    new_time[1:] = (np.diff(sorted_labels) != 0) | (np.diff(sorted_times) >= SAME_TIME_S)
+    return np.bincount(sorted_labels[new_time], minlength=int(labels.max()) + 1)
+
+
+def _uneven_gap(depths: np.ndarray) -> str:
+    """Why the slice gaps show a missing position ('' when they are even)."""
+    if depths.size < 3:
+        return ""
+    gaps = np.diff(depths)
+    median = float(np.median(gaps))
+    if np.abs(gaps - median).max() <= SLICE_SPACING_TOLERANCE * median:
+        return ""
+    return (f"uneven slice gaps ({gaps.min():.2f} to {gaps.max():.2f} mm, median {median:.2f}; "
+            f"positions within {POSITION_TOLERANCE_MM} mm are one): a slice position is missing")

@@ -1,0 +1,120 @@
+"""Series classification and completeness (dicom_node.completion) on instance records and on
+real Enhanced CT files."""
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from dicom_node.completion import (ANALYSE, CTP, IGNORE, INCOMPLETE, OTHER, REPORT_INCOMPLETE, WAIT,
+                                   assess, decide, frame_planes, is_multiframe)
+from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo, instance_info
+from tests.dicom_factory import AXIAL, enhanced_ct_frame_object, slice_positions
+
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
+def series(n_positions=4, n_times=5, *, orientation=AXIAL, spacing=5.0, start=36000.0, interval=1.5,
+           skip=(), modality="CT", sop_class=CT_IMAGE_STORAGE, image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
+           position_jitter=0.0, time_jitter=0.0):
+    """Instance records of a (times x positions) grid, leaving out the (t, z) pairs in ``skip``."""
+    rng = np.random.default_rng(1)
+    positions = slice_positions(n_positions, spacing, orientation)
+    normal = np.cross(orientation[:3], orientation[3:])
+    infos = []
+    for t in range(n_times):
+        for z in range(n_positions):
+            if (t, z) in skip:
+                continue
+            position = positions[z] + rng.uniform(-position_jitter, position_jitter) * normal
+            infos.append(InstanceInfo(
+                sop_instance_uid=f"1.2.3.{t}.{z}", sop_class_uid=sop_class, study_uid="1.2.3",
+                series_uid="1.2.3.4", path=Path(f"/spool/{t}_{z}.dcm"), modality=modality,
+                image_type=image_type, position=tuple(float(v) for v in position),
+                orientation=orientation, time_s=start + t * interval + z * 0.1
+                + rng.uniform(-time_jitter, time_jitter)))
+    return infos
+
+
+def test_complete_perfusion_grid():
+    a = assess(series(4, 5))
+    assert (a.classification, a.complete, a.n_positions, a.n_times, a.n_instances) == (CTP, True, 4, 5, 20)
+    assert a.summary() == "CTP, complete: 4 positions x 5 time points"
+
+
+def test_tolerances_of_the_assembly_group_positions_and_times():
+    """Positions within 0.1 mm along the normal are one slice; times within 0.05 s one time point
+    (a repeated image at the same position and time does not count twice)."""
+    infos = series(4, 5, position_jitter=0.04, time_jitter=0.01)
+    repeated = infos[3]
+    infos.append(InstanceInfo(**{**repeated.__dict__, "sop_instance_uid": "9.9",
+                                 "time_s": repeated.time_s + 0.02}))
+    a = assess(infos)
+    assert (a.n_positions, a.n_times, a.complete) == (4, 5, True)
+
+
+def test_oblique_stack_is_grouped_along_its_normal():
+    tilted = (1.0, 0.0, 0.0, 0.0, np.cos(0.3), -np.sin(0.3))
+    a = assess(series(6, 4, orientation=tilted))
+    assert (a.n_positions, a.n_times, a.complete) == (6, 4, True)
+
+
+def test_missing_instance_makes_the_grid_incomplete():
+    a = assess(series(4, 5, skip={(4, 2)}))
+    assert a.classification == CTP and not a.complete
+    assert a.missing == "1 of 4 positions lack time points (1 images missing of 20)"
+
+
+def test_missing_middle_position_is_seen_in_the_slice_gaps():
+    a = assess(series(5, 4, skip={(t, 2) for t in range(4)}))
+    assert a.classification == CTP and not a.complete
+    assert "slice position is missing" in a.missing
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    (dict(n_times=1), "single time point (NCCT or CTA)"),
+    (dict(n_times=2), "2 time points (perfusion needs at least 3)"),
+    (dict(image_type=("ORIGINAL", "PRIMARY", "LOCALIZER")), "LOCALIZER"),
+    (dict(modality="MR", sop_class=MR_IMAGE_STORAGE), "not CT (MR)"),
+])
+def test_other_series_are_classified_with_a_reason(kwargs, reason):
+    a = assess(series(**kwargs))
+    assert (a.classification, a.reason) == (OTHER, reason)
+    assert decide(a, 10.0, quiet_seconds=3.0, incomplete_warn_seconds=30.0) == IGNORE
+
+
+def test_images_without_position_or_time_are_not_perfusion():
+    infos = series(3, 4)
+    infos[0] = InstanceInfo(**{**infos[0].__dict__, "position": None})
+    assert "1 of 12 images without image position" in assess(infos).reason
+    infos = series(3, 4)
+    infos[5] = InstanceInfo(**{**infos[5].__dict__, "time_s": None})
+    assert assess(infos).reason == "1 of 12 images without AcquisitionTime/ContentTime"
+
+
+def test_decision_waits_for_quiet_then_analyses_a_complete_series():
+    complete, holed = assess(series(4, 5)), assess(series(4, 5, skip={(4, 0)}))
+    options = dict(quiet_seconds=3.0, incomplete_warn_seconds=12.0)
+    assert decide(complete, 2.9, **options) == WAIT
+    assert decide(complete, 3.0, **options) == ANALYSE
+    assert decide(holed, 2.0, **options) == WAIT
+    assert decide(holed, 5.0, **options) == INCOMPLETE
+    assert decide(holed, 12.0, **options) == REPORT_INCOMPLETE
+
+
+def test_enhanced_ct_frames_from_real_files(tmp_path):
+    """Four Enhanced CT objects (one per time point, three frames each) make a 3 x 4 grid; without
+    the frame planes they would have no position."""
+    positions = slice_positions(3)
+    stored = np.zeros((3, 8, 8), dtype=np.int16)
+    paths = [enhanced_ct_frame_object(tmp_path / f"t{t}.dcm", stored, positions=positions,
+                                      time_s=36000.0 + 2.0 * t, temporal_index=t + 1,
+                                      study_uid="1.2.3", series_uid="1.2.3.9")
+             for t in range(4)]
+    infos = [instance_info(pydicom.dcmread(p, stop_before_pixels=True), p) for p in paths]
+    assert all(is_multiframe(i) for i in infos)
+    planes = {i.sop_instance_uid: frame_planes(i.path) for i in infos}
+    a = assess(infos, planes)
+    assert (a.classification, a.n_positions, a.n_times, a.complete) == (CTP, 3, 4, True)
+    assert assess(infos).classification == OTHER

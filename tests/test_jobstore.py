@@ -1,0 +1,155 @@
+"""The SQLite job store: idempotent instance records, series generations, job states, recovery."""
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo
+from tests.dicom_factory import ct_instance
+from triage.jobstore import JobStore
+
+
+def info(sop="1.2.3.1", series="1.2.3.4", *, path=None, time_s=36000.0, z=0.0):
+    return InstanceInfo(sop_instance_uid=sop, sop_class_uid=CT_IMAGE_STORAGE, study_uid="1.2.3",
+                        series_uid=series, path=Path(path or f"/spool/{sop}.dcm"), calling_aet="CT1",
+                        modality="CT", image_type=("ORIGINAL", "PRIMARY"), position=(0.0, 0.0, z),
+                        orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), time_s=time_s, number_of_frames=1)
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = JobStore(tmp_path / "triage.db")
+    yield store
+    store.close()
+
+
+def test_wal_mode_and_round_trip(store):
+    record = info(z=5.0)
+    store.record_instance(record)
+    assert store.instances(record.series_uid) == [record]
+    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_recording_an_instance_twice_is_harmless(store):
+    first = store.record_instance(info(), received_at=100.0)
+    again = store.record_instance(info(), received_at=200.0)
+    assert (first.new, first.previous_state) == (True, None)
+    assert (again.new, again.previous_state) == (False, "receiving")
+    series = store.series("1.2.3.4")
+    assert (series.n_instances, series.last_received, series.calling_aet) == (1, 100.0, "CT1")
+    assert len(store.instances("1.2.3.4")) == 1
+
+
+def test_concurrent_records_from_many_threads(store):
+    def receive(k):
+        for n in range(50):
+            store.record_instance(info(f"1.2.{k}.{n}"))
+
+    threads = [threading.Thread(target=receive, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.series("1.2.3.4").n_instances == 200
+    assert len(store.instances("1.2.3.4")) == 200
+
+
+def test_generations_and_late_instances(store):
+    store.record_instance(info("1.1"), received_at=100.0)
+    assert store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=1, unchanged_since=99.0) is None
+    assert store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=1, unchanged_since=100.0) == 1
+    assert store.series("1.2.3.4").state == "ready"
+    late = store.record_instance(info("1.2"), received_at=150.0)
+    assert (late.new, late.previous_state, late.generation) == (True, "ready", 1)
+    assert store.series("1.2.3.4").state == "receiving"
+    assert store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=2, unchanged_since=150.0) == 2
+    jobs = store.jobs("1.2.3.4", "analyse")
+    assert [(j.generation, j.state) for j in jobs] == [(1, "failed"), (2, "pending")]
+    assert jobs[0].error == "superseded by generation 2"
+
+
+def test_decision_is_not_recorded_when_an_instance_arrived_meanwhile(store):
+    store.record_instance(info("1.1"), received_at=100.0)
+    store.record_instance(info("1.2"), received_at=105.0)
+    assert not store.set_series_state("1.2.3.4", "ignored", classification="other", reason="x",
+                                      unchanged_since=100.0)
+    assert store.set_series_state("1.2.3.4", "ignored", classification="other", reason="x",
+                                  unchanged_since=105.0)
+    assert [s.series_uid for s in store.series_in_state("ignored")] == ["1.2.3.4"]
+    assert store.series_in_state("receiving") == []
+
+
+def test_job_life_cycle(store):
+    store.add_job("1.2.3.4", 1, "analyse")
+    store.add_job("1.2.3.4", 1, "analyse")  # the same job again: kept once
+    job = store.claim_job("analyse")
+    assert (job.state, job.attempts) == ("running", 1)
+    assert store.claim_job("analyse") is None
+    store.retry_job(job.id, "PACS down", delay_s=30.0)
+    assert store.claim_job("analyse") is None
+    assert store.next_due("analyse") == pytest.approx(time.time() + 30.0, abs=2.0)
+    job = store.claim_job("analyse", now=time.time() + 31.0)
+    assert (job.attempts, job.error) == (2, "PACS down")
+    store.finish_job(job.id, then=("1.2.3.4", 1, "send"))
+    assert [(j.kind, j.state) for j in store.jobs("1.2.3.4")] == [("analyse", "done"), ("send", "pending")]
+    send = store.claim_job("send")
+    store.fail_job(send.id, "refused")
+    assert store.jobs(kind="send")[0].state == "failed"
+
+
+def test_recover_resets_running_jobs_and_registers_spooled_files(tmp_path):
+    spool = tmp_path / "spool"
+    series = spool / "1.2.3" / "1.2.3.4"
+    stored = np.zeros((4, 4), dtype=np.int16)
+    known = ct_instance(series / "1.5.1.dcm", stored, position=(0, 0, 0), time_s=36000.0,
+                        study_uid="1.2.3", series_uid="1.2.3.4", sop_uid="1.5.1")
+    ct_instance(series / "1.5.2.dcm", stored, position=(0, 0, 5), time_s=36000.0,
+                study_uid="1.2.3", series_uid="1.2.3.4", sop_uid="1.5.2")
+    ct_instance(spool / ".incoming" / "tmp" / "x" / "1.5.3.dcm", stored, position=(0, 0, 10),
+                time_s=36000.0, study_uid="1.2.3", series_uid="1.2.3.4", sop_uid="1.5.3")
+    (series / "1.5.4.dcm").write_bytes(b"not DICOM at all")
+
+    store = JobStore(tmp_path / "triage.db")
+    store.record_instance(info("1.5.1", path=known), received_at=50.0)
+    store.add_job("1.2.3.4", 1, "analyse")
+    assert store.claim_job("analyse").state == "running"
+    store.close()  # as if killed
+
+    store = JobStore(tmp_path / "triage.db")
+    recovery = store.recover(spool)
+    assert (recovery.jobs_reset, recovery.instances_registered) == (1, 1)
+    assert [p.name for p, _ in recovery.unreadable] == ["1.5.4.dcm"]
+    assert sorted(i.sop_instance_uid for i in store.instances("1.2.3.4")) == ["1.5.1", "1.5.2"]
+    job = store.jobs()[0]
+    assert (job.state, job.attempts) == ("pending", 0)
+    assert store.series("1.2.3.4").last_received >= time.time() - 5  # a fresh quiet period
+    assert store.recover(spool).instances_registered == 0
+    store.close()
+
+
+def test_a_recorded_instance_survives_kill_9(tmp_path):
+    """record_instance returns only once the row is committed: killing the process right after
+    loses nothing."""
+    db = tmp_path / "triage.db"
+    code = (
+        "import os, signal\n"
+        "from tests.test_jobstore import info\n"
+        "from triage.jobstore import JobStore\n"
+        f"store = JobStore({str(db)!r})\n"
+        "store.record_instance(info('7.7.7'))\n"
+        "store.add_job('1.2.3.4', 1, 'send')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent)
+    assert result.returncode == -9
+    store = JobStore(db)
+    assert [i.sop_instance_uid for i in store.instances("1.2.3.4")] == ["7.7.7"]
+    assert [j.kind for j in store.jobs()] == ["send"]
+    store.close()

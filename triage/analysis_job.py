@@ -1,0 +1,82 @@
+"""Child-process entry point of the node: analyse one spooled series and write its DICOM results.
+
+    python -m triage.analysis_job SERIES_DIR OUT_DIR --series UID --uid-seed SEED
+                                  [--references LIST] [--config FILE] [--parent-pid PID]
+
+Runs ``triage analyze`` on ``SERIES_DIR`` into ``OUT_DIR`` (skipped when ``OUT_DIR/result.json``
+exists: an earlier run completed the analysis before the node stopped; outputs are renamed into
+place only when whole), then writes the Secondary Capture, Segmentation and SR objects to
+``OUT_DIR/dicom`` with UIDs derived from ``SEED``, so a re-run writes the same instances. The
+segmentation references the first time point: ``LIST`` (one path a line) names its files, which
+spares reading every header of the series again; without it all of ``SERIES_DIR`` is searched.
+
+Exit status as ``triage analyze``: 0 done, 2 bad input (``error: <reason>`` on stderr),
+3 internal failure. With ``--parent-pid`` the process asks the kernel to kill it when the node
+dies (``PR_SET_PDEATHSIG``), so a killed node leaves no orphan writing results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import sys
+from pathlib import Path
+
+from triage.cli import EXIT_INPUT, EXIT_INTERNAL
+from triage.cli import main as triage_main
+from triage.errors import InputError
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the node died before prctl took effect
+        sys.exit(EXIT_INTERNAL)
+
+
+def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config: Path | None,
+        references: Path | None = None) -> int:
+    if not (out_dir / "result.json").exists():
+        command = ["analyze", str(series_dir), "--out", str(out_dir), "--series", series_uid, "--quiet"]
+        status = triage_main(command + (["--config", str(config)] if config else []))
+        if status != 0:
+            return status
+    from triage.dicom_export import write_result_objects  # after the analysis: its imports cost
+    if references is not None:
+        sources = [Path(line) for line in references.read_text().splitlines() if line]
+    else:
+        sources = sorted(series_dir.glob("*.dcm"))
+    try:
+        written = write_result_objects(out_dir, sources, uid_seed=uid_seed)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as exc:
+        print(f"error: internal failure writing the DICOM results: {type(exc).__name__}: "
+              f"{' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        return EXIT_INTERNAL
+    print(f"wrote {len(written)} DICOM result objects to {out_dir / 'dicom'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m triage.analysis_job", description=__doc__.split("\n")[0])
+    parser.add_argument("series_dir", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--series", required=True, help="Series Instance UID")
+    parser.add_argument("--uid-seed", required=True, help="seed of the result objects' UIDs")
+    parser.add_argument("--references", type=Path, help="file listing the first time point's files")
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--parent-pid", type=int)
+    args = parser.parse_args(argv)
+    if args.parent_pid:
+        _die_with_parent(args.parent_pid)
+    return run(args.series_dir, args.out_dir, args.series, args.uid_seed, args.config, args.references)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,413 @@
+"""The node's persistent state: received instances, series and their jobs, in SQLite.
+
+Tables
+------
+``instances``
+    One row per SOP Instance UID (a repeated instance updates its row): identifiers, spool path,
+    the header facts of :class:`dicom_node.instance.InstanceInfo`, calling AE title and
+    ``received_at``.
+``series``
+    One row per Series Instance UID: ``state`` (``receiving`` → ``ignored`` | ``incomplete`` |
+    ``ready``), ``classification`` (``CTP`` or ``other``) and its ``reason``, first/last
+    receipt, instance count, slice positions × time points when known, and ``generation``: the
+    number of analyses started for it (a late instance of a finished series starts generation
+    + 1, analysed into a results directory of its own).
+``jobs``
+    ``analyse`` and ``send`` jobs per (series, generation), with ``state`` (``pending`` →
+    ``running`` → ``done`` | ``failed``), ``attempts``, ``next_attempt_at`` and the last error.
+
+Times are POSIX seconds (``time.time()``), so they survive a restart. The database runs in WAL
+mode; instance rows are committed with ``synchronous=NORMAL`` (durable across a crash of the
+process; after a power cut the spool is rescanned by :meth:`JobStore.recover`), job state
+changes with ``synchronous=FULL``. One connection is shared by all threads behind a lock and
+every transaction is short.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+from dicom_node.instance import InstanceInfo, instance_info
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    sop_uid TEXT PRIMARY KEY,
+    series_uid TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    path TEXT NOT NULL,
+    calling_aet TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    modality TEXT NOT NULL,
+    series_description TEXT NOT NULL,
+    image_type TEXT NOT NULL,          -- JSON list
+    position TEXT,                     -- JSON [x, y, z] mm, or NULL
+    orientation TEXT,                  -- JSON 6 direction cosines, or NULL
+    time_s REAL,                       -- s after midnight, or NULL
+    acquisition_number INTEGER,
+    number_of_frames INTEGER NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_by_series ON instances (series_uid);
+CREATE TABLE IF NOT EXISTS series (
+    series_uid TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    description TEXT NOT NULL,
+    calling_aet TEXT NOT NULL,
+    state TEXT NOT NULL,
+    classification TEXT,
+    reason TEXT,
+    first_received REAL NOT NULL,
+    last_received REAL NOT NULL,
+    n_instances INTEGER NOT NULL,
+    n_positions INTEGER,
+    n_times INTEGER,
+    generation INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    series_uid TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('analyse', 'send')),
+    state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (series_uid, generation, kind)
+);
+"""
+
+INSTANCE_COLUMNS = ("sop_uid", "series_uid", "study_uid", "sop_class_uid", "path", "calling_aet",
+                    "patient_id", "modality", "series_description", "image_type", "position",
+                    "orientation", "time_s", "acquisition_number", "number_of_frames",
+                    "received_at")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording one instance changed: ``new`` is False for a repeated SOP Instance UID;
+    ``previous_state`` is the series state before (None for a new series) and ``generation``
+    the number of analyses already started for the series."""
+
+    new: bool
+    previous_state: str | None
+    generation: int
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    """One row of the ``series`` table."""
+
+    series_uid: str
+    study_uid: str
+    patient_id: str
+    description: str
+    calling_aet: str
+    state: str
+    classification: str | None
+    reason: str | None
+    first_received: float
+    last_received: float
+    n_instances: int
+    n_positions: int | None
+    n_times: int | None
+    generation: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the ``jobs`` table."""
+
+    id: int
+    series_uid: str
+    generation: int
+    kind: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    error: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What :meth:`JobStore.recover` found: jobs put back to pending, spool files registered
+    again, and spool files that could not be read (path, reason)."""
+
+    jobs_reset: int
+    instances_registered: int
+    unreadable: list[tuple[Path, str]]
+
+
+class JobStore:
+    """The SQLite job store at ``path`` (created with its tables when missing)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self, durable: bool = False):
+        """An immediate transaction; ``durable`` commits with ``synchronous=FULL``."""
+        with self._lock:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, parameters=()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, parameters).fetchall()
+
+    # Instances and series
+
+    def record_instance(self, info: InstanceInfo, received_at: float | None = None) -> Recorded:
+        """Record a stored instance and touch its series (a new instance sets the series back
+        to ``receiving``). Recording the same SOP Instance UID again only refreshes its row."""
+        now = time.time() if received_at is None else received_at
+        row = _instance_row(info, now)
+        with self._transaction() as db:
+            new = db.execute("SELECT 1 FROM instances WHERE sop_uid = ?",
+                             (info.sop_instance_uid,)).fetchone() is None
+            db.execute(f"INSERT OR REPLACE INTO instances ({', '.join(INSTANCE_COLUMNS)}) "
+                       f"VALUES ({', '.join('?' * len(INSTANCE_COLUMNS))})", row)
+            series = db.execute("SELECT state, generation FROM series WHERE series_uid = ?",
+                                (info.series_uid,)).fetchone()
+            if series is None:
+                db.execute(
+                    "INSERT INTO series (series_uid, study_uid, patient_id, description, "
+                    "calling_aet, state, first_received, last_received, n_instances) "
+                    "VALUES (?, ?, ?, ?, ?, 'receiving', ?, ?, 1)",
+                    (info.series_uid, info.study_uid, info.patient_id, info.series_description,
+                     info.calling_aet, now, now))
+                return Recorded(new=True, previous_state=None, generation=0)
+            if new:
+                db.execute("UPDATE series SET state = 'receiving', last_received = max(last_received, ?), "
+                           "n_instances = n_instances + 1 WHERE series_uid = ?",
+                           (now, info.series_uid))
+            return Recorded(new=new, previous_state=series["state"], generation=series["generation"])
+
+    def instances(self, series_uid: str) -> list[InstanceInfo]:
+        """The recorded instances of a series."""
+        rows = self._query(f"SELECT {', '.join(INSTANCE_COLUMNS)} FROM instances "
+                           "WHERE series_uid = ? ORDER BY sop_uid", (series_uid,))
+        return [_instance_from_row(row) for row in rows]
+
+    def series(self, series_uid: str) -> SeriesRecord | None:
+        rows = self._query("SELECT * FROM series WHERE series_uid = ?", (series_uid,))
+        return SeriesRecord(**rows[0]) if rows else None
+
+    def all_series(self) -> list[SeriesRecord]:
+        return [SeriesRecord(**row) for row in self._query("SELECT * FROM series ORDER BY first_received")]
+
+    def series_in_state(self, state: str, quiet_since: float | None = None) -> list[SeriesRecord]:
+        """Series in ``state``; with ``quiet_since``, only those whose last instance arrived at
+        or before that time."""
+        sql, parameters = "SELECT * FROM series WHERE state = ?", [state]
+        if quiet_since is not None:
+            sql += " AND last_received <= ?"
+            parameters.append(quiet_since)
+        return [SeriesRecord(**row) for row in self._query(sql + " ORDER BY last_received", parameters)]
+
+    def set_series_state(self, series_uid: str, state: str, *, classification: str, reason: str,
+                         n_positions: int | None = None, n_times: int | None = None,
+                         unchanged_since: float | None = None) -> bool:
+        """Record a decision about a series. With ``unchanged_since`` (the ``last_received`` the
+        decision was based on) nothing is written if an instance arrived meanwhile; returns
+        whether the row was updated."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE series SET state = ?, classification = ?, reason = ?, n_positions = ?, "
+                "n_times = ? WHERE series_uid = ? AND (? IS NULL OR last_received <= ?)",
+                (state, classification, reason, n_positions, n_times, series_uid,
+                 unchanged_since, unchanged_since))
+            return cursor.rowcount == 1
+
+    def start_generation(self, series_uid: str, *, reason: str, n_positions: int, n_times: int,
+                         unchanged_since: float) -> int | None:
+        """Mark a complete perfusion series ``ready`` and queue its next analysis: the
+        generation number, or None when an instance arrived after ``unchanged_since``.
+        Pending analyses of older generations of the series are superseded (failed)."""
+        now = time.time()
+        with self._transaction(durable=True) as db:
+            cursor = db.execute(
+                "UPDATE series SET state = 'ready', classification = 'CTP', reason = ?, "
+                "n_positions = ?, n_times = ?, generation = generation + 1 "
+                "WHERE series_uid = ? AND last_received <= ?",
+                (reason, n_positions, n_times, series_uid, unchanged_since))
+            if cursor.rowcount != 1:
+                return None
+            generation = db.execute("SELECT generation FROM series WHERE series_uid = ?",
+                                    (series_uid,)).fetchone()[0]
+            db.execute("UPDATE jobs SET state = 'failed', error = ?, updated_at = ? "
+                       "WHERE series_uid = ? AND kind = 'analyse' AND state = 'pending'",
+                       (f"superseded by generation {generation}", now, series_uid))
+            _insert_job(db, series_uid, generation, "analyse", now)
+            return generation
+
+    # Jobs
+
+    def add_job(self, series_uid: str, generation: int, kind: str) -> None:
+        """Queue a job; a job of this kind for this series and generation is kept as it is."""
+        with self._transaction(durable=True) as db:
+            _insert_job(db, series_uid, generation, kind, time.time())
+
+    def claim_job(self, kind: str, now: float | None = None) -> Job | None:
+        """The oldest due pending job of ``kind``, now marked running (attempts + 1)."""
+        now = time.time() if now is None else now
+        with self._transaction(durable=True) as db:
+            row = db.execute("SELECT id FROM jobs WHERE kind = ? AND state = 'pending' AND "
+                             "next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 1",
+                             (kind, now)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, "
+                       "updated_at = ? WHERE id = ?", (now, row["id"]))
+            return Job(**db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+
+    def finish_job(self, job_id: int, *, then: tuple[str, int, str] | None = None) -> None:
+        """Mark a job done and, in the same transaction, queue ``then`` = (series, generation,
+        kind) when given: no crash can fall between the two."""
+        now = time.time()
+        with self._transaction(durable=True) as db:
+            db.execute("UPDATE jobs SET state = 'done', error = NULL, updated_at = ? WHERE id = ?",
+                       (now, job_id))
+            if then is not None:
+                _insert_job(db, *then, now)
+
+    def retry_job(self, job_id: int, error: str, delay_s: float) -> None:
+        """Put a job back to pending, due in ``delay_s`` seconds, with the error that stopped it."""
+        now = time.time()
+        with self._transaction(durable=True) as db:
+            db.execute("UPDATE jobs SET state = 'pending', error = ?, next_attempt_at = ?, "
+                       "updated_at = ? WHERE id = ?", (error, now + delay_s, now, job_id))
+
+    def fail_job(self, job_id: int, error: str) -> None:
+        with self._transaction(durable=True) as db:
+            db.execute("UPDATE jobs SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
+                       (error, time.time(), job_id))
+
+    def release_job(self, job_id: int) -> None:
+        """Put a job interrupted by shutdown back to pending, the attempt not counted."""
+        with self._transaction(durable=True) as db:
+            db.execute("UPDATE jobs SET state = 'pending', attempts = max(attempts - 1, 0), "
+                       "updated_at = ? WHERE id = ? AND state = 'running'", (time.time(), job_id))
+
+    def jobs(self, series_uid: str | None = None, kind: str | None = None) -> list[Job]:
+        sql, parameters = "SELECT * FROM jobs WHERE 1", []
+        if series_uid is not None:
+            sql += " AND series_uid = ?"
+            parameters.append(series_uid)
+        if kind is not None:
+            sql += " AND kind = ?"
+            parameters.append(kind)
+        return [Job(**row) for row in self._query(sql + " ORDER BY id", parameters)]
+
+    def next_due(self, kind: str) -> float | None:
+        """When the earliest pending job of ``kind`` is due (None: nothing pending)."""
+        rows = self._query("SELECT min(next_attempt_at) FROM jobs WHERE kind = ? AND state = 'pending'",
+                           (kind,))
+        return rows[0][0]
+
+    # Crash recovery
+
+    def recover(self, spool_root: Path) -> Recovery:
+        """Resume after a crash or a stop: jobs left ``running`` go back to ``pending`` (their
+        attempt not counted); instances in the spool (``<study>/<series>/*.dcm``; hidden folders
+        such as ``.incoming`` skipped) that are missing from the database are registered again
+        from their headers, received at the file's modification time; series still receiving
+        get a fresh quiet period from now, so that a sender cut off by the stop can resume
+        before a partial series looks complete."""
+        known = {os.path.realpath(row[0]) for row in self._query("SELECT path FROM instances")}
+        registered, unreadable = 0, []
+        for path in _spool_files(Path(spool_root)):
+            if os.path.realpath(path) in known:
+                continue
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+                info = instance_info(ds, path)
+            except Exception as exc:  # a damaged file must not stop the node from starting
+                unreadable.append((path, " ".join(f"{type(exc).__name__}: {exc}".split())[:200]))
+                continue
+            self.record_instance(info, received_at=path.stat().st_mtime)
+            registered += 1
+        with self._transaction(durable=True) as db:
+            reset = db.execute("UPDATE jobs SET state = 'pending', attempts = max(attempts - 1, 0) "
+                               "WHERE state = 'running'").rowcount
+            db.execute("UPDATE series SET last_received = max(last_received, ?) "
+                       "WHERE state = 'receiving'", (time.time(),))
+        return Recovery(jobs_reset=reset, instances_registered=registered, unreadable=unreadable)
+
+
+def _insert_job(db: sqlite3.Connection, series_uid: str, generation: int, kind: str, now: float) -> None:
+    db.execute("INSERT OR IGNORE INTO jobs (series_uid, generation, kind, state, next_attempt_at, "
+               "created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+               (series_uid, generation, kind, now, now, now))
+
+
+def _spool_files(root: Path):
+    """``root/<study>/<series>/*.dcm``, hidden entries skipped, in name order."""
+    if not root.is_dir():
+        return
+    for study in sorted(os.scandir(root), key=lambda e: e.name):
+        if study.name.startswith(".") or not study.is_dir():
+            continue
+        for series in sorted(os.scandir(study.path), key=lambda e: e.name):
+            if series.name.startswith(".") or not series.is_dir():
+                continue
+            for entry in sorted(os.scandir(series.path), key=lambda e: e.name):
+                if entry.name.endswith(".dcm") and not entry.name.startswith(".") and entry.is_file():
+                    yield Path(entry.path)
+
+
+def _instance_row(info: InstanceInfo, received_at: float) -> tuple:
+    return (info.sop_instance_uid, info.series_uid, info.study_uid, info.sop_class_uid,
+            str(info.path), info.calling_aet, info.patient_id, info.modality,
+            info.series_description, json.dumps(list(info.image_type)),
+            None if info.position is None else json.dumps(list(info.position)),
+            None if info.orientation is None else json.dumps(list(info.orientation)),
+            info.time_s, info.acquisition_number, info.number_of_frames, received_at)
+
+
+def _instance_from_row(row: sqlite3.Row) -> InstanceInfo:
+    position, orientation = row["position"], row["orientation"]
+    return InstanceInfo(
+        sop_instance_uid=row["sop_uid"], sop_class_uid=row["sop_class_uid"],
+        study_uid=row["study_uid"], series_uid=row["series_uid"], path=Path(row["path"]),
+        calling_aet=row["calling_aet"], patient_id=row["patient_id"], modality=row["modality"],
+        series_description=row["series_description"],
+        image_type=tuple(json.loads(row["image_type"])),
+        position=None if position is None else tuple(json.loads(position)),
+        orientation=None if orientation is None else tuple(json.loads(orientation)),
+        time_s=row["time_s"], acquisition_number=row["acquisition_number"],
+        number_of_frames=row["number_of_frames"])

@@ -1,0 +1,542 @@
+"""The DICOM node behind ``triage serve``: receive, find complete perfusion series, analyse, send.
+
+- The storage SCP (:mod:`dicom_node.scp`) writes each instance durably to
+  ``DATA/spool/<study>/<series>/`` and records it in the job store (``DATA/triage.db``,
+  :mod:`triage.jobstore`) before it acknowledges it.
+- The completion monitor looks at quiet series every ``TICK_S`` and classifies them
+  (:mod:`dicom_node.completion`): a complete CT perfusion series gets an analysis job; others are
+  recorded and left alone, with the reason in the log. A new instance for an analysed series
+  starts the next *generation*: a re-analysis into a results directory of its own.
+- ``max_jobs`` workers run each analysis in a child process (``python -m triage.analysis_job``:
+  crash isolation, memory returned, killable) into ``DATA/results/<series>/<generation>/``.
+  Bad input (exit 2) fails the job with its reason; other failures are retried
+  ``MAX_ANALYSIS_ATTEMPTS`` times.
+- The sender pushes ``dicom/*.dcm`` of each result to the PACS, retrying with exponential
+  backoff (capped at ``SEND_BACKOFF_CAP_S``) while the PACS is unreachable. A send job is done
+  only when every object was acknowledged; result UIDs are deterministic, so a repeated send
+  after a crash is harmless to the PACS.
+
+Every job lives in SQLite: after a crash or a stop, :meth:`~triage.jobstore.JobStore.recover`
+resumes the unfinished work. SIGTERM/SIGINT stop the node gracefully: the DICOM port closes
+(running transfers get a few seconds; unacknowledged instances are the sender's to resend),
+child analyses are terminated (re-run after the next start), the database is closed, exit 0.
+
+Research use only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sqlite3
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from dicom_node.completion import (ANALYSE, IGNORE, INCOMPLETE, OTHER, REPORT_INCOMPLETE,
+                                   Assessment, assess, decide, frame_planes, is_multiframe)
+from dicom_node.instance import InstanceInfo
+from dicom_node.scp import StorageSCP, TlsConfig
+from dicom_node.scu import RemoteAE, SendError, send_files
+from dicom_node.spool import Spool, safe_name
+from triage import __version__
+from triage.cli import EXIT_INPUT
+from triage.errors import InputError
+from triage.jobstore import Job, JobStore, SeriesRecord
+from triage.settings import Settings
+
+log = logging.getLogger("triage.node")
+
+TICK_S = 0.5
+MAX_ANALYSIS_ATTEMPTS = 3
+ANALYSIS_RETRY_S = 10.0
+SEND_BACKOFF_START_S = 2.0
+SEND_BACKOFF_CAP_S = 60.0
+MAX_SEND_REFUSALS = 10         # sends the PACS answered with failure statuses before giving up
+SEND_TIMEOUT_S = 30.0
+SENT_LEDGER = ".sent"            # in a result's dicom/: names of the objects the PACS acknowledged
+ANALYSIS_TIMEOUT_S = 900.0     # a child analysis running longer is killed and retried
+CHILD_STOP_S = 5.0
+
+
+class Node:
+    """The node's threads around one job store. :meth:`start`, then :meth:`stop`."""
+
+    def __init__(self, settings: Settings, *, config_file: Path | None = None):
+        _check(settings)
+        self.settings = settings
+        self.config_file = Path(config_file).resolve() if config_file else None
+        self.data_dir = Path(settings.data_dir).resolve()
+        self.spool_root = self.data_dir / "spool"
+        self.results_root = self.data_dir / "results"
+        try:
+            self.remote = RemoteAE.parse(settings.pacs) if settings.pacs else None
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        self.store: JobStore | None = None
+        self.scp: StorageSCP | None = None
+        self._stopping = threading.Event()
+        self._wake = threading.Condition()
+        self._children: dict[int, subprocess.Popen] = {}
+        self._children_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._reported: set[tuple[str, int]] = set()
+
+    # Life cycle
+
+    def start(self) -> None:
+        """Recover, start listening, start the monitor, workers and sender. Returns at once."""
+        s = self.settings
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.store = JobStore(self.data_dir / "triage.db")
+            spool = Spool(self.spool_root, reserve_bytes=s.spool_reserve_mb * 2**20)
+        except (OSError, sqlite3.Error) as exc:
+            raise InputError(f"cannot use the data directory {self.data_dir}: {exc}") from None
+        recovery = self.store.recover(self.spool_root)
+        if recovery.jobs_reset or recovery.instances_registered:
+            log.info("resumed after a stop: %d unfinished job(s) back in the queue, %d spooled "
+                     "instance(s) registered again", recovery.jobs_reset, recovery.instances_registered)
+        for path, reason in recovery.unreadable:
+            log.warning("spool file %s cannot be read (%s): left out", path, reason)
+        allowed = None if s.accept_any_aet else frozenset(s.allow_aet)
+        self.scp = StorageSCP(
+            spool, ae_title=s.ae_title, host=s.listen_address, port=s.dicom_port, allowed_aets=allowed,
+            on_stored=self.on_stored, max_associations=s.max_associations, tls=_tls(s))
+        try:
+            self.scp.start()
+        except ssl.SSLError as exc:
+            self.store.close()
+            raise InputError(f"DICOM TLS: cannot use --tls-cert/--tls-key/--tls-ca: {exc}") from None
+        except OSError as exc:
+            self.store.close()
+            raise InputError(f"cannot listen on {s.listen_address}:{s.dicom_port}: "
+                             f"{exc.strerror or exc}") from None
+        self._threads = [threading.Thread(target=self._monitor, name="completion", daemon=True),
+                         threading.Thread(target=self._run_jobs, name="sender", daemon=True,
+                                          args=("send", self._send, self._send_failed_in_node))]
+        self._threads += [threading.Thread(target=self._run_jobs, name=f"analysis-{k + 1}", daemon=True,
+                                           args=("analyse", self._analyse, self._retry_or_fail))
+                          for k in range(s.max_jobs)]
+        for thread in self._threads:
+            thread.start()
+        self._log_startup(allowed)
+
+    def stop(self) -> None:
+        """Stop gracefully: the DICOM port closes (open associations get a few seconds to finish,
+        then the receiver aborts them), child analyses are terminated and their jobs put back
+        in the queue, the database is closed."""
+        log.info("stopping: the DICOM port closes; open transfers get a few seconds to finish")
+        self._stopping.set()
+        if self.scp is not None:
+            self.scp.stop()
+        with self._wake:
+            self._wake.notify_all()
+        with self._children_lock:
+            children = list(self._children.values())
+        for child in children:
+            _terminate(child)
+        for thread in self._threads:
+            thread.join(SEND_TIMEOUT_S + CHILD_STOP_S + 5.0)
+        busy = [t.name for t in self._threads if t.is_alive()]
+        if busy:
+            log.warning("threads still busy at exit: %s (their jobs resume after the next start)",
+                        ", ".join(busy))
+        elif self.store is not None:
+            self.store.close()
+        log.info("stopped")
+
+    def _log_startup(self, allowed: frozenset | None) -> None:
+        s = self.settings
+        log.info("stroke-triage node %s (research use only: not for clinical decisions)", __version__)
+        log.info("data in %s", self.data_dir)
+        if self.remote:
+            log.info("results go to %s", self.remote)
+        else:
+            log.info("no PACS set (--pacs): results are kept in %s", self.results_root)
+        if allowed is None:
+            log.warning("accepting associations from ANY calling AE title (--accept-any-aet)")
+        else:
+            log.info("accepting calling AE titles: %s", ", ".join(sorted(allowed)))
+        log.info("series complete after %.1f s without new images; up to %d analyses at once",
+                 s.quiet_seconds, s.max_jobs)
+        if s.http_port or s.webhook:
+            log.info("http_port/webhook are set: they are served by the alerts feature (issue 4), "
+                     "not by this version")
+
+    # Receiving
+
+    def on_stored(self, info: InstanceInfo) -> None:
+        """Called by the SCP after an instance is durably in the spool, before it is
+        acknowledged; an exception here makes the C-STORE fail."""
+        recorded = self.store.record_instance(info)
+        if recorded.previous_state is None:
+            log.info("series %s: first image from %s (study %s)", info.series_uid,
+                     info.calling_aet or "?", info.study_uid)
+        elif recorded.new and recorded.previous_state == "ready":
+            log.info("series %s: new image after analysis generation %d: re-analysis once the "
+                     "series is quiet and complete", info.series_uid, recorded.generation)
+
+    # Completion
+
+    def _monitor(self) -> None:
+        while not self._stopping.wait(TICK_S):
+            try:
+                self._check_series()
+            except Exception as exc:
+                log.error("completion check failed (%s); retrying", _one_line(exc))
+
+    def _check_series(self) -> None:
+        s = self.settings
+        now = time.time()
+        for record in self.store.series_in_state("receiving", quiet_since=now - s.quiet_seconds):
+            self._decide(record, now)
+        for record in self.store.series_in_state("incomplete",
+                                                 quiet_since=now - s.incomplete_warn_seconds):
+            self._report_incomplete(record, now)
+
+    def _decide(self, record: SeriesRecord, now: float) -> None:
+        s = self.settings
+        assessment = self._assess(record.series_uid)
+        decision = decide(assessment, now - record.last_received, quiet_seconds=s.quiet_seconds,
+                          incomplete_warn_seconds=s.incomplete_warn_seconds)
+        uid, since = record.series_uid, record.last_received
+        received = (f"received series {uid}: {assessment.n_instances} instances from "
+                    f"{record.calling_aet or '?'}")
+        if decision == IGNORE:
+            if self.store.set_series_state(uid, "ignored", classification=OTHER, reason=assessment.reason,
+                                           n_positions=assessment.n_positions,
+                                           n_times=assessment.n_times, unchanged_since=since):
+                log.info("%s (%s)", received, assessment.summary())
+        elif decision == ANALYSE:
+            generation = self.store.start_generation(uid, reason=assessment.reason,
+                                                     n_positions=assessment.n_positions,
+                                                     n_times=assessment.n_times, unchanged_since=since)
+            if generation is not None:
+                log.info("%s (%s); analysis generation %d queued", received, assessment.summary(),
+                         generation)
+                with self._wake:
+                    self._wake.notify_all()
+        elif decision in (INCOMPLETE, REPORT_INCOMPLETE):
+            if self.store.set_series_state(uid, "incomplete", classification=assessment.classification,
+                                           reason=assessment.missing,
+                                           n_positions=assessment.n_positions,
+                                           n_times=assessment.n_times, unchanged_since=since):
+                log.info("%s (%s); waiting for the missing images", received, assessment.summary())
+                if decision == REPORT_INCOMPLETE:
+                    self._report_incomplete(self.store.series(uid), now)
+
+    def _assess(self, series_uid: str) -> Assessment:
+        infos = self.store.instances(series_uid)
+        planes = {}
+        for info in filter(is_multiframe, infos):
+            try:
+                planes[info.sop_instance_uid] = frame_planes(info.path)
+            except Exception as exc:
+                log.warning("series %s: frames of %s unreadable (%s): counted as one image",
+                            series_uid, info.path.name, _one_line(exc))
+        return assess(infos, planes)
+
+    def _report_incomplete(self, record: SeriesRecord, now: float) -> None:
+        key = (record.series_uid, record.n_instances)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        log.warning("series %s still incomplete after %.0f s without new images: %s; not analysed "
+                    "(the analysis needs every slice position at every time point) until the "
+                    "missing images arrive", record.series_uid, now - record.last_received,
+                    record.reason)
+
+    # Analysis
+
+    def _run_jobs(self, kind: str, handle, on_failure) -> None:
+        """Claim and run jobs of ``kind`` until the stop; ``on_failure(job, reason)`` when
+        ``handle(job)`` raises (one failing job never stops the thread)."""
+        while not self._stopping.is_set():
+            try:
+                job = self.store.claim_job(kind)
+            except Exception as exc:
+                log.error("job store unavailable (%s); retrying", _one_line(exc))
+                job = None
+            if job is None:
+                self._sleep(kind)
+                continue
+            try:
+                handle(job)
+            except Exception as exc:
+                on_failure(job, f"internal failure in the node: {_one_line(exc)}")
+
+    def _sleep(self, kind: str) -> None:
+        """Wait for new work: a notification, the next due job of ``kind``, or ``TICK_S``."""
+        due = self.store.next_due(kind)
+        timeout = TICK_S if due is None else min(TICK_S, max(0.0, due - time.time()))
+        with self._wake:
+            if not self._stopping.is_set():
+                self._wake.wait(max(timeout, 0.05))
+
+    def result_dir(self, series_uid: str, generation: int) -> Path:
+        return self.results_root / safe_name(series_uid) / str(generation)
+
+    def _analyse(self, job: Job) -> None:
+        uid, generation = job.series_uid, job.generation
+        instances = self.store.instances(uid)
+        out_dir = self.result_dir(uid, generation)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.parent.glob(f".{generation}.partial-*"):  # left by a killed analysis
+            shutil.rmtree(stale, ignore_errors=True)
+        references = out_dir.parent / f"{generation}.references"
+        references.write_text("".join(f"{path}\n" for path in _first_time_point(instances)))
+        command = [sys.executable, "-m", "triage.analysis_job", str(instances[0].path.parent),
+                   str(out_dir), "--series", uid, "--uid-seed", f"{uid}/{generation}",
+                   "--references", str(references), "--parent-pid", str(os.getpid())]
+        if self.config_file:
+            command += ["--config", str(self.config_file)]
+        log_path = out_dir.parent / f"{generation}.log"
+        started = time.monotonic()
+        with open(log_path, "wb") as log_file:
+            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        with self._children_lock:
+            self._children[job.id] = child
+        if self._stopping.is_set():  # stop() began while the child started
+            _terminate(child)
+        log.info("analysis of %s generation %d started (%d images, attempt %d, pid %d)", uid,
+                 generation, len(instances), job.attempts, child.pid)
+        try:
+            status = child.wait(ANALYSIS_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            status = child.wait()
+            with open(log_path, "a") as log_file:
+                log_file.write(f"error: no result after {ANALYSIS_TIMEOUT_S:.0f} s: analysis killed\n")
+        finally:
+            with self._children_lock:
+                self._children.pop(job.id, None)
+        seconds = time.monotonic() - started
+        if self._stopping.is_set() and status != 0:
+            self.store.release_job(job.id)
+            log.info("analysis of %s generation %d interrupted by the stop; it runs again after "
+                     "the next start", uid, generation)
+        elif status == 0:
+            self._analysed(job, out_dir, seconds)
+        elif status == EXIT_INPUT:
+            reason = _last_error(log_path) or "bad input"
+            self.store.fail_job(job.id, reason)
+            log.error("analysis of %s generation %d failed after %.1f s: %s (not retried; details "
+                      "in %s)", uid, generation, seconds, reason, log_path)
+        else:
+            reason = _last_error(log_path) or _exit_text(status)
+            self._retry_or_fail(job, f"{reason} ({_exit_text(status)})")
+
+    def _analysed(self, job: Job, out_dir: Path, seconds: float) -> None:
+        result = json.loads((out_dir / "result.json").read_text())
+        objects = sorted((out_dir / "dicom").glob("*.dcm"))
+        send = (job.series_uid, job.generation, "send") if self.remote else None
+        self.store.finish_job(job.id, then=send)
+        log.info("analysis of %s generation %d finished in %.1f s: core %.1f mL, Tmax>6 s %.1f mL, "
+                 "mismatch %.1f mL; %d result objects in %s%s", job.series_uid, job.generation,
+                 seconds, result["core_ml"], result["tmax6_ml"], result["mismatch_ml"], len(objects),
+                 out_dir, "" if send else " (no PACS configured: not sent)")
+        if send:
+            with self._wake:
+                self._wake.notify_all()
+
+    def _retry_or_fail(self, job: Job, reason: str) -> None:
+        if job.attempts < MAX_ANALYSIS_ATTEMPTS:
+            delay = ANALYSIS_RETRY_S * job.attempts
+            self.store.retry_job(job.id, reason, delay)
+            log.warning("analysis of %s generation %d failed (attempt %d of %d): %s; retry in %.0f s",
+                        job.series_uid, job.generation, job.attempts, MAX_ANALYSIS_ATTEMPTS, reason, delay)
+        else:
+            self.store.fail_job(job.id, reason)
+            log.error("analysis of %s generation %d failed %d times, given up: %s", job.series_uid,
+                      job.generation, job.attempts, reason)
+
+    # Sending
+
+    def _send_failed_in_node(self, job: Job, reason: str) -> None:
+        delay = _backoff(job.attempts)
+        log.error("sending series %s generation %d failed: %s; retry in %.0f s", job.series_uid,
+                  job.generation, reason, delay)
+        self.store.retry_job(job.id, reason, delay)
+
+    def _send(self, job: Job) -> None:
+        uid, generation = job.series_uid, job.generation
+        dicom_dir = self.result_dir(uid, generation) / "dicom"
+        objects = sorted(dicom_dir.glob("*.dcm"))
+        ledger = dicom_dir / SENT_LEDGER
+        already = set(ledger.read_text().split()) if ledger.exists() else set()
+        if not objects:
+            self.store.fail_job(job.id, "no result objects to send")
+            log.error("series %s generation %d: no result objects in %s; nothing sent", uid,
+                      generation, self.result_dir(uid, generation) / "dicom")
+            return
+        started = time.monotonic()
+        pending = [path for path in objects if path.name not in already]
+        if not pending:  # acknowledged before a stop, the job not yet marked done
+            self.store.finish_job(job.id)
+            log.info("series %s generation %d: all %d objects were already acknowledged by %s",
+                     uid, generation, len(objects), self.remote)
+            return
+        try:
+            report = send_files(pending, self.remote, calling_aet=self.settings.ae_title,
+                                timeout=SEND_TIMEOUT_S)
+        except SendError as exc:
+            delay = _backoff(job.attempts)
+            self.store.retry_job(job.id, str(exc), delay)
+            log.warning("%s; series %s generation %d not sent, retry in %.0f s", exc, uid, generation,
+                        delay)
+            return
+        _record_sent(ledger, [r.path.name for r in report.results if r.stored])
+        if report.ok:
+            self.store.finish_job(job.id)
+            series = self.store.series(uid)
+            log.info("sent %d objects of series %s generation %d to %s in %.1f s (%.1f s after its "
+                     "last image)", len(pending), uid, generation, self.remote,
+                     time.monotonic() - started, time.time() - series.last_received)
+            return
+        failed = report.failed
+        reason = f"{len(failed)} of {len(pending)} objects not stored: {failed[0].path.name}: {failed[0].reason}"
+        refused = any(f.status is not None for f in failed)  # the PACS answered with a failure
+        if not refused or job.attempts < MAX_SEND_REFUSALS:
+            delay = _backoff(job.attempts)
+            self.store.retry_job(job.id, reason, delay)
+            log.warning("PACS %s did not store every object of series %s generation %d (%s), retry "
+                        "in %.0f s", self.remote, uid, generation, reason, delay)
+        else:
+            self.store.fail_job(job.id, reason)
+            log.error("PACS %s refused objects of series %s generation %d %d times, given up: %s",
+                      self.remote, uid, generation, job.attempts, reason)
+
+
+def serve(settings: Settings, *, config_file: Path | None = None) -> int:
+    """Run the node until SIGTERM or SIGINT; 0 after a graceful stop.
+
+    Raises InputError (one line) for settings the node cannot run with, a data directory it
+    cannot use, or a port it cannot listen on.
+    """
+    node = Node(settings, config_file=config_file)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(message)s")
+    # One line per event: the node logs each send and its failure itself, the receiver each
+    # association; pynetdicom's and the sender's own lines would repeat them.
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+    logging.getLogger("dicom_node.scu").setLevel(logging.CRITICAL)
+    stop = threading.Event()
+    previous = {signum: signal.signal(signum, lambda number, frame: stop.set())
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        node.start()
+        while not stop.wait(1.0):
+            pass
+        node.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
+
+
+def _check(s: Settings) -> None:
+    """Refuse settings the node cannot run with (one-line reasons)."""
+    checks = [
+        (0 < s.dicom_port < 65536, f"--dicom-port {s.dicom_port} is not a TCP port"),
+        (0 <= s.http_port < 65536, f"--http-port {s.http_port} is not a TCP port"),
+        (0 < len(s.ae_title) <= 16 and s.ae_title.strip() == s.ae_title and "\\" not in s.ae_title,
+         f"--ae-title {s.ae_title!r} is not a valid AE title (1 to 16 characters, no backslash)"),
+        (s.quiet_seconds > 0, "--quiet-seconds must be positive"),
+        (s.incomplete_warn_seconds >= 0, "--incomplete-warn-seconds must not be negative"),
+        (s.accept_any_aet or bool(s.allow_aet),
+         "no calling AE title is allowed: name the senders with --allow-aet NAME (repeatable) "
+         "or accept any caller with --accept-any-aet"),
+        (s.max_jobs >= 1, "--max-jobs must be at least 1"),
+        (s.max_associations >= 1, "--max-associations must be at least 1"),
+        (s.spool_reserve_mb >= 0, "--spool-reserve-mb must not be negative"),
+        (bool(s.tls_cert) == bool(s.tls_key), "DICOM TLS needs both --tls-cert and --tls-key"),
+        (not s.tls_ca or bool(s.tls_cert), "--tls-ca needs --tls-cert and --tls-key"),
+    ]
+    for ok, reason in checks:
+        if not ok:
+            raise InputError(reason)
+    for name in ("tls_cert", "tls_key", "tls_ca"):
+        value = getattr(s, name)
+        if value and not Path(value).is_file():
+            raise InputError(f"--{name.replace('_', '-')} {value}: no such file")
+
+
+def _record_sent(ledger: Path, names: list[str]) -> None:
+    """Add ``names`` to the ledger of objects the PACS acknowledged (fsync'd): a retry after a
+    partial failure sends only the rest. (An object acknowledged in an association cut short by
+    a crash is sent again after the restart, with the same SOP Instance UID.)"""
+    if not names:
+        return
+    with open(ledger, "a") as stream:
+        stream.write("".join(f"{name}\n" for name in names))
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _first_time_point(instances: list[InstanceInfo]) -> list[Path]:
+    """The files the result objects reference: the earliest instance at each slice position
+    (every multi-frame instance; instances without position or time are all kept)."""
+    earliest: dict[tuple, InstanceInfo] = {}
+    kept = []
+    for info in instances:
+        if info.number_of_frames > 1 or info.position is None or info.time_s is None:
+            kept.append(info.path)
+            continue
+        key = (tuple(round(v, 1) for v in info.position), info.orientation)
+        if key not in earliest or info.time_s < earliest[key].time_s:
+            earliest[key] = info
+    return sorted(kept + [info.path for info in earliest.values()])
+
+
+def _tls(s: Settings) -> TlsConfig | None:
+    if not s.tls_cert:
+        return None
+    return TlsConfig(cert=Path(s.tls_cert), key=Path(s.tls_key), ca=Path(s.tls_ca) if s.tls_ca else None)
+
+
+def _backoff(attempts: int) -> float:
+    """Seconds before send attempt ``attempts + 1``: 2, 4, 8, ... capped at SEND_BACKOFF_CAP_S."""
+    return min(SEND_BACKOFF_CAP_S, SEND_BACKOFF_START_S * 2 ** max(0, attempts - 1))
+
+
+def _terminate(child: subprocess.Popen) -> None:
+    """SIGTERM a child analysis by its id, SIGKILL it after CHILD_STOP_S."""
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(CHILD_STOP_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def _last_error(log_path: Path) -> str:
+    """The last ``error: ...`` line of a child's log, without the prefix ('' if none)."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if line.startswith("error: ")]
+    return errors[-1][len("error: "):].strip() if errors else ""
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _exit_text(status: int) -> str:
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"
+
