@@ -373,6 +373,8 @@ class ExponentialResidueModel:
         if guide_flat is not None:
             for b in np.unique(state["bank"]):
                 chosen = np.flatnonzero(state["bank"] == b)
+                # in order of the guide's MTT: a block then holds few MTT groups (few, large products)
+                chosen = chosen[np.argsort(state["grid"][2][chosen], kind="stable")]
                 for part, block in curve_blocks(flat, voxels[chosen], CHUNK_VOXELS):
                     rows = chosen[part]
                     state["amplitude"][rows], state["delay"][rows] = self._fit_at_guide(
