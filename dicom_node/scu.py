@@ -5,6 +5,12 @@ its files are encoded in (and, for Explicit VR Little Endian files, also Implici
 Endian, the default every Storage SCP accepts, to which pynetdicom converts them), sends every
 file over one association and returns a :class:`SendReport` with the status of each file.
 
+A compressed file (e.g. an RLE Lossless Secondary Capture) is proposed in a presentation context
+of its own transfer syntax and in one of Explicit and Implicit VR Little Endian: a PACS that
+accepts the compressed syntax gets the file as it is; one that accepts only uncompressed syntaxes
+(DCMTK ``storescp`` without ``+xa``, some older archives) gets it decompressed by pydicom
+(``Dataset.decompress()``), which one log line per send says.
+
 Failures of the whole send raise :class:`SendError` with a one-line reason: the PACS cannot be
 reached (connection refused, unknown host, no answer) or rejects the association (for example
 an unknown called AE title). Failures of single files (a refused SOP class, a failure status,
@@ -31,6 +37,7 @@ from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
 LOGGER = logging.getLogger("dicom_node.scu")
 ADDRESS_FORM = "expected AET@HOST:PORT, e.g. PACS@10.0.0.5:104 or PACS@[fd00::5]:104"
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _ADDRESS = re.compile(r"^(?P<aet>[^@]*)@(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^:@\[\]]+)):(?P<port>[^:]+)$")
 
 
@@ -85,6 +92,7 @@ class FileResult:
     stored: bool
     status: int | None
     reason: str
+    decompressed: bool = False  # sent decompressed: the PACS refused the file's compressed syntax
 
 
 @dataclass
@@ -102,6 +110,10 @@ class SendReport:
     @property
     def failed(self) -> list[FileResult]:
         return [r for r in self.results if not r.stored]
+
+    @property
+    def decompressed(self) -> list[Path]:
+        return [r.path for r in self.results if r.decompressed]
 
     @property
     def ok(self) -> bool:
@@ -159,19 +171,28 @@ def _rejection_text(pdu: A_ASSOCIATE_RJ) -> str:
         return f"result {pdu.result}, source {pdu.source}, reason {pdu.reason_diagnostic}"
 
 
+def _proposals(syntax: UID) -> list[tuple[UID, ...]]:
+    """The transfer syntaxes of the presentation contexts proposed for a file in ``syntax``: a
+    compressed syntax alone in one (offered with others, a PACS may prefer an uncompressed one)
+    and the uncompressed ones in another; Explicit VR Little Endian with Implicit VR Little
+    Endian; any other syntax alone."""
+    if syntax.is_compressed:
+        return [(syntax,), UNCOMPRESSED]
+    if syntax == ExplicitVRLittleEndian:
+        return [UNCOMPRESSED]
+    return [(syntax,)]
+
+
 def _application_entity(files: list[_File], calling_aet: str, timeout: float) -> AE:
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
-    contexts = {}
-    for f in files:
-        syntaxes = [f.transfer_syntax]
-        if f.transfer_syntax == ExplicitVRLittleEndian:
-            syntaxes.append(ImplicitVRLittleEndian)
-        contexts[f.sop_class_uid, f.transfer_syntax] = syntaxes
+    contexts = dict.fromkeys((f.sop_class_uid, syntaxes)
+                             for f in files for syntaxes in _proposals(f.transfer_syntax))
     if len(contexts) > 128:
-        raise ValueError(f"{len(contexts)} SOP class/transfer syntax pairs: at most 128 fit one association")
-    for (sop_class, _), syntaxes in contexts.items():
-        ae.add_requested_context(sop_class, syntaxes)
+        raise ValueError(f"{len(contexts)} presentation contexts (SOP class and transfer syntaxes): "
+                         "at most 128 fit one association")
+    for sop_class, syntaxes in contexts:
+        ae.add_requested_context(sop_class, list(syntaxes))
     return ae
 
 
@@ -216,6 +237,11 @@ def send_files(paths: list[Path], remote: RemoteAE, *, calling_aet: str = "TRIAG
         log("%s %s (%s) to %s: %s", "stored" if result.stored else "NOT stored", result.path.name,
             result.sop_instance_uid or "-", remote, result.reason)
     report.seconds = time.monotonic() - started
+    if report.decompressed:
+        refused = sorted({f"{item.sop_class_uid.name} in {item.transfer_syntax.name}"
+                          for item in read if isinstance(item, _File) and item.path in report.decompressed})
+        LOGGER.info("%d file(s) sent decompressed: %s accepts no %s", len(report.decompressed), remote,
+                    ", ".join(refused))
     (LOGGER.info if report.ok else LOGGER.warning)("%s", report.summary())
     return report
 
@@ -249,10 +275,11 @@ def _send(files: list[_File], remote: RemoteAE, calling_aet: str, timeout: float
         message = f"PACS {remote} unreachable: {_unreachable_reason(remote, timeout, time.monotonic() - asked)}"
         LOGGER.error("%s", message)
         raise SendError(message)
+    accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
     outcome: dict[Path, FileResult] = {}
     try:
         for f in files:
-            outcome[f.path] = _store(assoc, f)
+            outcome[f.path] = _store(assoc, f, accepted)
     finally:
         if assoc.is_established:
             assoc.release()
@@ -260,20 +287,39 @@ def _send(files: list[_File], remote: RemoteAE, calling_aet: str, timeout: float
 
 
 def _not_accepted(f: _File) -> FileResult:
+    syntax = f.transfer_syntax.name + (" or uncompressed" if f.transfer_syntax.is_compressed else "")
     return FileResult(f.path, f.sop_instance_uid, False, None,
-                      f"PACS accepts no {f.sop_class_uid.name} in {f.transfer_syntax.name}")
+                      f"PACS accepts no {f.sop_class_uid.name} in {syntax}")
 
 
-def _store(assoc, f: _File) -> FileResult:
+def _store(assoc, f: _File, accepted: set[tuple[str, str]]) -> FileResult:
+    """C-STORE one file; ``accepted`` holds the (SOP class, transfer syntax) pairs the PACS
+    accepted. A compressed file whose syntax the PACS refused is sent decompressed."""
     if not assoc.is_established:
         return FileResult(f.path, f.sop_instance_uid, False, None, "association lost before this file was sent")
+    dataset: Path | pydicom.Dataset = f.path
+    decompress = f.transfer_syntax.is_compressed and (f.sop_class_uid, f.transfer_syntax) not in accepted
+    if decompress:
+        if not any((f.sop_class_uid, syntax) in accepted for syntax in UNCOMPRESSED):
+            return _not_accepted(f)
+        try:
+            dataset = pydicom.dcmread(f.path)
+            dataset.decompress(generate_instance_uid=False)  # lossless: the same instance
+        except Exception as exc:
+            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+            return FileResult(f.path, f.sop_instance_uid, False, None,
+                              f"cannot decompress {f.transfer_syntax.name} for a PACS that accepts only "
+                              f"uncompressed {f.sop_class_uid.name}: {reason}")
     try:
-        status = assoc.send_c_store(f.path)
+        status = assoc.send_c_store(dataset)
     except ValueError:  # no accepted presentation context for this SOP class and syntax
         return _not_accepted(f)
+    except RuntimeError:  # the association ended since the check above
+        return FileResult(f.path, f.sop_instance_uid, False, None,
+                          "association lost before this file was sent")
     if "Status" not in status:
         return FileResult(f.path, f.sop_instance_uid, False, None,
                           "no C-STORE response (timeout or association aborted)")
     code = int(status.Status)
     stored = code_to_category(code) in ("Success", "Warning")
-    return FileResult(f.path, f.sop_instance_uid, stored, code, _status_text(code, status))
+    return FileResult(f.path, f.sop_instance_uid, stored, code, _status_text(code, status), decompress)

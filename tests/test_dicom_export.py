@@ -26,6 +26,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from PIL import Image
+from pydicom.uid import RLELossless
 from pydicom.sr.codedict import codes
 
 from models.profiles import load_profile
@@ -179,12 +180,25 @@ def test_secondary_captures_are_the_pictures(case):
     for name, png in pictures.items():
         ds = pydicom.dcmread(run["out"] / "dicom" / f"sc-{name}.dcm")
         expected = np.asarray(Image.open(png).convert("RGB"))
+        assert ds.file_meta.TransferSyntaxUID == RLELossless  # lossless: pixel-identical below
         assert (ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.BitsAllocated) == ("RGB", 3, 8)
         assert (ds.Rows, ds.Columns) == expected.shape[:2]
         np.testing.assert_array_equal(ds.pixel_array, expected)
         assert ds.BurnedInAnnotation == "YES" and ds.Modality == "OT" and ds.BodyPartExamined == "HEAD"
         assert list(ds.PatientOrientation) == ["L", "P"]
     assert "CBF" in pydicom.dcmread(run["out"] / "dicom" / "sc-cbf.dcm").SeriesDescription
+
+
+def test_a_re_analysis_is_told_apart_by_series_description_and_number(case, tmp_path):
+    run = case("mismatch")
+    out = shutil.copytree(run["out"], tmp_path / "out")
+    written = write_result_objects(out, run["sources"], uid_seed="seed-mismatch/2", generation=2)
+    first, second = by_name(run["written"]), by_name(written)
+    for name, ds in second.items():
+        assert ds.SeriesDescription == first[name].SeriesDescription.replace(
+            "(research use)", "(re-analysis 2, research use)") and len(ds.SeriesDescription) <= 64
+        assert ds.SeriesInstanceUID != first[name].SeriesInstanceUID
+    assert [int(ds.SeriesNumber) for ds in second.values()] == list(range(411, 420))  # first: 401 ... 409
 
 
 # ----------------------------------------------------------------------------- segmentation

@@ -12,7 +12,7 @@ import pytest
 
 from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo
 from tests.dicom_factory import ct_instance
-from triage.jobstore import JobStore
+from triage.jobstore import SCHEMA, JobStore
 
 
 def info(sop="1.2.3.1", series="1.2.3.4", *, path=None, time_s=36000.0, z=0.0):
@@ -64,15 +64,50 @@ def test_concurrent_records_from_many_threads(store):
 def test_generations_and_late_instances(store):
     store.record_instance(info("1.1"), received_at=100.0)
     assert store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=1, unchanged_since=99.0) is None
-    assert store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=1, unchanged_since=100.0) == 1
+    first = store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=1, unchanged_since=100.0)
+    assert (first.number, first.superseded) == (1, [])
     assert store.series("1.2.3.4").state == "ready"
     late = store.record_instance(info("1.2"), received_at=150.0)
     assert (late.new, late.previous_state, late.generation) == (True, "ready", 1)
     assert store.series("1.2.3.4").state == "receiving"
-    assert store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=2, unchanged_since=150.0) == 2
+    second = store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=2, unchanged_since=150.0)
+    assert second.number == 2 and [(j.generation, j.state) for j in second.superseded] == [(1, "pending")]
     jobs = store.jobs("1.2.3.4", "analyse")
-    assert [(j.generation, j.state) for j in jobs] == [(1, "failed"), (2, "pending")]
+    assert [(j.generation, j.state) for j in jobs] == [(1, "superseded"), (2, "pending")]
     assert jobs[0].error == "superseded by generation 2"
+
+
+def test_a_newer_generation_supersedes_pending_sends_and_running_analyses(store):
+    """Generation 2 supersedes generation 1's pending send; generation 3 the running analysis of
+    generation 2, which then can neither finish nor queue its send."""
+    store.record_instance(info("1.1"), received_at=100.0)
+    store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=1, unchanged_since=100.0)
+    assert store.finish_job(store.claim_job("analyse").id, then=("1.2.3.4", 1, "send"))
+    store.record_instance(info("1.2"), received_at=150.0)
+    store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=2, unchanged_since=150.0)
+    assert store.claim_job("send") is None
+    running = store.claim_job("analyse")
+    store.record_instance(info("1.3"), received_at=200.0)
+    third = store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=3, unchanged_since=200.0)
+    assert [(j.id, j.state) for j in third.superseded] == [(running.id, "running")]
+    assert not store.finish_job(running.id, then=("1.2.3.4", 2, "send"))
+    assert not store.retry_job(running.id, "x", 0.0) and not store.fail_job(running.id, "x")
+    assert [(j.generation, j.kind, j.state, j.error) for j in store.jobs("1.2.3.4")] == [
+        (1, "analyse", "done", None), (1, "send", "superseded", "superseded by generation 2"),
+        (2, "analyse", "superseded", "superseded by generation 3"), (3, "analyse", "pending", None)]
+
+
+def test_a_database_from_before_the_superseded_state_is_upgraded(tmp_path):
+    db = sqlite3.connect(tmp_path / "triage.db")
+    db.executescript(SCHEMA.replace(", 'superseded'", ""))
+    db.execute("INSERT INTO jobs (series_uid, generation, kind, state, next_attempt_at, created_at, "
+               "updated_at) VALUES ('1.2.3.4', 1, 'send', 'pending', 0, 0, 0)")
+    db.commit()
+    db.close()
+    store = JobStore(tmp_path / "triage.db")
+    send = store.claim_job("send")
+    assert store.supersede_job(send.id, 2) and store.job(send.id).state == "superseded"
+    store.close()
 
 
 def test_decision_is_not_recorded_when_an_instance_arrived_meanwhile(store):

@@ -8,6 +8,7 @@ import socket
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
@@ -24,8 +25,8 @@ from triage.dicom_export import write_result_objects
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """Result objects of a small phantom (7 SC, SEG, SR) and two source CT images, one RLE and one
-    Implicit VR Little Endian: five SOP class/transfer syntax pairs."""
+    """Result objects of a small phantom (7 SC in RLE Lossless, SEG, SR) and two source CT images,
+    one RLE and one Implicit VR Little Endian: five SOP class/transfer syntax pairs."""
     root = tmp_path_factory.mktemp("scu")
     phantom = make_phantom(replace(CASES["mismatch"], matrix=64, n_slices=6, n_frames=24))
     write_dicom(phantom, root / "dicom")
@@ -78,9 +79,10 @@ def test_every_file_arrives_at_storescp(files, tmp_path, caplog):
     assert [r.path for r in report.results] == files and all(r.status == 0 for r in report.results)
     received = {sop_uid(p): p for p in (tmp_path / "received").iterdir()}
     assert set(received) == {sop_uid(p) for p in files}
-    for path in files:  # the same dataset, element for element (storescp may change the encoding)
+    for path in files:  # the same dataset, element for element, in its own transfer syntax
         sent, got = pydicom.dcmread(path), pydicom.dcmread(received[sop_uid(path)])
         assert got.SOPClassUID == sent.SOPClassUID
+        assert got.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
         if "PixelData" in sent:
             assert got.PixelData == sent.PixelData
         else:
@@ -88,6 +90,30 @@ def test_every_file_arrives_at_storescp(files, tmp_path, caplog):
     stored_lines = [r for r in caplog.records if r.name == "dicom_node.scu" and r.getMessage().startswith("stored ")]
     assert len(stored_lines) == len(files)
     assert report.summary().startswith(f"{len(files)}/{len(files)} files stored on PACS@127.0.0.1:{port}")
+    assert report.decompressed == [] and sum(r.path.name.startswith("sc-") for r in report.results) == 7
+    assert {str(pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+            for p in files if p.name.startswith("sc-")} == {RLELossless}
+
+
+def test_compressed_files_arrive_decompressed_at_a_pacs_accepting_only_uncompressed(files, tmp_path, caplog):
+    """storescp without +xa accepts only uncompressed syntaxes: the RLE files (7 SC, 1 CT) are
+    decompressed before sending, pixel-identical, under their own SOP Instance UIDs; one log line
+    says so."""
+    caplog.set_level(logging.INFO, logger="dicom_node.scu")
+    with storescp(tmp_path / "received", ae_title="PACS") as (port, _):
+        report = send_files(files, RemoteAE("PACS", "127.0.0.1", port), calling_aet="TRIAGE", timeout=10)
+    assert report.ok, report.summary()
+    rle = [p for p in files
+           if pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID == RLELossless]
+    assert len(rle) == 8 and report.decompressed == rle
+    received = {sop_uid(p): p for p in (tmp_path / "received").iterdir()}
+    for path in rle:
+        sent, got = pydicom.dcmread(path), pydicom.dcmread(received[sop_uid(path)])
+        assert got.file_meta.TransferSyntaxUID in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+        np.testing.assert_array_equal(got.pixel_array, sent.pixel_array)
+    lines = [r.getMessage() for r in caplog.records if "decompressed" in r.getMessage()]
+    assert lines == [f"8 file(s) sent decompressed: PACS@127.0.0.1:{port} accepts no CT Image Storage in "
+                     "RLE Lossless, Secondary Capture Image Storage in RLE Lossless"]
 
 
 def test_pacs_down_is_one_line_send_error(files, caplog):
@@ -160,7 +186,8 @@ def test_failures_of_single_files_are_reported_per_file(files, tmp_path, caplog)
     assert outcome["sr.dcm"].reason == "PACS accepts no Comprehensive SR Storage in Explicit VR Little Endian"
     assert outcome["seg.dcm"].status is None
     assert outcome["result.json"].reason.startswith("not a sendable DICOM file")
-    # Every other file went through (SC converted to Implicit VR, CT RLE and Implicit as they are).
+    # Every other file went through (SC decompressed and converted to Implicit VR, CT RLE and
+    # Implicit as they are).
     assert set(stored) == {sop_uid(p) for p in files if p.name not in ("seg.dcm", "sr.dcm", files[1].name)}
     assert {r.path for r in report.failed} == {files[1], *[p for p in files if p.name in ("seg.dcm", "sr.dcm")],
                                                not_dicom}

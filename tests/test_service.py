@@ -154,6 +154,42 @@ def test_ctp_analysed_once_ncct_ignored_results_at_pacs_then_late_frame(study, t
         assert analyses == [(1, "done"), (2, "done")]
 
 
+def test_late_time_point_during_the_analysis_supersedes_it(study, tmp_path):
+    """A time point arriving while generation 1 is being analysed stops that analysis: only
+    generation 2's objects reach the PACS, once each, named as a re-analysis (the RLE pictures
+    decompressed for this storescp, which accepts only uncompressed transfer syntaxes)."""
+    uid = study["series_uid"]
+    with peers.storescp(tmp_path / "pacs", extra=("+uf",)) as (pacs_port, _):
+        node = NodeProcess(tmp_path / "node", pacs=f"PACS@127.0.0.1:{pacs_port}").start()
+        try:
+            send(node, study["ctp"][:-N_SLICES])
+            (started,) = node.wait_for_log(r"analysis of .* generation 1 started .*pid \d+")
+            child = int(re.search(r"pid (\d+)", started).group(1))
+            send(node, study["ctp"][-N_SLICES:])
+            node.wait_for_log(rf"analysis of {re.escape(uid)} generation 1 superseded by generation 2: "
+                              "stopped")
+            assert _gone_within(child, 5.0)
+            (sent,) = node.wait_for_log(r"sent \d+ objects of series .* generation 2")
+            expected = result_objects(node, uid, 2)
+            wait_for_files(tmp_path / "pacs", len(expected), node=node)
+            objects = pacs_objects(tmp_path / "pacs")
+            assert set(objects) == {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+                                    for p in expected}
+            assert all(len(c) == 1 and "(re-analysis 2, research use)" in c[0].SeriesDescription
+                       for c in objects.values())
+            # storescp accepts only uncompressed syntaxes: the RLE pictures went decompressed.
+            pictures = [p for p in expected if p.name.startswith("sc-")]
+            assert f"; {len(pictures)} sent decompressed" in sent
+            results = node.result_dir(uid, 1).parent
+            assert not (results / "1").exists() and not list(results.glob(".1.partial-*"))
+        finally:
+            assert node.stop() == 0
+    store = node.store()
+    jobs = [(j.generation, j.kind, j.state) for j in store.jobs(uid)]
+    store.close()
+    assert jobs == [(1, "analyse", "superseded"), (2, "analyse", "done"), (2, "send", "done")]
+
+
 def test_kill_during_transfer_loses_nothing_acknowledged(study, tmp_path):
     """kill -9 while storescu is sending: every instance acknowledged before the kill is in the
     spool; after a restart and a resend the series is analysed once, complete."""

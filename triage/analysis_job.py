@@ -1,12 +1,14 @@
 """Child-process entry point of the node: analyse one spooled series and write its DICOM results.
 
     python -m triage.analysis_job SERIES_DIR OUT_DIR --series UID --uid-seed SEED
-                                  [--references LIST] [--config FILE] [--parent-pid PID]
+                                  [--generation N] [--references LIST] [--config FILE]
+                                  [--parent-pid PID]
 
 Runs ``triage analyze`` on ``SERIES_DIR`` into ``OUT_DIR`` (skipped when ``OUT_DIR/result.json``
 exists: an earlier run completed the analysis before the node stopped; outputs are renamed into
 place only when whole), then writes the Secondary Capture, Segmentation and SR objects to
-``OUT_DIR/dicom`` with UIDs derived from ``SEED``, so a re-run writes the same instances. The
+``OUT_DIR/dicom`` with UIDs derived from ``SEED``, so a re-run writes the same instances
+(``N`` > 1, the node's re-analysis of a series, is named in their Series Descriptions). The
 segmentation references the first time point: ``LIST`` (one path a line) names its files, which
 spares reading every header of the series again; without it all of ``SERIES_DIR`` is searched.
 
@@ -39,7 +41,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config: Path | None,
-        references: Path | None = None) -> int:
+        references: Path | None = None, generation: int = 1) -> int:
     if not (out_dir / "result.json").exists():
         command = ["analyze", str(series_dir), "--out", str(out_dir), "--series", series_uid, "--quiet"]
         status = triage_main(command + (["--config", str(config)] if config else []))
@@ -51,7 +53,7 @@ def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config:
     else:
         sources = sorted(series_dir.glob("*.dcm"))
     try:
-        written = write_result_objects(out_dir, sources, uid_seed=uid_seed)
+        written = write_result_objects(out_dir, sources, uid_seed=uid_seed, generation=generation)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
@@ -69,13 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--series", required=True, help="Series Instance UID")
     parser.add_argument("--uid-seed", required=True, help="seed of the result objects' UIDs")
+    parser.add_argument("--generation", type=int, default=1, help="analysis generation of the series")
     parser.add_argument("--references", type=Path, help="file listing the first time point's files")
     parser.add_argument("--config", type=Path)
     parser.add_argument("--parent-pid", type=int)
     args = parser.parse_args(argv)
     if args.parent_pid:
         _die_with_parent(args.parent_pid)
-    return run(args.series_dir, args.out_dir, args.series, args.uid_seed, args.config, args.references)
+    return run(args.series_dir, args.out_dir, args.series, args.uid_seed, args.config, args.references,
+               args.generation)
 
 
 if __name__ == "__main__":

@@ -34,9 +34,13 @@ CODING_SCHEMES = [CodingSchemeIdentificationItem(
     responsible_organization="stroke-triage project")]
 
 # Series numbers of the result objects: ``source series number * 100 + offset`` (or 9900 +
-# offset when the source has none), so they sort right after each other and name their source.
+# offset when the source has none), so they sort right after each other and name their source;
+# a re-analysis (generation g > 1) adds 10 * (g - 1): 511 ... 519 for generation 2 of series 5
+# (generations after the 10th share 591 ... 599; their descriptions still tell them apart).
 SERIES_OFFSETS = {"summary": 1, "cbf": 2, "cbv": 3, "mtt": 4, "tmax": 5, "ttp": 6, "aif": 7,
                   "seg": 8, "sr": 9}
+MAX_NUMBERED_GENERATION = 10
+RESEARCH_SUFFIX = " (research use)"   # every Series Description ends with it
 
 # Patient/study attributes that highdicom reads from the reference image without a default:
 # Type 2 in every CT image, but missing in some exports.
@@ -70,11 +74,14 @@ class ExportContext:
     """Shared facts of one export.
 
     ``reference`` is a header of one source image (patient and study identifiers, institution,
-    series number); ``uid_seed`` makes every UID of the export reproducible.
+    series number); ``uid_seed`` makes every UID of the export reproducible; ``generation`` is
+    the node's analysis generation of the source series (2 and up: a re-analysis with more
+    images, named in the Series Descriptions).
     """
 
     uid_seed: str
     reference: Dataset
+    generation: int = 1
 
     def uid(self, *parts: str) -> str:
         """The UID of ``parts`` (e.g. ``("series", "seg")``) for this export's seed."""
@@ -86,7 +93,16 @@ class ExportContext:
             base = int(self.reference.get("SeriesNumber")) * 100
         except (TypeError, ValueError):
             base = 9900
-        return self.uid("series", kind), base + SERIES_OFFSETS[kind]
+        step = 10 * (min(self.generation, MAX_NUMBERED_GENERATION) - 1)
+        return self.uid("series", kind), base + step + SERIES_OFFSETS[kind]
+
+    def describe(self, series_description: str) -> str:
+        """``series_description`` ("... (research use)"), naming the re-analysis from generation 2:
+        "... (re-analysis 2, research use)"."""
+        if self.generation == 1:
+            return series_description
+        return (f"{series_description.removesuffix(RESEARCH_SUFFIX)} "
+                f"(re-analysis {self.generation}, research use)")
 
     def equipment(self, series_description: str) -> dict:
         """Keyword arguments every highdicom constructor takes: who made the object and how."""
@@ -98,7 +114,7 @@ class ExportContext:
             "institution_name": str(self.reference.get("InstitutionName", "") or "") or None,
             "institutional_department_name":
                 str(self.reference.get("InstitutionalDepartmentName", "") or "") or None,
-            "series_description": series_description,
+            "series_description": self.describe(series_description),
             "content_qualification": "RESEARCH",
             "coding_schemes": CODING_SCHEMES,
             "specific_character_set": "ISO_IR 192",

@@ -65,7 +65,8 @@ def write_atomically(ds: Dataset, path: Path) -> None:
         os.close(directory)
 
 
-def write_result_objects(out_dir: Path, source_files: list[Path], *, uid_seed: str) -> list[Path]:
+def write_result_objects(out_dir: Path, source_files: list[Path], *, uid_seed: str,
+                         generation: int = 1) -> list[Path]:
     """Write the SC, SEG and SR objects of the result in ``out_dir`` to ``out_dir/dicom``.
 
     Parameters
@@ -77,6 +78,9 @@ def write_result_objects(out_dir: Path, source_files: list[Path], *, uid_seed: s
         reference the images of the first time point.
     uid_seed : str
         Seed of every UID written (same seed, same UIDs).
+    generation : int
+        The node's analysis generation of the series: from 2 on, a re-analysis with more
+        images, which the Series Descriptions and Numbers tell apart from the earlier results.
 
     Returns
     -------
@@ -93,7 +97,7 @@ def write_result_objects(out_dir: Path, source_files: list[Path], *, uid_seed: s
     result = read_result(out_dir)
     grid = read_masks(out_dir)
     images = reference_images([Path(p) for p in source_files], result["series_uid"], grid)
-    context = ExportContext(uid_seed=str(uid_seed), reference=images.datasets[0])
+    context = ExportContext(uid_seed=str(uid_seed), reference=images.datasets[0], generation=generation)
     objects: list[tuple[str, Dataset]] = [
         (f"sc-{name}", image) for name, image in secondary_captures(out_dir, result, context, grid.direction)]
     try:

@@ -5,9 +5,14 @@
 colour bars, and the AIF/VOF check) become one single-image series in the source study, with a
 Series Description a radiologist recognises ("CTP summary: core + Tmax>6s (research use)").
 
-The pixels are the PNG's, uncompressed 8-bit RGB (Explicit VR Little Endian): every PACS and
-viewer displays them. The text in them is burned in (``BurnedInAnnotation = YES``) and names no
-patient (``RecognizableVisualFeatures = NO``). Patient Orientation is that of the slices in the
+The pixels are the PNG's, 8-bit RGB, compressed losslessly with RLE (RLE Lossless: decoded by
+every DICOM toolkit, PACS and viewer; a 2237 x 1440 summary shrinks from 9.7 MB to about 4 MB, a
+result's seven pictures from 59 MB to 19 MB). A PACS that accepts only uncompressed transfer
+syntaxes gets them decompressed by the sender (:mod:`dicom_node.scu`). JPEG-LS Lossless would
+be 2.5 times smaller again, but not every PACS and viewer decodes it.
+
+The text in the pictures is burned in (``BurnedInAnnotation = YES``) and names no patient
+(``RecognizableVisualFeatures = NO``). Patient Orientation is that of the slices in the
 picture: the montages are drawn in radiological convention (``triage.render``), the AIF panel as
 stored.
 """
@@ -19,6 +24,7 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 from PIL import Image
+from pydicom.uid import RLELossless
 
 from triage.dicom_common import RESEARCH_USE, ExportContext
 from triage.errors import InputError
@@ -87,7 +93,7 @@ def secondary_captures(out_dir: Path, result: dict, context: ExportContext,
             series_number=series_number,
             sop_instance_uid=context.uid("instance", name),
             instance_number=1,
-            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            transfer_syntax_uid=RLELossless,
             **context.equipment(DESCRIPTIONS[name]),
         )
         image.copy_patient_and_study_information(context.reference)

@@ -14,7 +14,8 @@ Tables
     + 1, analysed into a results directory of its own).
 ``jobs``
     ``analyse`` and ``send`` jobs per (series, generation), with ``state`` (``pending`` →
-    ``running`` → ``done`` | ``failed``), ``attempts``, ``next_attempt_at`` and the last error.
+    ``running`` → ``done`` | ``failed``, or ``superseded`` when a newer generation of the series
+    started first), ``attempts``, ``next_attempt_at`` and the last error.
 
 Times are POSIX seconds (``time.time()``), so they survive a restart. The database runs in WAL
 mode; instance rows are committed with ``synchronous=NORMAL`` (durable across a crash of the
@@ -82,7 +83,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     series_uid TEXT NOT NULL,
     generation INTEGER NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('analyse', 'send')),
-    state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
+    state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed', 'superseded')),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
     error TEXT,
@@ -146,6 +147,15 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Generation:
+    """A newly started analysis generation: its ``number`` and the jobs of older generations it
+    superseded, as they were before (``running`` analyses still have a child process to stop)."""
+
+    number: int
+    superseded: list[Job]
+
+
+@dataclass(frozen=True)
 class Recovery:
     """What :meth:`JobStore.recover` found: jobs put back to pending, spool files registered
     again, and spool files that could not be read (path, reason)."""
@@ -167,6 +177,7 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
+        _allow_superseded(self._db)
 
     def close(self) -> None:
         with self._lock:
@@ -254,10 +265,11 @@ class JobStore:
             return cursor.rowcount == 1
 
     def start_generation(self, series_uid: str, *, reason: str, n_positions: int, n_times: int,
-                         unchanged_since: float) -> int | None:
-        """Mark a complete perfusion series ``ready`` and queue its next analysis: the
-        generation number, or None when an instance arrived after ``unchanged_since``.
-        Pending analyses of older generations of the series are superseded (failed)."""
+                         unchanged_since: float) -> Generation | None:
+        """Mark a complete perfusion series ``ready`` and queue its next analysis; None when an
+        instance arrived after ``unchanged_since``. In the same transaction, the older
+        generations' pending and running analyses and pending sends become ``superseded``
+        (a send under way is left to finish: what the PACS acknowledged cannot be recalled)."""
         now = time.time()
         with self._transaction(durable=True) as db:
             cursor = db.execute(
@@ -269,11 +281,14 @@ class JobStore:
                 return None
             generation = db.execute("SELECT generation FROM series WHERE series_uid = ?",
                                     (series_uid,)).fetchone()[0]
-            db.execute("UPDATE jobs SET state = 'failed', error = ?, updated_at = ? "
-                       "WHERE series_uid = ? AND kind = 'analyse' AND state = 'pending'",
-                       (f"superseded by generation {generation}", now, series_uid))
+            older = ("series_uid = ? AND generation < ? AND "
+                     "(state = 'pending' OR (kind = 'analyse' AND state = 'running'))")
+            superseded = [Job(**row) for row in db.execute(f"SELECT * FROM jobs WHERE {older} ORDER BY id",
+                                                           (series_uid, generation))]
+            db.execute(f"UPDATE jobs SET state = 'superseded', error = ?, updated_at = ? WHERE {older}",
+                       (f"superseded by generation {generation}", now, series_uid, generation))
             _insert_job(db, series_uid, generation, "analyse", now)
-            return generation
+            return Generation(generation, superseded)
 
     # Jobs
 
@@ -295,33 +310,50 @@ class JobStore:
                        "updated_at = ? WHERE id = ?", (now, row["id"]))
             return Job(**db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
 
-    def finish_job(self, job_id: int, *, then: tuple[str, int, str] | None = None) -> None:
-        """Mark a job done and, in the same transaction, queue ``then`` = (series, generation,
-        kind) when given: no crash can fall between the two."""
+    # The ends of a running job: each changes only a job still ``running`` (not one superseded
+    # meanwhile) and returns whether it did.
+
+    def finish_job(self, job_id: int, *, then: tuple[str, int, str] | None = None) -> bool:
+        """Mark a running job done and, in the same transaction, queue ``then`` = (series,
+        generation, kind) when given: no crash can fall between the two."""
         now = time.time()
         with self._transaction(durable=True) as db:
-            db.execute("UPDATE jobs SET state = 'done', error = NULL, updated_at = ? WHERE id = ?",
-                       (now, job_id))
-            if then is not None:
+            done = db.execute("UPDATE jobs SET state = 'done', error = NULL, updated_at = ? "
+                              "WHERE id = ? AND state = 'running'", (now, job_id)).rowcount == 1
+            if done and then is not None:
                 _insert_job(db, *then, now)
+            return done
 
-    def retry_job(self, job_id: int, error: str, delay_s: float) -> None:
-        """Put a job back to pending, due in ``delay_s`` seconds, with the error that stopped it."""
+    def retry_job(self, job_id: int, error: str, delay_s: float) -> bool:
+        """Put a running job back to pending, due in ``delay_s`` seconds, with the error that
+        stopped it."""
         now = time.time()
         with self._transaction(durable=True) as db:
-            db.execute("UPDATE jobs SET state = 'pending', error = ?, next_attempt_at = ?, "
-                       "updated_at = ? WHERE id = ?", (error, now + delay_s, now, job_id))
+            return db.execute("UPDATE jobs SET state = 'pending', error = ?, next_attempt_at = ?, "
+                              "updated_at = ? WHERE id = ? AND state = 'running'",
+                              (error, now + delay_s, now, job_id)).rowcount == 1
 
-    def fail_job(self, job_id: int, error: str) -> None:
+    def fail_job(self, job_id: int, error: str) -> bool:
         with self._transaction(durable=True) as db:
-            db.execute("UPDATE jobs SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
-                       (error, time.time(), job_id))
+            return db.execute("UPDATE jobs SET state = 'failed', error = ?, updated_at = ? "
+                              "WHERE id = ? AND state = 'running'",
+                              (error, time.time(), job_id)).rowcount == 1
+
+    def supersede_job(self, job_id: int, generation: int) -> bool:
+        """Mark a running job ``superseded by generation <generation>``."""
+        with self._transaction(durable=True) as db:
+            return db.execute("UPDATE jobs SET state = 'superseded', error = ?, updated_at = ? "
+                              "WHERE id = ? AND state = 'running'",
+                              (f"superseded by generation {generation}", time.time(), job_id)).rowcount == 1
 
     def release_job(self, job_id: int) -> None:
         """Put a job interrupted by shutdown back to pending, the attempt not counted."""
         with self._transaction(durable=True) as db:
             db.execute("UPDATE jobs SET state = 'pending', attempts = max(attempts - 1, 0), "
                        "updated_at = ? WHERE id = ? AND state = 'running'", (time.time(), job_id))
+
+    def job(self, job_id: int) -> Job:
+        return Job(**self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))[0])
 
     def jobs(self, series_uid: str | None = None, kind: str | None = None) -> list[Job]:
         sql, parameters = "SELECT * FROM jobs WHERE 1", []
@@ -367,6 +399,17 @@ class JobStore:
             db.execute("UPDATE series SET last_received = max(last_received, ?) "
                        "WHERE state = 'receiving'", (time.time(),))
         return Recovery(jobs_reset=reset, instances_registered=registered, unreadable=unreadable)
+
+
+def _allow_superseded(db: sqlite3.Connection) -> None:
+    """Rebuild a ``jobs`` table created before the ``superseded`` state with the current CHECK."""
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()
+    if "'superseded'" in sql:
+        return
+    create = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS jobs"):].split(";")[0]
+    db.executescript(f"BEGIN IMMEDIATE; ALTER TABLE jobs RENAME TO jobs_before_superseded; {create}; "
+                     "INSERT INTO jobs SELECT * FROM jobs_before_superseded; "
+                     "DROP TABLE jobs_before_superseded; COMMIT;")
 
 
 def _insert_job(db: sqlite3.Connection, series_uid: str, generation: int, kind: str, now: float) -> None:

@@ -6,7 +6,11 @@
 - The completion monitor looks at quiet series every ``TICK_S`` and classifies them
   (:mod:`dicom_node.completion`): a complete CT perfusion series gets an analysis job; others are
   recorded and left alone, with the reason in the log. A new instance for an analysed series
-  starts the next *generation*: a re-analysis into a results directory of its own.
+  starts the next *generation*: a re-analysis into a results directory of its own. The newest
+  generation supersedes the older ones: their running analyses are stopped and their results
+  not yet sent are not sent (a send under way finishes: the PACS cannot be asked to forget
+  what it acknowledged). The result series of a re-analysis say so ("re-analysis 2") in their
+  Series Description and have Series Numbers of their own.
 - ``max_jobs`` workers run each analysis in a child process (``python -m triage.analysis_job``:
   crash isolation, memory returned, killable) into ``DATA/results/<series>/<generation>/``.
   Bad input (exit 2) fails the job with its reason; other failures are retried
@@ -48,7 +52,7 @@ from dicom_node.spool import Spool, safe_name
 from triage import __version__
 from triage.cli import EXIT_INPUT
 from triage.errors import InputError
-from triage.jobstore import Job, JobStore, SeriesRecord
+from triage.jobstore import Generation, Job, JobStore, SeriesRecord
 from triage.settings import Settings
 
 log = logging.getLogger("triage.node")
@@ -215,12 +219,13 @@ class Node:
                                            n_times=assessment.n_times, unchanged_since=since):
                 log.info("%s (%s)", received, assessment.summary())
         elif decision == ANALYSE:
-            generation = self.store.start_generation(uid, reason=assessment.reason,
-                                                     n_positions=assessment.n_positions,
-                                                     n_times=assessment.n_times, unchanged_since=since)
-            if generation is not None:
+            started = self.store.start_generation(uid, reason=assessment.reason,
+                                                  n_positions=assessment.n_positions,
+                                                  n_times=assessment.n_times, unchanged_since=since)
+            if started is not None:
                 log.info("%s (%s); analysis generation %d queued", received, assessment.summary(),
-                         generation)
+                         started.number)
+                self._supersede(started)
                 with self._wake:
                     self._wake.notify_all()
         elif decision in (INCOMPLETE, REPORT_INCOMPLETE):
@@ -231,6 +236,22 @@ class Node:
                 log.info("%s (%s); waiting for the missing images", received, assessment.summary())
                 if decision == REPORT_INCOMPLETE:
                     self._report_incomplete(self.store.series(uid), now)
+
+    def _supersede(self, started: Generation) -> None:
+        """Act on the jobs of older generations that ``started`` superseded: stop their running
+        analyses (the worker logs the outcome, see :meth:`_analyse`), log the others."""
+        for job in started.superseded:
+            if job.state == "running":
+                with self._children_lock:
+                    child = self._children.get(job.id)
+                    if child is not None and child.returncode is None:
+                        _signal_group(child, signal.SIGTERM)
+            elif job.kind == "analyse":
+                log.info("analysis of %s generation %d superseded by generation %d before it started",
+                         job.series_uid, job.generation, started.number)
+            else:
+                log.info("results of %s generation %d not sent: superseded by generation %d",
+                         job.series_uid, job.generation, started.number)
 
     def _assess(self, series_uid: str) -> Assessment:
         infos = self.store.instances(series_uid)
@@ -294,6 +315,7 @@ class Node:
         references.write_text("".join(f"{path}\n" for path in _first_time_point(instances)))
         command = [sys.executable, "-m", "triage.analysis_job", str(instances[0].path.parent),
                    str(out_dir), "--series", uid, "--uid-seed", f"{uid}/{generation}",
+                   "--generation", str(generation),
                    "--references", str(references), "--parent-pid", str(os.getpid())]
         if self.config_file:
             command += ["--config", str(self.config_file)]
@@ -304,7 +326,9 @@ class Node:
                                      stderr=subprocess.STDOUT, start_new_session=True)
         with self._children_lock:
             self._children[job.id] = child
-        if self._stopping.is_set():  # stop() began while the child started
+        # stop() or a newer generation (_supersede) that began while the child started; once
+        # the child is in self._children, they stop it themselves.
+        if self._stopping.is_set() or self.store.job(job.id).state == "superseded":
             _terminate(child)
         log.info("analysis of %s generation %d started (%d images, attempt %d, pid %d)", uid,
                  generation, len(instances), job.attempts, child.pid)
@@ -319,7 +343,11 @@ class Node:
             with self._children_lock:
                 self._children.pop(job.id, None)
         seconds = time.monotonic() - started
-        if self._stopping.is_set() and status != 0:
+        if self.store.job(job.id).state == "superseded":
+            for partial in out_dir.parent.glob(f".{generation}.partial-*"):
+                shutil.rmtree(partial, ignore_errors=True)
+            self._log_superseded(job, "finished, not sent" if status == 0 else "stopped")
+        elif self._stopping.is_set() and status != 0:
             self.store.release_job(job.id)
             log.info("analysis of %s generation %d interrupted by the stop; it runs again after "
                      "the next start", uid, generation)
@@ -338,7 +366,9 @@ class Node:
         result = json.loads((out_dir / "result.json").read_text())
         objects = sorted((out_dir / "dicom").glob("*.dcm"))
         send = (job.series_uid, job.generation, "send") if self.remote else None
-        self.store.finish_job(job.id, then=send)
+        if not self.store.finish_job(job.id, then=send):  # superseded as it finished
+            self._log_superseded(job, "finished, not sent")
+            return
         log.info("analysis of %s generation %d finished in %.1f s: core %.1f mL, Tmax>6 s %.1f mL, "
                  "mismatch %.1f mL; %d result objects in %s%s", job.series_uid, job.generation,
                  seconds, result["core_ml"], result["tmax6_ml"], result["mismatch_ml"], len(objects),
@@ -346,6 +376,10 @@ class Node:
         if send:
             with self._wake:
                 self._wake.notify_all()
+
+    def _log_superseded(self, job: Job, outcome: str) -> None:
+        log.info("analysis of %s generation %d superseded by generation %d: %s", job.series_uid,
+                 job.generation, self.store.series(job.series_uid).generation, outcome)
 
     def _retry_or_fail(self, job: Job, reason: str) -> None:
         if job.attempts < MAX_ANALYSIS_ATTEMPTS:
@@ -372,6 +406,13 @@ class Node:
         objects = sorted(dicom_dir.glob("*.dcm"))
         ledger = dicom_dir / SENT_LEDGER
         already = set(ledger.read_text().split()) if ledger.exists() else set()
+        newest = self.store.series(uid).generation
+        if newest > generation:  # a send that failed while the newer generation started
+            if self.store.supersede_job(job.id, newest):
+                log.info("results of %s generation %d not sent: superseded by generation %d "
+                         "(%d of %d objects were already sent)", uid, generation, newest,
+                         len(already), len(objects))
+            return
         if not objects:
             self.store.fail_job(job.id, "no result objects to send")
             log.error("series %s generation %d: no result objects in %s; nothing sent", uid,
@@ -397,9 +438,11 @@ class Node:
         if report.ok:
             self.store.finish_job(job.id)
             series = self.store.series(uid)
+            decompressed = (f"; {len(report.decompressed)} sent decompressed: the PACS refused their "
+                            "compressed transfer syntax" if report.decompressed else "")
             log.info("sent %d objects of series %s generation %d to %s in %.1f s (%.1f s after its "
-                     "last image)", len(pending), uid, generation, self.remote,
-                     time.monotonic() - started, time.time() - series.last_received)
+                     "last image%s)", len(pending), uid, generation, self.remote,
+                     time.monotonic() - started, time.time() - series.last_received, decompressed)
             return
         failed = report.failed
         reason = f"{len(failed)} of {len(pending)} objects not stored: {failed[0].path.name}: {failed[0].reason}"
@@ -508,13 +551,22 @@ def _backoff(attempts: int) -> float:
 
 
 def _terminate(child: subprocess.Popen) -> None:
-    """SIGTERM a child analysis by its id, SIGKILL it after CHILD_STOP_S."""
+    """SIGTERM a child analysis and its worker processes, SIGKILL them after CHILD_STOP_S."""
     if child.poll() is None:
-        child.terminate()
+        _signal_group(child, signal.SIGTERM)
         try:
             child.wait(CHILD_STOP_S)
         except subprocess.TimeoutExpired:
-            child.kill()
+            _signal_group(child, signal.SIGKILL)
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to the process group the child leads (``start_new_session``): the child
+    and the worker processes it forked, by the child's id."""
+    try:
+        os.killpg(child.pid, signum)
+    except ProcessLookupError:  # the child and its workers are gone
+        pass
 
 
 def _last_error(log_path: Path) -> str:
