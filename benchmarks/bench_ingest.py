@@ -11,7 +11,8 @@ default. Our receiver is also run without its ``TCP_QUICKACK`` re-arming, to sho
 takes, and a pynetdicom receiver that acknowledges without storing shows the floor that
 pynetdicom itself sets. Printed: seconds, images/s, MB/s (source file bytes), the ratio to
 ``storescp`` under the same sender setting, the receiver's CPU seconds, and the number of
-files received (all of them; 0 for the no-op receiver). With ``--repeat``
+files received (all of them; 0 for the no-op receiver) and the 1-minute load average after
+the row (other work on the machine slows every row). With ``--repeat``
 the fastest run of each row is kept (the machine is shared; slower runs are interference).
 """
 
@@ -120,7 +121,7 @@ def main() -> None:
               f"best of {args.repeat}; load average {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} CPUs")
         print(f"{'sender Nagle':<13}{'receiver':<21}{'s':>7}{'images/s':>10}{'MB/s':>8}"
-              f"{'vs storescp':>13}{'receiver CPU s':>16}{'received':>10}")
+              f"{'vs storescp':>13}{'receiver CPU s':>16}{'received':>10}{'load':>6}")
         for nodelay in (True, False):
             reference = None
             for kind in RECEIVERS:
@@ -129,7 +130,8 @@ def main() -> None:
                 reference = reference or seconds
                 print(f"{'off' if nodelay else 'on (default)':<13}{kind:<21}{seconds:7.1f}"
                       f"{len(files) / seconds:10.0f}{megabytes / seconds:8.0f}"
-                      f"{reference / seconds:12.0%}{cpu:16.1f}{received:>10}", flush=True)
+                      f"{reference / seconds:12.0%}{cpu:16.1f}{received:>10}"
+                      f"{os.getloadavg()[0]:6.1f}", flush=True)
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from dicom_node.instance import ENHANCED_CT_IMAGE_STORAGE, InstanceInfo
 from triage.assembly import (MIN_PERFUSION_FRAMES, POSITION_TOLERANCE_MM, SAME_TIME_S,
-                             SLICE_SPACING_TOLERANCE, _cluster_positions)
+                             SLICE_SPACING_TOLERANCE, cluster_positions)
 from triage.dicom_read import read_header
 
 CTP, OTHER = "CTP", "other"
@@ -116,7 +116,7 @@ def assess(infos: list[InstanceInfo], multiframe_planes: dict[str, list[Plane]] 
                                  "position/orientation", n)
     orientation = np.asarray(planes[0].orientation, dtype=float)
     normal = np.cross(orientation[:3], orientation[3:])
-    labels, depths = _cluster_positions(np.array([p.position for p in planes]) @ normal)
+    labels, depths = cluster_positions(np.array([p.position for p in planes]) @ normal)
     untimed = sum(p.time_s is None for p in planes)
     if untimed:
         return Assessment(OTHER, f"{untimed} of {len(planes)} images without "

@@ -199,7 +199,7 @@ class _Layout:
         self.row_dir, self.col_dir = orientation[:3], orientation[3:]
         self.normal = np.cross(self.row_dir, self.col_dir)
         positions = np.array([p.position for p in planes])
-        labels, depths = _cluster_positions(positions @ self.normal)
+        labels, depths = cluster_positions(positions @ self.normal)
         self._check_in_plane_offsets(positions, planes[0].pixel_spacing)
         times, self.time_source = _choose_times(planes, labels, warnings)
         order = np.lexsort((times, labels))
@@ -341,7 +341,7 @@ def _candidate(headers: list[FileHeader], unreadable) -> SeriesCandidate:
     if located:
         orientation = np.asarray(located[0].orientation)
         normal = np.cross(orientation[:3], orientation[3:])
-        labels, _ = _cluster_positions(np.array([p.position for p in located]) @ normal)
+        labels, _ = cluster_positions(np.array([p.position for p in located]) @ normal)
         unique = {(label, p.sop_uid, p.frame) for label, p in zip(labels, located)}
         counts = np.bincount([label for label, _, _ in unique])
         n_positions, n_frames = len(counts), int(counts.max())
@@ -415,7 +415,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _cluster_positions(depths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cluster_positions(depths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Slice number (0 at the lowest depth) of each depth along the normal, and slice depths."""
     order = np.argsort(depths, kind="stable")
     new_slice = np.diff(depths[order]) > POSITION_TOLERANCE_MM
