@@ -20,25 +20,13 @@ dies (``PR_SET_PDEATHSIG``), so a killed node leaves no orphan writing results.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
-import signal
 import sys
 from pathlib import Path
 
 from triage.cli import EXIT_INPUT, EXIT_INTERNAL
 from triage.cli import main as triage_main
 from triage.errors import InputError
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the node died before prctl took effect
-        sys.exit(EXIT_INTERNAL)
-
+from triage.lifetime import die_with_parent
 
 def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config: Path | None,
         references: Path | None = None, generation: int = 1) -> int:
@@ -76,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path)
     parser.add_argument("--parent-pid", type=int)
     args = parser.parse_args(argv)
-    if args.parent_pid:
-        _die_with_parent(args.parent_pid)
+    if args.parent_pid and not die_with_parent(args.parent_pid):
+        return EXIT_INTERNAL  # the node died before the request took effect
     return run(args.series_dir, args.out_dir, args.series, args.uid_seed, args.config, args.references,
                args.generation)
 

@@ -31,6 +31,7 @@ from triage.dicom_read import (
     read_stored_planes,
 )
 from triage.errors import InputError
+from triage.lifetime import die_with_parent
 from triage.series import Geometry, PerfusionSeries
 
 POSITION_TOLERANCE_MM = 0.1      # slices closer than this along the normal are one position
@@ -324,7 +325,8 @@ def _read_headers(paths: list[Path]):
         results = [_read_one(path) for path in paths]
     else:
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             results = list(pool.map(_read_one, paths, chunksize=max(1, len(paths) // (4 * workers))))
     headers = [r for r in results if isinstance(r, FileHeader)]
     ignored = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
