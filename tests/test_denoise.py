@@ -110,9 +110,23 @@ def test_bilateral_keeps_a_step_that_a_gaussian_blurs():
     values = np.zeros((1, 1, 40, 40), np.float32)
     values[..., 20:] = 10.0
     noisy = values + np.random.default_rng(5).normal(0, 1, values.shape).astype(np.float32)
-    filtered = bilateral_within_mask(noisy, values, mask, (3.0, 3.0), range_var=1.0, noise_distance=0.0)
+    [filtered] = bilateral_within_mask([(noisy, (3.0, 3.0))], values, mask, range_var=1.0, noise_distance=0.0)
     assert np.abs(filtered[0, 0, :, 19] - 0.0).max() < 1.0 and np.abs(filtered[0, 0, :, 20] - 10.0).max() < 1.0
     assert filtered[0, 0, 5:35, 5:15].std() < 0.5  # noise still averaged away on each side
+
+
+def test_bilateral_groups_filter_as_separate_calls():
+    """Several groups in one call (shared range weights) give what separate calls give."""
+    rng = np.random.default_rng(9)
+    mask = rng.random((2, 48, 40)) > 0.1
+    guide = rng.normal(size=(3, 2, 48, 40)).astype(np.float32)
+    fine, wide = (rng.normal(size=(n, 2, 48, 40)).astype(np.float32) for n in (2, 3))
+    both = bilateral_within_mask([(fine, (2.0, 2.5)), (wide, (7.0, 6.5))], guide, mask, 2.0, 1.0)
+    alone = [bilateral_within_mask([group], guide, mask, 2.0, 1.0)[0]
+             for group in ((fine, (2.0, 2.5)), (wide, (7.0, 6.5)))]
+    for together, separate in zip(both, alone):
+        np.testing.assert_allclose(together, separate, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(both[1], wide)
 
 
 def test_median_within_mask_ignores_outside_and_removes_outliers():

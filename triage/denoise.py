@@ -110,10 +110,10 @@ def denoise_curves(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry
     noise_distance = _typical_distance(guide, mask, NOISE_PAIR_OFFSET_PX)
     range_var = max(RANGE_FACTOR * noise_distance, 1e-12)
     weak = slice(DISTANCE_COMPONENTS, None)
-    score_maps[dominant] = bilateral_within_mask(score_maps[dominant], guide, mask,
-                                                 _sigma_px(geometry, spatial_fwhm_mm), range_var, noise_distance)
-    weak_kept_apart = bilateral_within_mask(score_maps[weak], guide, mask, _sigma_px(geometry, coarse_fwhm_mm),
-                                            range_var, noise_distance)[:, mask]
+    score_maps[dominant], weak_kept_apart = bilateral_within_mask(
+        [(score_maps[dominant], _sigma_px(geometry, spatial_fwhm_mm)),
+         (score_maps[weak], _sigma_px(geometry, coarse_fwhm_mm))], guide, mask, range_var, noise_distance)
+    weak_kept_apart = weak_kept_apart[:, mask]
     smooth_within_mask(score_maps[weak], mask, geometry, coarse_fwhm_mm, truncate=COARSE_TRUNCATE)
     for frame, weights in zip(enhancement, basis):  # faster than one boolean-index write
         np.copyto(frame, np.tensordot(weights, score_maps, axes=1), where=mask)
@@ -177,33 +177,41 @@ def temporal_basis(times: np.ndarray) -> np.ndarray:
     return np.linalg.qr(np.cos(phase * np.arange(n)[None, :]))[0].astype(np.float32)
 
 
-def bilateral_within_mask(values: np.ndarray, guide: np.ndarray, mask: np.ndarray, sigma_px: tuple[float, float],
-                          range_var: float, noise_distance: float) -> np.ndarray:
-    """Separable in-plane bilateral filter of the maps ``values`` (n, z, y, x) within ``mask``.
+def bilateral_within_mask(groups: list[tuple[np.ndarray, tuple[float, float]]], guide: np.ndarray,
+                          mask: np.ndarray, range_var: float, noise_distance: float) -> list[np.ndarray]:
+    """Separable in-plane bilateral filter within ``mask`` of each group of maps in ``groups``.
 
-    Along x, then along y, neighbour q of voxel p weighs
+    ``groups`` holds ``(values, sigma_px)`` pairs: maps (n, z, y, x) and their spatial SD in
+    pixels (y, x). Along x, then along y, neighbour q of voxel p weighs
     ``exp(-d² / 2σ²) · exp(-max(‖g_p − g_q‖² − noise_distance, 0) / range_var)``, with d the
-    offset in pixels (up to 2σ; ``sigma_px`` is (y, x)) and g the ``guide`` maps (k, z, y, x),
-    the same in both passes. Voxels outside ``mask`` get no weight. This is the separable form
-    of a joint bilateral filter: 4σ offsets instead of ~4πσ². Wide kernels sample their offsets
-    every ``⌊σ / OFFSETS_PER_SIGMA⌋`` px (each sample weighted by that step): the Gaussian is
-    smooth at that scale. Returns float32 maps, 0 outside ``mask``.
+    offset in pixels (up to 2σ) and g the ``guide`` maps (k, z, y, x), the same in both passes
+    and for every group (so the range weights are computed once for all groups). Voxels
+    outside ``mask`` get no weight. This is the separable form of a joint bilateral filter: 4σ
+    offsets instead of ~4πσ². Wide kernels sample their offsets every
+    ``⌊σ / OFFSETS_PER_SIGMA⌋`` px (each sample weighted by that step): the Gaussian is smooth
+    at that scale. Returns one float32 array per group, 0 outside ``mask``.
     """
     weight_mask = mask.astype(np.float32)
-    filtered = values * weight_mask
-    for axis, sigma in ((3, sigma_px[1]), (2, sigma_px[0])):
-        filtered = _bilateral_pass(filtered, guide, weight_mask, axis, sigma, range_var, noise_distance)
+    filtered = [values * weight_mask for values, _ in groups]
+    for axis, which in ((3, 1), (2, 0)):
+        sigmas = [sigma_px[which] for _, sigma_px in groups]
+        filtered = _bilateral_pass(filtered, sigmas, guide, weight_mask, axis, range_var, noise_distance)
     return filtered
 
 
-def _bilateral_pass(values, guide, weight_mask, axis, sigma_px, range_var, noise_distance):
-    """One 1-D pass of :func:`bilateral_within_mask` along ``axis`` (2 = y, 3 = x) of (n, z, y, x)."""
-    total = values.copy()  # the centre voxel, weight 1
-    norm = weight_mask.copy()
-    length = values.shape[axis]
+def _bilateral_pass(groups, sigmas, guide, weight_mask, axis, range_var, noise_distance):
+    """One 1-D pass of :func:`bilateral_within_mask` along ``axis`` (2 = y, 3 = x) of the maps
+    (n, z, y, x) of each group, with that group's SD ``sigmas`` (px)."""
+    totals = [values.copy() for values in groups]  # the centre voxel, weight 1
+    norms = [weight_mask.copy() for _ in groups]
+    length = weight_mask.shape[axis - 1]
     scale = np.float32(-1.0 / range_var)
-    step = max(1, int(sigma_px / OFFSETS_PER_SIGMA))
-    for offset in range(step, min(int(np.ceil(2 * sigma_px)), length - 1) + 1, step):
+    steps = [max(1, int(sigma / OFFSETS_PER_SIGMA)) for sigma in sigmas]
+    reach = [min(int(np.ceil(2 * sigma)), length - 1) for sigma in sigmas]
+    for offset in range(1, max(reach, default=0) + 1):
+        users = [g for g in range(len(groups)) if offset <= reach[g] and offset % steps[g] == 0]
+        if not users:
+            continue
         p, q = [slice(None)] * 3, [slice(None)] * 3
         p[axis - 1], q[axis - 1] = slice(0, length - offset), slice(offset, length)
         p, q = tuple(p), tuple(q)
@@ -215,18 +223,20 @@ def _bilateral_pass(values, guide, weight_mask, axis, sigma_px, range_var, noise
         distance -= np.float32(noise_distance)
         np.maximum(distance, 0, out=distance)
         distance *= scale
-        weight = np.exp(distance, out=distance)
-        weight *= np.float32(step * np.exp(-offset * offset / (2 * sigma_px**2)))
-        weight *= weight_mask[p]
-        weight *= weight_mask[q]
-        norm[p] += weight
-        norm[q] += weight
-        term = np.empty_like(weight)
-        for value, out in zip(values, total):
-            out[p] += np.multiply(value[q], weight, out=term)
-            out[q] += np.multiply(value[p], weight, out=term)
-    total /= np.maximum(norm, np.float32(1e-12))
-    return total
+        range_weight = np.exp(distance, out=distance)
+        range_weight *= weight_mask[p]
+        range_weight *= weight_mask[q]
+        term = np.empty_like(range_weight)
+        for g in users:
+            weight = range_weight * np.float32(steps[g] * np.exp(-offset * offset / (2 * sigmas[g] ** 2)))
+            norms[g][p] += weight
+            norms[g][q] += weight
+            for value, out in zip(groups[g], totals[g]):
+                out[p] += np.multiply(value[q], weight, out=term)
+                out[q] += np.multiply(value[p], weight, out=term)
+    for total, norm in zip(totals, norms):
+        total /= np.maximum(norm, np.float32(1e-12))
+    return totals
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
