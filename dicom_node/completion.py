@@ -12,9 +12,11 @@ Enhanced CT multi-frame objects, the per-frame planes read by :func:`frame_plane
   the node does next.
 
 The analysis (``triage.assembly.assemble``) refuses a grid with a position missing a time point
-("N of M slice positions are incomplete"), so an incomplete perfusion series is never analysed:
-it waits for its missing instances, and is reported as incomplete after
-``incomplete_warn_seconds`` of silence.
+("N of M slice positions are incomplete"), so an incomplete perfusion series waits for its
+missing instances. After ``incomplete_warn_seconds`` of silence it is reported as incomplete --
+unless the missing images all come after its first K >= ``MIN_PERFUSION_FRAMES`` time points
+(the scan was aborted, or its last images lost): then its K complete time points are analysed
+(``triage analyze --allow-incomplete-end``), the result saying what was left out.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import numpy as np
 
 from dicom_node.instance import ENHANCED_CT_IMAGE_STORAGE, InstanceInfo
 from triage.assembly import (MIN_PERFUSION_FRAMES, POSITION_TOLERANCE_MM, SAME_TIME_S,
-                             SLICE_SPACING_TOLERANCE, cluster_positions)
+                             SLICE_SPACING_TOLERANCE, cluster_positions, describe_incomplete_end,
+                             whole_leading_time_points)
 from triage.dicom_read import read_header
 
 CTP, OTHER = "CTP", "other"
 # What decide() asks for.
-WAIT, ANALYSE, IGNORE, INCOMPLETE, REPORT_INCOMPLETE = (
-    "wait", "analyse", "ignore", "incomplete", "report incomplete")
+WAIT, ANALYSE, IGNORE, INCOMPLETE, REPORT_INCOMPLETE, ANALYSE_WHOLE_TIMES = (
+    "wait", "analyse", "ignore", "incomplete", "report incomplete", "analyse whole time points")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Assessment:
 
     ``n_positions`` distinct slice positions, ``n_times`` the time points at the most often
     repeated position (0 when unknown), ``missing`` says what is missing when not ``complete``.
+    ``whole_times``: when not complete but every missing image comes after the first
+    ``whole_times`` time points of every position (an aborted scan), that number; else 0.
     """
 
     classification: str
@@ -60,6 +65,7 @@ class Assessment:
     n_times: int = 0
     complete: bool = False
     missing: str = ""
+    whole_times: int = 0
 
     @property
     def is_perfusion(self) -> bool:
@@ -121,7 +127,8 @@ def assess(infos: list[InstanceInfo], multiframe_planes: dict[str, list[Plane]] 
     if untimed:
         return Assessment(OTHER, f"{untimed} of {len(planes)} images without "
                                  "AcquisitionTime/ContentTime", n, n_positions=len(depths))
-    counts = _time_points_per_position(labels, np.array([p.time_s for p in planes]))
+    labels, times = _distinct_time_points(labels, np.array([p.time_s for p in planes]))
+    counts = np.bincount(labels)
     n_positions, n_times = len(counts), int(counts.max())
     if n_times == 1:
         return Assessment(OTHER, "single time point (NCCT or CTA)", n, n_positions, 1)
@@ -130,12 +137,16 @@ def assess(infos: list[InstanceInfo], multiframe_planes: dict[str, list[Plane]] 
                                  f"{MIN_PERFUSION_FRAMES})", n, n_positions, n_times)
     reason = f"slice positions repeated over {n_times} time points"
     short = int((counts < n_times).sum())
+    gap = _uneven_gap(depths)
+    whole = whole_leading_time_points(labels, times) if short and not gap else 0
+    if whole:
+        return Assessment(CTP, reason, n, n_positions, n_times, complete=False,
+                          missing=describe_incomplete_end(counts, whole), whole_times=whole)
     if short:
         missing = int((n_times - counts).sum())
         return Assessment(CTP, reason, n, n_positions, n_times, complete=False,
                           missing=f"{short} of {n_positions} positions lack time points "
                                   f"({missing} images missing of {n_positions * n_times})")
-    gap = _uneven_gap(depths)
     if gap:
         return Assessment(CTP, reason, n, n_positions, n_times, complete=False, missing=gap)
     return Assessment(CTP, reason, n, n_positions, n_times, complete=True)
@@ -147,7 +158,9 @@ def decide(assessment: Assessment, quiet_for_s: float, *, quiet_seconds: float,
 
     ``WAIT`` while instances may still come; then ``IGNORE`` (not perfusion), ``ANALYSE``
     (perfusion, complete), ``INCOMPLETE`` (perfusion with a hole: keep waiting) or, once quiet
-    for ``incomplete_warn_seconds``, ``REPORT_INCOMPLETE``.
+    for ``incomplete_warn_seconds``, ``ANALYSE_WHOLE_TIMES`` (only the end is missing and at
+    least ``MIN_PERFUSION_FRAMES`` time points are whole: analyse those) or
+    ``REPORT_INCOMPLETE``.
     """
     if quiet_for_s < quiet_seconds:
         return WAIT
@@ -155,16 +168,21 @@ def decide(assessment: Assessment, quiet_for_s: float, *, quiet_seconds: float,
         return IGNORE
     if assessment.complete:
         return ANALYSE
-    return REPORT_INCOMPLETE if quiet_for_s >= incomplete_warn_seconds else INCOMPLETE
+    if quiet_for_s < incomplete_warn_seconds:
+        return INCOMPLETE
+    if assessment.whole_times >= MIN_PERFUSION_FRAMES:
+        return ANALYSE_WHOLE_TIMES
+    return REPORT_INCOMPLETE
 
 
-def _time_points_per_position(labels: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Distinct time points (closer than ``SAME_TIME_S`` = one) at each position label."""
+def _distinct_time_points(labels: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The position labels and times (s) of the distinct time points at each position: images
+    at one position closer than ``SAME_TIME_S`` in time are one time point (the first kept)."""
     order = np.lexsort((times, labels))
     sorted_labels, sorted_times = labels[order], times[order]
     new_time = np.ones(len(order), dtype=bool)
     new_time[1:] = (np.diff(sorted_labels) != 0) | (np.diff(sorted_times) >= SAME_TIME_S)
-    return np.bincount(sorted_labels[new_time], minlength=int(labels.max()) + 1)
+    return sorted_labels[new_time], sorted_times[new_time]
 
 
 def _uneven_gap(depths: np.ndarray) -> str:

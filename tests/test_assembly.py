@@ -202,6 +202,64 @@ def test_exact_duplicates_dropped(tmp_path):
     assert any("duplicate" in w for w in series.warnings)
 
 
+# ----------------------------------------------------------------------------- aborted scans
+
+def write_without(root, hu, missing, times=TIMES):
+    """Write ``hu`` (t, z, y, x) leaving out the (t, z) images in ``missing``; the UIDs (t, z)."""
+    paths, uids, _ = write_perfusion_series(root, hu, times[:hu.shape[0]])
+    for t, z in missing:
+        paths[t * hu.shape[1] + z].unlink()
+    return uids
+
+
+@pytest.mark.parametrize("missing, kept, warning", [
+    ({(4, 2), (4, 3)}, 4,
+     "last time point incomplete (2 of 4 slices): 1 time point left out (aborted scan?)"),
+    ({(3, 3), (4, 1), (4, 2), (4, 3)}, 3,
+     "last 2 time points incomplete (3, 1 of 4 slices): 2 time points left out (aborted scan?)"),
+])
+def test_incomplete_end_dropped_on_request_with_a_warning(tmp_path, missing, kept, warning):
+    hu = random_hu((5, 4, 8, 8))
+    uids = write_without(tmp_path, hu, missing)
+    one_line_error(assemble_only, tmp_path,
+                   match=r"^\d of 4 slice positions are incomplete \(fewer than 5 time points\)$")
+    series = assemble_only(tmp_path, drop_incomplete_end=True)
+    np.testing.assert_array_equal(series.data, hu[:kept])
+    np.testing.assert_allclose(series.times, TIMES[:kept], atol=1e-6)
+    np.testing.assert_array_equal(series.attributes["SOPInstanceUIDs"], uids[:kept])
+    assert series.frames_left_out == 5 - kept
+    assert series.warnings == [warning]
+
+
+@pytest.mark.parametrize("missing", [{(2, 1)}, {(0, 3)}, {(1, 0), (4, 2)}])
+def test_missing_image_before_the_end_is_refused_even_on_request(tmp_path, missing):
+    """A gap in the middle, at the start, or in the middle besides an incomplete end."""
+    write_without(tmp_path, random_hu((5, 4, 8, 8)), missing)
+    message = one_line_error(assemble_only, tmp_path, drop_incomplete_end=True,
+                             match=r"of 4 slice positions are incomplete \(fewer than 5 time")
+    assert "left out" not in message
+
+
+def test_gap_hidden_by_staggered_slice_times_is_refused(tmp_path):
+    """Slices of a frame 0.4 s apart, frames 1.5 s apart: the first slice missing its third
+    time point would fit between frames by time order alone, not by the frames' spread."""
+    study, series_uid = generate_uid(), generate_uid()
+    for t in range(5):
+        for z in range(4):
+            if (t, z) != (2, 0):
+                ct_instance(tmp_path / f"{t}{z}", np.zeros((8, 8), np.int16),
+                            position=(0.0, 0.0, 5.0 * z), time_s=100.0 + 1.5 * t + 0.4 * z,
+                            study_uid=study, series_uid=series_uid)
+    one_line_error(assemble_only, tmp_path, drop_incomplete_end=True,
+                   match="1 of 4 slice positions are incomplete")
+
+
+def test_too_few_whole_time_points_are_refused(tmp_path):
+    write_without(tmp_path, random_hu((3, 2, 8, 8)), {(2, 1)})
+    one_line_error(assemble_only, tmp_path, drop_incomplete_end=True,
+                   match=r"1 of 2 slice positions are incomplete \(fewer than 3 time")
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def test_missing_empty_and_non_dicom_inputs(tmp_path):

@@ -143,3 +143,35 @@ def test_two_perfusion_series_are_each_analysed(tmp_path):
         result = json.loads((out / entry["result"]).read_text())
         assert result["series_uid"] == entry["series_uid"] and result["status"] == "complete"
     assert run.stdout.count("Core (rCBF < 30%)") == 2
+
+
+def test_aborted_scan_is_analysed_on_request_with_limited_quality(tmp_path):
+    """The last time point lacks its last 3 of 8 slices: refused by default (one line); with
+    --allow-incomplete-end the 24 complete time points are analysed, and result.json says what
+    was left out, at quality level "limited"."""
+    from dataclasses import replace
+
+    from sample_data.phantom import CASES, make_phantom, write_dicom
+
+    phantom = make_phantom(replace(CASES["mismatch"], matrix=128, n_slices=8, n_frames=25))
+    paths = write_dicom(phantom, tmp_path / "in")               # frame by frame, slice by slice
+    for path in paths[-3:]:
+        path.unlink()
+    refused = triage("analyze", str(tmp_path / "in"), "--out", str(tmp_path / "refused"))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: 3 of 8 slice positions are incomplete (fewer than 25 time points)")
+
+    out = tmp_path / "out"
+    run = triage("analyze", str(tmp_path / "in"), "--out", str(out), "--quiet", "--allow-incomplete-end")
+    assert run.returncode == 0, run.stderr
+    result = json.loads((out / "result.json").read_text())
+    warning = "last time point incomplete (5 of 8 slices): 1 time point left out (aborted scan?)"
+    quality = result["quality"]
+    assert warning in quality["warnings"] and quality["level"] == "limited"
+    # nothing else here limits the quality (a short baseline does not)
+    assert all(w.startswith("short baseline") for w in quality["warnings"] if w != warning)
+    assert not quality["bolus"]["truncated"] and not quality["motion"]["excluded_frames"]
+    assert quality["motion"]["max_displacement_mm"] < 5.0
+    assert (result["acquisition"]["frames"], result["acquisition"]["frames_left_out"]) == (24, 1)
+    assert f"! {warning}" in run.stdout

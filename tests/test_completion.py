@@ -7,8 +7,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_node.completion import (ANALYSE, CTP, IGNORE, INCOMPLETE, OTHER, REPORT_INCOMPLETE, WAIT,
-                                   assess, decide, frame_planes, is_multiframe)
+from dicom_node.completion import (ANALYSE, ANALYSE_WHOLE_TIMES, CTP, IGNORE, INCOMPLETE, OTHER,
+                                   REPORT_INCOMPLETE, WAIT, assess, decide, frame_planes,
+                                   is_multiframe)
 from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo, instance_info
 from tests.dicom_factory import AXIAL, enhanced_ct_frame_object, slice_positions
 
@@ -61,9 +62,22 @@ def test_oblique_stack_is_grouped_along_its_normal():
 
 
 def test_missing_instance_makes_the_grid_incomplete():
-    a = assess(series(4, 5, skip={(4, 2)}))
-    assert a.classification == CTP and not a.complete
+    a = assess(series(4, 5, skip={(2, 2)}))
+    assert a.classification == CTP and not a.complete and a.whole_times == 0
     assert a.missing == "1 of 4 positions lack time points (1 images missing of 20)"
+
+
+@pytest.mark.parametrize("skip, whole, missing", [
+    ({(4, 2), (4, 3)}, 4, "last time point incomplete (2 of 4 slices)"),
+    ({(3, 3), (4, 1), (4, 2), (4, 3)}, 3, "last 2 time points incomplete (3, 1 of 4 slices)"),
+    ({(1, 2)}, 0, "1 of 4 positions lack time points (1 images missing of 20)"),   # a middle gap
+    ({(0, 1)}, 0, "1 of 4 positions lack time points (1 images missing of 20)"),   # the first
+])
+def test_images_missing_only_at_the_end_leave_whole_time_points(skip, whole, missing):
+    """Slices of a frame are 0.1 s apart (``series``): the K earliest images of each position
+    line up as frames only when nothing is missing before the end."""
+    a = assess(series(4, 5, skip=skip))
+    assert (a.complete, a.whole_times, a.missing) == (False, whole, missing)
 
 
 def test_missing_middle_position_is_seen_in_the_slice_gaps():
@@ -94,13 +108,22 @@ def test_images_without_position_or_time_are_not_perfusion():
 
 
 def test_decision_waits_for_quiet_then_analyses_a_complete_series():
-    complete, holed = assess(series(4, 5)), assess(series(4, 5, skip={(4, 0)}))
+    complete, holed = assess(series(4, 5)), assess(series(4, 5, skip={(2, 0)}))
     options = dict(quiet_seconds=3.0, incomplete_warn_seconds=12.0)
     assert decide(complete, 2.9, **options) == WAIT
     assert decide(complete, 3.0, **options) == ANALYSE
     assert decide(holed, 2.0, **options) == WAIT
     assert decide(holed, 5.0, **options) == INCOMPLETE
     assert decide(holed, 12.0, **options) == REPORT_INCOMPLETE
+
+
+def test_aborted_scan_is_analysed_on_its_whole_time_points_after_the_warning_time():
+    aborted, too_short = assess(series(4, 5, skip={(4, 3)})), assess(series(4, 3, skip={(2, 3)}))
+    options = dict(quiet_seconds=3.0, incomplete_warn_seconds=12.0)
+    assert decide(aborted, 5.0, **options) == INCOMPLETE
+    assert decide(aborted, 12.0, **options) == ANALYSE_WHOLE_TIMES
+    assert too_short.whole_times == 2        # fewer than MIN_PERFUSION_FRAMES: not analysed
+    assert decide(too_short, 12.0, **options) == REPORT_INCOMPLETE
 
 
 def test_enhanced_ct_frames_from_real_files(tmp_path):

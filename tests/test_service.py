@@ -331,6 +331,55 @@ def test_incomplete_series_waits_and_a_failing_study_blocks_nothing(study, tmp_p
     assert jobs == {bad_uid: ("failed", 1), uid: ("done", 1)}
 
 
+def sr_texts(ds: pydicom.Dataset) -> list[str]:
+    """Every TEXT value of an SR content tree."""
+    texts = []
+    for item in ds.get("ContentSequence", []):
+        if item.ValueType == "TEXT":
+            texts.append(str(item.TextValue))
+        texts += sr_texts(item)
+    return texts
+
+
+def test_aborted_scan_analysed_on_its_complete_time_points_then_completed(study, tmp_path):
+    """The last time point lacks its last 3 of 8 slices: after --incomplete-warn-seconds the 24
+    complete time points are analysed and the results reach the PACS once, the SR saying what was
+    left out (quality limited); the missing images arriving later start generation 2, whole."""
+    uid = study["series_uid"]
+    aborted, late = study["ctp"][:-3], study["ctp"][-3:]
+    warning = "last time point incomplete (5 of 8 slices): 1 time point left out (aborted scan?)"
+    with peers.storescp(tmp_path / "pacs", extra=("+uf",)) as (pacs_port, _):
+        node = NodeProcess(tmp_path / "node", pacs=f"PACS@127.0.0.1:{pacs_port}", quiet_seconds=1,
+                           extra=("--incomplete-warn-seconds", "3")).start()
+        try:
+            send(node, aborted)
+            (started,) = node.wait_for_log(rf"series {re.escape(uid)}: last time point")
+            assert re.search(r": last time point incomplete \(5 of 8 slices\) after 3 s quiet: analysing "
+                             r"the 24 complete time points; analysis generation 1 queued$", started)
+            node.wait_for_log(r"sent \d+ objects of series .* generation 1")
+            expected = result_objects(node, uid, 1)
+            wait_for_files(tmp_path / "pacs", len(expected), node=node)
+            objects = pacs_objects(tmp_path / "pacs")
+            assert len(objects) == len(expected) and all(len(c) == 1 for c in objects.values())
+            (sr,) = [c[0] for c in objects.values() if str(c[0].SOPClassUID) == COMPREHENSIVE_SR]
+            texts = sr_texts(sr)
+            assert warning in texts and "limited" in texts
+            assert "still incomplete" not in node.log()
+
+            send(node, late)
+            node.wait_for_log(r"sent \d+ objects of series .* generation 2")
+            wait_for_files(tmp_path / "pacs", 2 * len(expected), node=node)
+            result_2 = json.loads((node.result_dir(uid, 2) / "result.json").read_text())
+            assert (result_2["acquisition"]["frames"], result_2["acquisition"]["frames_left_out"]) == (N_FRAMES, 0)
+            assert warning not in result_2["quality"]["warnings"]
+        finally:
+            assert node.stop() == 0
+    store = node.store()
+    analyses = [(j.generation, j.state) for j in store.jobs(uid, "analyse")]
+    store.close()
+    assert analyses == [(1, "done"), (2, "done")]
+
+
 def test_startup_errors_are_one_line(tmp_path):
     """Settings the node cannot run with end it at once with one line and exit status 2."""
     def serve(*flags):

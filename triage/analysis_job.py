@@ -2,9 +2,10 @@
 
     python -m triage.analysis_job SERIES_DIR OUT_DIR --series UID --uid-seed SEED
                                   [--generation N] [--references LIST] [--config FILE]
-                                  [--parent-pid PID]
+                                  [--allow-incomplete-end] [--parent-pid PID]
 
-Runs ``triage analyze`` on ``SERIES_DIR`` into ``OUT_DIR`` (skipped when ``OUT_DIR/result.json``
+Runs ``triage analyze`` on ``SERIES_DIR`` into ``OUT_DIR`` (with ``--allow-incomplete-end``: the
+complete time points of a series whose last ones lack slices; skipped when ``OUT_DIR/result.json``
 exists: an earlier run completed the analysis before the node stopped; outputs are renamed into
 place only when whole), then writes the Secondary Capture, Segmentation and SR objects to
 ``OUT_DIR/dicom`` with UIDs derived from ``SEED``, so a re-run writes the same instances
@@ -29,10 +30,11 @@ from triage.errors import InputError
 from triage.lifetime import die_with_parent
 
 def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config: Path | None,
-        references: Path | None = None, generation: int = 1) -> int:
+        references: Path | None = None, generation: int = 1, allow_incomplete_end: bool = False) -> int:
     if not (out_dir / "result.json").exists():
         command = ["analyze", str(series_dir), "--out", str(out_dir), "--series", series_uid, "--quiet"]
-        status = triage_main(command + (["--config", str(config)] if config else []))
+        command += ["--config", str(config)] if config else []
+        status = triage_main(command + (["--allow-incomplete-end"] if allow_incomplete_end else []))
         if status != 0:
             return status
     from triage.dicom_export import write_result_objects  # after the analysis: its imports cost
@@ -62,12 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generation", type=int, default=1, help="analysis generation of the series")
     parser.add_argument("--references", type=Path, help="file listing the first time point's files")
     parser.add_argument("--config", type=Path)
+    parser.add_argument("--allow-incomplete-end", action="store_true",
+                        help="analyse the complete time points when the last ones lack slices")
     parser.add_argument("--parent-pid", type=int)
     args = parser.parse_args(argv)
     if args.parent_pid and not die_with_parent(args.parent_pid):
         return EXIT_INTERNAL  # the node died before the request took effect
     return run(args.series_dir, args.out_dir, args.series, args.uid_seed, args.config, args.references,
-               args.generation)
+               args.generation, args.allow_incomplete_end)
 
 
 if __name__ == "__main__":

@@ -133,8 +133,14 @@ def select(scan: ScanResult, series_uid: str | None = None) -> list[SeriesCandid
     return perfusion
 
 
-def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256) -> PerfusionSeries:
+def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256,
+             drop_incomplete_end: bool = False) -> PerfusionSeries:
     """Read one series into a (t, z, y, x) float32 HU array with times and geometry.
+
+    Every slice position must have every time point. With ``drop_incomplete_end``, a series
+    whose missing images all come after its first K time points (an aborted scan, lost last
+    images; see :func:`whole_leading_time_points`) keeps those K time points, K at least
+    ``MIN_PERFUSION_FRAMES``: ``frames_left_out`` counts the others and a warning says so.
 
     Images larger than ``max_matrix`` in-plane are block-averaged by the integer factor
     ``f = ceil(max(rows, cols) / max_matrix)`` while reading; ``geometry`` is then the reduced
@@ -166,7 +172,7 @@ def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256) -> PerfusionS
     warnings: list[str] = []
     planes = _unique_planes(headers, warnings)
     _check_uniform(planes)
-    layout = _Layout(planes, unreadable, warnings)
+    layout = _Layout(planes, unreadable, warnings, drop_incomplete_end)
     rows, columns = planes[0].rows, planes[0].columns
     factor = max(1, math.ceil(max(rows, columns) / max_matrix))
     reduced = (rows // factor, columns // factor)
@@ -189,13 +195,14 @@ def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256) -> PerfusionS
         series_uid=first.series_uid, patient_age=age, attributes=attributes,
         acquisition_geometry=layout.geometry(1) if factor > 1 else None,
         acquisition_shape=(layout.n_slices, rows, columns) if factor > 1 else None,
-        warnings=warnings)
+        warnings=warnings, frames_left_out=layout.frames_left_out)
 
 
 class _Layout:
     """Where each plane goes in the (t, z) grid, with frame times and the slice geometry."""
 
-    def __init__(self, planes: list[PlaneHeader], unreadable: list, warnings: list[str]):
+    def __init__(self, planes: list[PlaneHeader], unreadable: list, warnings: list[str],
+                 drop_incomplete_end: bool = False):
         orientation = np.asarray(planes[0].orientation)
         self.row_dir, self.col_dir = orientation[:3], orientation[3:]
         self.normal = np.cross(self.row_dir, self.col_dir)
@@ -211,13 +218,12 @@ class _Layout:
                              "at the same slice position and time (within "
                              f"{SAME_TIME_S * 1000:.0f} ms) with a different SOPInstanceUID")
         counts = np.bincount(labels)
-        n_frames = int(counts.max())
+        n_frames, self.frames_left_out = int(counts.max()), 0
         if (counts < n_frames).any():
-            note = (f"; {_count(len(unreadable), 'DICOM file')} in the input could not be "
-                    "read" if unreadable else "")
-            raise InputError(f"{int((counts < n_frames).sum())} of {len(counts)} slice "
-                             f"positions are incomplete (fewer than {n_frames} time "
-                             f"points){note}")
+            n_frames = self._whole_time_points(labels, times, counts, drop_incomplete_end,
+                                               unreadable, warnings)
+            order = order[_rank_within_position(sorted_labels, counts) < n_frames]
+            sorted_labels, sorted_times = labels[order], times[order]
         if n_frames == 1:
             raise InputError("one time point: not a perfusion series")
         self.n_slices, self.n_frames = len(counts), n_frames
@@ -234,6 +240,23 @@ class _Layout:
                                  dtype=str)
         frames = np.array([-1 if p.frame is None else p.frame for p in planes])[self.index]
         self.frame_numbers = frames + 1 if (frames >= 0).any() else None
+
+    def _whole_time_points(self, labels: np.ndarray, times: np.ndarray, counts: np.ndarray,
+                           drop_incomplete_end: bool, unreadable: list, warnings: list[str]) -> int:
+        """The time points to keep of a grid with positions missing some: the whole leading
+        ones when ``drop_incomplete_end`` allows it (warned, ``frames_left_out`` set), else
+        refused."""
+        n_whole = whole_leading_time_points(labels, times) if drop_incomplete_end else 0
+        if n_whole < MIN_PERFUSION_FRAMES:
+            note = (f"; {_count(len(unreadable), 'DICOM file')} in the input could not be "
+                    "read" if unreadable else "")
+            raise InputError(f"{int((counts < counts.max()).sum())} of {len(counts)} slice "
+                             f"positions are incomplete (fewer than {counts.max()} time "
+                             f"points){note}")
+        self.frames_left_out = int(counts.max()) - n_whole
+        warnings.append(f"{describe_incomplete_end(counts, n_whole)}: "
+                        f"{_count(self.frames_left_out, 'time point')} left out (aborted scan?)")
+        return n_whole
 
     def _check_in_plane_offsets(self, positions: np.ndarray, pixel_spacing) -> None:
         in_plane = positions @ np.stack([self.row_dir, self.col_dir], axis=1)
@@ -426,6 +449,45 @@ def cluster_positions(depths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels[order] = sorted_labels
     centres = np.bincount(labels, weights=depths) / np.bincount(labels)
     return labels, centres
+
+
+def whole_leading_time_points(labels: np.ndarray, times: np.ndarray) -> int:
+    """How many time points every slice position has, when images are missing only at the end.
+
+    ``labels`` are slice position numbers (0 to n - 1, as from :func:`cluster_positions`),
+    ``times`` the acquisition times in s, distinct at each position. K, the fewest time points
+    of any position, is returned when the K earliest images of each position line up as
+    frames: the images of each frame lie closer together than half the interval between its
+    (median) time and the neighbouring frames'. An image missing at an earlier time, or at the
+    start, shifts the later images of its position by a frame and gives 0; so do slices of one
+    frame acquired half a frame interval apart or more, which cannot be told from a gap.
+    """
+    times = _unwrap_midnight(np.asarray(times, dtype=np.float64))
+    order = np.lexsort((times, labels))
+    sorted_labels, sorted_times = labels[order], times[order]
+    counts = np.bincount(labels)
+    n_whole = int(counts.min())
+    if n_whole < 2:
+        return n_whole
+    leading = _rank_within_position(sorted_labels, counts) < n_whole
+    frames = sorted_times[leading].reshape(len(counts), n_whole)          # (z, t)
+    intervals = np.diff(np.median(frames, axis=0))
+    nearest = np.minimum(np.append(np.inf, intervals), np.append(intervals, np.inf))
+    return n_whole if (np.ptp(frames, axis=0) < nearest / 2).all() else 0
+
+
+def describe_incomplete_end(counts: np.ndarray, n_whole: int) -> str:
+    """E.g. ``last time point incomplete (29 of 32 slices)``: how many slice positions have each
+    time point after the ``n_whole`` whole ones; ``counts`` are the time points per position."""
+    present = [int((counts > k).sum()) for k in range(n_whole, int(counts.max()))]
+    which = "last time point" if len(present) == 1 else f"last {len(present)} time points"
+    return f"{which} incomplete ({', '.join(map(str, present))} of {len(counts)} slices)"
+
+
+def _rank_within_position(sorted_labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... along each position of labels sorted by position (then time)."""
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return np.arange(len(sorted_labels)) - starts[sorted_labels]
 
 
 def _choose_times(planes: list[PlaneHeader], labels: np.ndarray, warnings: list[str]):

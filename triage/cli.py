@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--nihss", type=_parse_nihss, help="NIHSS score, for the DAWN criteria")
     analyze.add_argument("--aif", type=_parse_aif, metavar="X,Y,Z",
                          help="force the AIF at this source-image column,row,slice (0-based)")
+    analyze.add_argument("--allow-incomplete-end", action="store_true",
+                         help="analyse the complete time points when the last ones lack slices, e.g. "
+                              "an aborted scan; a warning says what was left out")
     analyze.add_argument("--config", type=Path, help="TOML settings file (see triage.settings)")
     analyze.add_argument("--quiet", action="store_true", help="no progress lines")
     analyze.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -128,7 +131,8 @@ def run_analyze(args) -> int:
         out_dir = args.out if len(chosen) == 1 else args.out / candidate.series_uid
         progress(f"reading series {candidate.series_uid}: {len(candidate.files)} files")
         read_start = time.perf_counter()
-        series = assemble(candidate, max_matrix=settings.max_matrix)
+        series = assemble(candidate, max_matrix=settings.max_matrix,
+                          drop_incomplete_end=args.allow_incomplete_end)
         read_seconds = time.perf_counter() - read_start
         aif_zyx = _aif_on_processing_grid(series, args.aif) if args.aif else None
         analysis = analyse(series, settings, profile, age=args.age, nihss=args.nihss, aif_zyx=aif_zyx, progress=progress)
@@ -170,7 +174,8 @@ def _add_serve(commands) -> None:
         help="a series is complete after S seconds without new images when every slice position has "
              f"every time point (default {d.quiet_seconds:g})")
     add("--incomplete-warn-seconds", type=float, metavar="S",
-        help="report a perfusion series still missing images after S quiet seconds "
+        help="after S quiet seconds, report a perfusion series still missing images, or analyse "
+             "its complete time points when only the last ones lack slices (an aborted scan) "
              f"(default {d.incomplete_warn_seconds:g})")
     add("--http-port", type=int, metavar="PORT", help=f"status/alert HTTP port, 0 = off (default {d.http_port})")
     add("--webhook", metavar="URL", help="URL notified of results (alerts)")

@@ -74,9 +74,11 @@ class Analysis:
     @property
     def quality_limited(self) -> bool:
         """True when the input limits trust in the numbers: a truncated bolus, an AIF warning,
-        frames removed for motion, motion beyond MOTION_LIMITED_MM, or implausible maps."""
+        frames removed for motion, motion beyond MOTION_LIMITED_MM, implausible maps, or time
+        points left out at the end of an aborted scan."""
         return bool(
             self.implausible
+            or self.series.frames_left_out
             or self.bolus.truncated
             or self.arterial.quality.get("warnings")
             or self.motion.excluded_frames

@@ -3,7 +3,8 @@
 Volumes are in mL rounded to 0.1 mL, times in s. ``mismatch_ratio`` is null when the core is 0
 and ``hir`` when there is no Tmax > 6 s tissue. ``eligibility.dawn`` is null when age or NIHSS is
 unknown. ``quality.level`` is ``"limited"`` when the input limits trust in the numbers (truncated bolus, AIF
-warnings, frames removed or large motion) and ``quality.warnings`` says what was found.
+warnings, frames removed or large motion, time points of an aborted scan left out:
+``acquisition.frames_left_out``) and ``quality.warnings`` says what was found.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def build_result(analysis: Analysis, *, outputs: dict[str, str], total_seconds: 
         },
         "acquisition": {
             "frames": int(len(series.times)),
+            "frames_left_out": series.frames_left_out,
             "times_s": _curve(series.times),
             "slices": int(series.data.shape[1]),
             "matrix": list((series.acquisition_shape or series.shape3d)[1:]),

@@ -69,6 +69,9 @@ class PerfusionSeries:
         Shape of the source grid, with ``acquisition_geometry``.
     warnings : list of str
         Things about the input the reader of the result must know (ignored files, time source, ...).
+    frames_left_out : int
+        Time points at the end of the acquisition left out because they lack slices (an aborted
+        scan, analysed with ``assemble(..., drop_incomplete_end=True)``); 0 when none.
     """
 
     data: np.ndarray
@@ -81,6 +84,7 @@ class PerfusionSeries:
     acquisition_geometry: Geometry | None = None
     acquisition_shape: tuple[int, int, int] | None = None
     warnings: list[str] = field(default_factory=list)
+    frames_left_out: int = 0
 
     @property
     def shape3d(self) -> tuple[int, int, int]:

@@ -5,12 +5,16 @@
   :mod:`triage.jobstore`) before it acknowledges it.
 - The completion monitor looks at quiet series every ``TICK_S`` and classifies them
   (:mod:`dicom_node.completion`): a complete CT perfusion series gets an analysis job; others are
-  recorded and left alone, with the reason in the log. A new instance for an analysed series
-  starts the next *generation*: a re-analysis into a results directory of its own. The newest
-  generation supersedes the older ones: their running analyses are stopped and their results
-  not yet sent are not sent (a send under way finishes: the PACS cannot be asked to forget
-  what it acknowledged). The result series of a re-analysis say so ("re-analysis 2") in their
-  Series Description and have Series Numbers of their own.
+  recorded and left alone, with the reason in the log. A perfusion series still incomplete
+  after ``incomplete_warn_seconds`` is reported and waits, unless only its last time points lack
+  images (an aborted scan): its complete time points are then analysed
+  (``--allow-incomplete-end``; the result's quality warnings say what was left out). A new
+  instance for an analysed series starts the next *generation*: a re-analysis into a results
+  directory of its own. The newest generation supersedes the older ones: their running
+  analyses are stopped and their results not yet sent are not sent (a send under way
+  finishes: the PACS cannot be asked to forget what it acknowledged). The result series of a
+  re-analysis say so ("re-analysis 2") in their Series Description and have Series Numbers of
+  their own.
 - ``max_jobs`` workers run each analysis in a child process (``python -m triage.analysis_job``:
   crash isolation, memory returned, killable) into ``DATA/results/<series>/<generation>/``.
   Bad input (exit 2) fails the job with its reason; other failures are retried
@@ -43,8 +47,9 @@ import threading
 import time
 from pathlib import Path
 
-from dicom_node.completion import (ANALYSE, IGNORE, INCOMPLETE, OTHER, REPORT_INCOMPLETE,
-                                   Assessment, assess, decide, frame_planes, is_multiframe)
+from dicom_node.completion import (ANALYSE, ANALYSE_WHOLE_TIMES, IGNORE, INCOMPLETE, OTHER,
+                                   REPORT_INCOMPLETE, Assessment, assess, decide, frame_planes,
+                                   is_multiframe)
 from dicom_node.instance import InstanceInfo
 from dicom_node.scp import StorageSCP, TlsConfig
 from dicom_node.scu import RemoteAE, SendError, send_files
@@ -201,9 +206,12 @@ class Node:
         now = time.time()
         for record in self.store.series_in_state("receiving", quiet_since=now - s.quiet_seconds):
             self._decide(record, now)
+        # Once quiet for incomplete_warn_seconds, an incomplete series is decided again: its
+        # complete time points analysed when only the end is missing, else reported once.
         for record in self.store.series_in_state("incomplete",
                                                  quiet_since=now - s.incomplete_warn_seconds):
-            self._report_incomplete(record, now)
+            if (record.series_uid, record.n_instances) not in self._reported:
+                self._decide(record, now)
 
     def _decide(self, record: SeriesRecord, now: float) -> None:
         s = self.settings
@@ -219,23 +227,33 @@ class Node:
                                            n_times=assessment.n_times, unchanged_since=since):
                 log.info("%s (%s)", received, assessment.summary())
         elif decision == ANALYSE:
-            started = self.store.start_generation(uid, reason=assessment.reason,
-                                                  n_positions=assessment.n_positions,
-                                                  n_times=assessment.n_times, unchanged_since=since)
-            if started is not None:
-                log.info("%s (%s); analysis generation %d queued", received, assessment.summary(),
-                         started.number)
-                self._supersede(started)
-                with self._wake:
-                    self._wake.notify_all()
+            self._start_generation(record, assessment, f"{received} ({assessment.summary()})")
+        elif decision == ANALYSE_WHOLE_TIMES:
+            self._start_generation(record, assessment, (
+                f"series {uid}: {assessment.missing} after {now - since:.0f} s quiet: analysing the "
+                f"{assessment.whole_times} complete time points"))
         elif decision in (INCOMPLETE, REPORT_INCOMPLETE):
             if self.store.set_series_state(uid, "incomplete", classification=assessment.classification,
                                            reason=assessment.missing,
                                            n_positions=assessment.n_positions,
                                            n_times=assessment.n_times, unchanged_since=since):
-                log.info("%s (%s); waiting for the missing images", received, assessment.summary())
+                if record.state == "receiving":
+                    log.info("%s (%s); waiting for the missing images", received, assessment.summary())
                 if decision == REPORT_INCOMPLETE:
                     self._report_incomplete(self.store.series(uid), now)
+
+    def _start_generation(self, record: SeriesRecord, assessment: Assessment, what: str) -> None:
+        """Queue the next analysis of a series (unless an instance arrived since ``record``),
+        logging ``what`` led to it, and supersede the older generations."""
+        started = self.store.start_generation(record.series_uid, reason=assessment.reason,
+                                              n_positions=assessment.n_positions,
+                                              n_times=assessment.n_times,
+                                              unchanged_since=record.last_received)
+        if started is not None:
+            log.info("%s; analysis generation %d queued", what, started.number)
+            self._supersede(started)
+            with self._wake:
+                self._wake.notify_all()
 
     def _supersede(self, started: Generation) -> None:
         """Act on the jobs of older generations that ``started`` superseded: stop their running
@@ -319,6 +337,9 @@ class Node:
                    "--references", str(references), "--parent-pid", str(os.getpid())]
         if self.config_file:
             command += ["--config", str(self.config_file)]
+        assessment = self._assess(uid)  # incomplete: the monitor chose its complete time points
+        if not assessment.complete and assessment.whole_times:
+            command.append("--allow-incomplete-end")
         log_path = out_dir.parent / f"{generation}.log"
         started = time.monotonic()
         with open(log_path, "wb") as log_file:

@@ -49,7 +49,9 @@ class Settings:
     quiet_seconds : a series is complete when no instance arrived for this long and every
         slice position has every time point
     incomplete_warn_seconds : a perfusion series quiet this long with positions still missing
-        time points is reported as incomplete (it is analysed once the rest arrives)
+        time points is reported as incomplete (it is analysed once the rest arrives), or, when
+        only its last time points lack slices (an aborted scan), its complete time points are
+        analysed
     http_port : status/alert HTTP port (0 = off); webhook : alert URL (see issue 4)
     tls_cert, tls_key, tls_ca : PEM files for DICOM over TLS (all empty = plain TCP)
     max_associations : simultaneous DICOM associations; max_jobs : simultaneous analyses
