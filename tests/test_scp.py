@@ -247,6 +247,7 @@ def test_reserve_refuses_with_out_of_resources(node, series, tmp_path, caplog):
         assoc.release()
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI", "ignore:The value length")  # hostile on purpose
 def test_hostile_uids_are_stored_under_safe_names(node, tmp_path, caplog):
     """Sent by a pynetdicom SCU: DCMTK refuses to send most of these UIDs."""
     caplog.set_level(logging.INFO, "dicom_node.scp")
