@@ -21,6 +21,8 @@ from pathlib import Path
 
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
+from triage.durable import fsync_directory
+
 _PLAIN_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 INCOMING = ".incoming"
@@ -42,14 +44,6 @@ def safe_name(uid: str) -> str:
 
 class SpoolFull(Exception):
     """Not enough free space on the spool's file system (below the reserve, or ENOSPC/EDQUOT)."""
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, parts: list[memoryview]) -> None:
@@ -110,7 +104,7 @@ class Spool:
         self.incoming = self.root / INCOMING
         self.reserve_bytes = int(reserve_bytes)
         self.incoming.mkdir(parents=True, exist_ok=True)
-        _fsync_directory(self.root.parent)          # a new spool's own entry
+        fsync_directory(self.root.parent)          # a new spool's own entry
         self._synced_dirs: set[str] = {str(self.root)}
 
     def path_for(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> Path:
@@ -159,7 +153,7 @@ class Spool:
                 os.close(fd)
             self._make_durable_directories(target.parent)
             os.replace(temporary, target)
-            _fsync_directory(target.parent)
+            fsync_directory(target.parent)
         except OSError as error:
             temporary.unlink(missing_ok=True)
             if error.errno in _NO_SPACE:
@@ -177,5 +171,5 @@ class Spool:
             directory.mkdir()
         except FileExistsError:
             pass
-        _fsync_directory(directory.parent)
+        fsync_directory(directory.parent)
         self._synced_dirs.add(str(directory))

@@ -12,7 +12,7 @@ import pytest
 
 from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo
 from tests.dicom_factory import ct_instance
-from triage.jobstore import SCHEMA, JobStore
+from triage.jobstore import JobStore
 
 
 def info(sop="1.2.3.1", series="1.2.3.4", *, path=None, time_s=36000.0, z=0.0):
@@ -95,19 +95,6 @@ def test_a_newer_generation_supersedes_pending_sends_and_running_analyses(store)
     assert [(j.generation, j.kind, j.state, j.error) for j in store.jobs("1.2.3.4")] == [
         (1, "analyse", "done", None), (1, "send", "superseded", "superseded by generation 2"),
         (2, "analyse", "superseded", "superseded by generation 3"), (3, "analyse", "pending", None)]
-
-
-def test_a_database_from_before_the_superseded_state_is_upgraded(tmp_path):
-    db = sqlite3.connect(tmp_path / "triage.db")
-    db.executescript(SCHEMA.replace(", 'superseded'", ""))
-    db.execute("INSERT INTO jobs (series_uid, generation, kind, state, next_attempt_at, created_at, "
-               "updated_at) VALUES ('1.2.3.4', 1, 'send', 'pending', 0, 0, 0)")
-    db.commit()
-    db.close()
-    store = JobStore(tmp_path / "triage.db")
-    send = store.claim_job("send")
-    assert store.supersede_job(send.id, 2) and store.job(send.id).state == "superseded"
-    store.close()
 
 
 def test_decision_is_not_recorded_when_an_instance_arrived_meanwhile(store):

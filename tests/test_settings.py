@@ -80,3 +80,10 @@ def test_bad_node_values_in_file(tmp_path):
     config.write_text("pacs = 104\n")
     with pytest.raises(InputError, match="pacs: 104 is not a valid text"):
         load_settings(config, environ={})
+
+
+def test_model_names_are_the_pipelines_models():
+    from triage.pipeline import MODELS
+    from triage.settings import MODEL_NAMES
+
+    assert set(MODEL_NAMES) == set(MODELS)

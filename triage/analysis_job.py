@@ -21,27 +21,39 @@ dies (``PR_SET_PDEATHSIG``), so a killed node leaves no orphan writing results.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from triage.cli import EXIT_INPUT, EXIT_INTERNAL
 from triage.cli import main as triage_main
-from triage.errors import InputError
+from triage.errors import EXIT_INPUT, EXIT_INTERNAL, InputError
 from triage.lifetime import die_with_parent
+
+
+def _has_complete_result(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds a whole result of an earlier run (a result cut short by a power
+    loss, or an unreadable one, is redone)."""
+    try:
+        return json.loads((out_dir / "result.json").read_text()).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
+
 
 def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config: Path | None,
         references: Path | None = None, generation: int = 1, allow_incomplete_end: bool = False) -> int:
-    if not (out_dir / "result.json").exists():
+    if not _has_complete_result(out_dir):
         command = ["analyze", str(series_dir), "--out", str(out_dir), "--series", series_uid, "--quiet"]
         command += ["--config", str(config)] if config else []
         status = triage_main(command + (["--allow-incomplete-end"] if allow_incomplete_end else []))
         if status != 0:
             return status
     from triage.dicom_export import write_result_objects  # after the analysis: its imports cost
-    if references is not None:
-        sources = [Path(line) for line in references.read_text().splitlines() if line]
-    else:
-        sources = sorted(series_dir.glob("*.dcm"))
+    try:
+        sources = ([Path(line) for line in references.read_text().splitlines() if line]
+                   if references is not None else sorted(series_dir.glob("*.dcm")))
+    except OSError as exc:
+        print(f"error: cannot read the list of reference images {references}: {exc.strerror}", file=sys.stderr)
+        return EXIT_INTERNAL
     try:
         written = write_result_objects(out_dir, sources, uid_seed=uid_seed, generation=generation)
     except InputError as exc:

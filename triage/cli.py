@@ -17,13 +17,8 @@ import numpy as np
 
 from models.profiles import available_profiles, load_profile
 from triage import __version__
-from triage.assembly import assemble, scan, select
-from triage.errors import InputError
-from triage.outputs import check_output_dir, write_outputs
-from triage.pipeline import MODELS, analyse
-from triage.settings import Settings, load_settings
-
-EXIT_INPUT, EXIT_INTERNAL = 2, 3
+from triage.errors import EXIT_INPUT, EXIT_INTERNAL, InputError
+from triage.settings import MODEL_NAMES, Settings, load_settings
 
 
 class Progress:
@@ -62,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out", type=Path, required=True, help="output directory")
     analyze.add_argument("--series", metavar="UID", help="analyse only this Series Instance UID")
     analyze.add_argument("--profile", help=f"threshold profile name or JSON file ({', '.join(available_profiles())})")
-    analyze.add_argument("--model", choices=sorted(MODELS),
+    analyze.add_argument("--model", choices=MODEL_NAMES,
                          help="deconvolution model: exponential (parametric fit, default), bcsvd, tikhonov")
     analyze.add_argument("--age", type=float, help="patient age in years (default: from DICOM)")
     analyze.add_argument("--nihss", type=_parse_nihss, help="NIHSS score, for the DAWN criteria")
@@ -117,6 +112,11 @@ def print_summary(result: dict, out_dir: Path) -> None:
 
 
 def run_analyze(args) -> int:
+    # The imaging stack is imported here: `triage serve` (the node) never analyses in-process.
+    from triage.assembly import assemble, scan, select
+    from triage.outputs import check_output_dir, write_outputs
+    from triage.pipeline import analyse
+
     started = time.perf_counter()
     progress = Progress(args.quiet)
     settings = load_settings(args.config, profile=args.profile, model=args.model)

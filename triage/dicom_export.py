@@ -32,6 +32,7 @@ from triage.dicom_common import ExportContext
 from triage.dicom_sc import secondary_captures
 from triage.dicom_seg import read_masks, reference_images, segmentation
 from triage.dicom_sr import measurement_report
+from triage.durable import fsync_directory
 from triage.errors import InputError
 
 
@@ -58,11 +59,7 @@ def write_atomically(ds: Dataset, path: Path) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_directory(path.parent)
 
 
 def write_result_objects(out_dir: Path, source_files: list[Path], *, uid_seed: str,

@@ -177,7 +177,6 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
-        _allow_superseded(self._db)
 
     def close(self) -> None:
         with self._lock:
@@ -237,9 +236,6 @@ class JobStore:
     def series(self, series_uid: str) -> SeriesRecord | None:
         rows = self._query("SELECT * FROM series WHERE series_uid = ?", (series_uid,))
         return SeriesRecord(**rows[0]) if rows else None
-
-    def all_series(self) -> list[SeriesRecord]:
-        return [SeriesRecord(**row) for row in self._query("SELECT * FROM series ORDER BY first_received")]
 
     def series_in_state(self, state: str, quiet_since: float | None = None) -> list[SeriesRecord]:
         """Series in ``state``; with ``quiet_since``, only those whose last instance arrived at
@@ -399,17 +395,6 @@ class JobStore:
             db.execute("UPDATE series SET last_received = max(last_received, ?) "
                        "WHERE state = 'receiving'", (time.time(),))
         return Recovery(jobs_reset=reset, instances_registered=registered, unreadable=unreadable)
-
-
-def _allow_superseded(db: sqlite3.Connection) -> None:
-    """Rebuild a ``jobs`` table created before the ``superseded`` state with the current CHECK."""
-    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()
-    if "'superseded'" in sql:
-        return
-    create = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS jobs"):].split(";")[0]
-    db.executescript(f"BEGIN IMMEDIATE; ALTER TABLE jobs RENAME TO jobs_before_superseded; {create}; "
-                     "INSERT INTO jobs SELECT * FROM jobs_before_superseded; "
-                     "DROP TABLE jobs_before_superseded; COMMIT;")
 
 
 def _insert_job(db: sqlite3.Connection, series_uid: str, generation: int, kind: str, now: float) -> None:

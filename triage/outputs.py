@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from triage.durable import fsync_directory, fsync_tree
 from triage.errors import InputError
 from triage.nifti import write_maps
 from triage.pipeline import Analysis
@@ -114,9 +115,11 @@ def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
         analysis.timings["writing outputs"] = round(time.perf_counter() - write_start, 3)
         result = build_result(analysis, outputs=outputs, total_seconds=time.perf_counter() - started)
         (staging / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        fsync_tree(staging)  # a result.json that exists after a power loss is whole
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
+        fsync_directory(out_dir.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result

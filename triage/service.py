@@ -55,8 +55,8 @@ from dicom_node.scp import StorageSCP, TlsConfig
 from dicom_node.scu import RemoteAE, SendError, send_files
 from dicom_node.spool import Spool, safe_name
 from triage import __version__
-from triage.cli import EXIT_INPUT
-from triage.errors import InputError
+from triage.durable import fsync_directory
+from triage.errors import EXIT_INPUT, InputError
 from triage.jobstore import Generation, Job, JobStore, SeriesRecord
 from triage.settings import Settings
 
@@ -539,10 +539,13 @@ def _record_sent(ledger: Path, names: list[str]) -> None:
     a crash is sent again after the restart, with the same SOP Instance UID.)"""
     if not names:
         return
+    new = not ledger.exists()
     with open(ledger, "a") as stream:
         stream.write("".join(f"{name}\n" for name in names))
         stream.flush()
         os.fsync(stream.fileno())
+    if new:
+        fsync_directory(ledger.parent)
 
 
 def _first_time_point(instances: list[InstanceInfo]) -> list[Path]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from triage.errors import InputError
 
 ENV_PREFIX = "TRIAGE_"
+MODEL_NAMES = ("exponential", "exponential-dispersed", "bcsvd", "tikhonov")  # triage.pipeline.MODELS
 
 
 @dataclass(frozen=True)
