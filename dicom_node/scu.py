@@ -35,6 +35,8 @@ from pynetdicom import AE, evt
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
+from triage.errors import one_line
+
 LOGGER = logging.getLogger("dicom_node.scu")
 ADDRESS_FORM = "expected AET@HOST:PORT, e.g. PACS@10.0.0.5:104 or PACS@[fd00::5]:104"
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
@@ -140,7 +142,7 @@ def _read(path: Path) -> _File | FileResult:
         return _File(path, UID(ds.file_meta.MediaStorageSOPClassUID), str(ds.file_meta.MediaStorageSOPInstanceUID),
                      UID(ds.file_meta.TransferSyntaxUID))
     except Exception as exc:
-        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        reason = one_line(exc, 160)
         return FileResult(path, "", False, None, f"not a sendable DICOM file: {reason}")
 
 
@@ -306,7 +308,7 @@ def _store(assoc, f: _File, accepted: set[tuple[str, str]]) -> FileResult:
             dataset = pydicom.dcmread(f.path)
             dataset.decompress(generate_instance_uid=False)  # lossless: the same instance
         except Exception as exc:
-            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+            reason = one_line(exc, 160)
             return FileResult(f.path, f.sop_instance_uid, False, None,
                               f"cannot decompress {f.transfer_syntax.name} for a PACS that accepts only "
                               f"uncompressed {f.sop_class_uid.name}: {reason}")

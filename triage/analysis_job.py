@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from triage.cli import main as triage_main
-from triage.errors import EXIT_INPUT, EXIT_INTERNAL, InputError
+from triage.errors import EXIT_INPUT, EXIT_INTERNAL, InputError, one_line
 from triage.lifetime import die_with_parent
 
 
@@ -60,8 +60,8 @@ def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:
-        print(f"error: internal failure writing the DICOM results: {type(exc).__name__}: "
-              f"{' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        print(f"error: internal failure writing the DICOM results: {one_line(exc, 300, with_type=True)}",
+              file=sys.stderr)
         return EXIT_INTERNAL
     print(f"wrote {len(written)} DICOM result objects to {out_dir / 'dicom'}")
     return 0

@@ -30,7 +30,7 @@ from triage.dicom_read import (
     read_identifiers,
     read_stored_planes,
 )
-from triage.errors import InputError
+from triage.errors import InputError, one_line
 from triage.lifetime import die_with_parent
 from triage.series import Geometry, PerfusionSeries
 
@@ -332,8 +332,7 @@ def _read_one(path: Path) -> FileHeader | str:
     except ValueError as exc:
         return str(exc)
     except Exception as exc:
-        text = " ".join(str(exc).split())[:150]
-        return f"unreadable DICOM header ({type(exc).__name__}: {text})"
+        return f"unreadable DICOM header ({one_line(exc, 150, with_type=True)})"
 
 
 def _read_headers(paths: list[Path]):

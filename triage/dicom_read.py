@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from triage.errors import InputError
+from triage.errors import InputError, one_line
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 NATIVE_LITTLE_ENDIAN = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
@@ -257,7 +257,7 @@ def read_identifiers(path: Path) -> tuple[dict[str, str], float | None]:
         attributes = {k: str(ds.get(k, "") or "") for k in ATTRIBUTE_KEYWORDS}
         return attributes, parse_age_years(ds.get("PatientAge"))
     except Exception as exc:
-        raise InputError(f"cannot read {path.name}: {_one_line(exc)}") from exc
+        raise InputError(f"cannot read {path.name}: {one_line(exc)}") from exc
 
 
 def read_stored_planes(header: FileHeader, buffer: np.ndarray | None = None) -> np.ndarray:
@@ -284,7 +284,7 @@ def read_stored_planes(header: FileHeader, buffer: np.ndarray | None = None) -> 
         raise
     except Exception as exc:
         raise InputError(f"cannot read pixel data of {header.path.name} "
-                         f"(truncated or damaged?): {_one_line(exc)}") from exc
+                         f"(truncated or damaged?): {one_line(exc)}") from exc
     return pixels.reshape((-1,) + pixels.shape[-2:])
 
 
@@ -344,8 +344,3 @@ def block_mean_into(image: np.ndarray, factor: int, out: np.ndarray,
         out += scratch[k::factor]
     out *= np.float32(1.0 / factor**2)
     return out
-
-
-def _one_line(exc: Exception) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."

@@ -35,7 +35,7 @@ from pydicom.sr.coding import Code
 
 from triage.dicom_common import ExportContext, algorithm_version, private_code, with_identifier_defaults
 from triage.dicom_read import PlaneHeader, read_header
-from triage.errors import InputError
+from triage.errors import InputError, one_line
 
 INFARCT = Code("55641003", "SCT", "Infarct")
 ISCHEMIA = Code("52674009", "SCT", "Ischemia")
@@ -78,7 +78,7 @@ def read_masks(out_dir: Path) -> MaskGrid:
         try:
             images[name] = sitk.ReadImage(str(path))
         except RuntimeError as exc:
-            raise InputError(f"cannot read {path.name}: {' '.join(str(exc).split())[:200]}") from exc
+            raise InputError(f"cannot read {path.name}: {one_line(exc)}") from exc
     core, hypo = images["core"], images["hypoperfusion"]
     if (core.GetSize() != hypo.GetSize() or not np.allclose(core.GetOrigin(), hypo.GetOrigin())
             or not np.allclose(core.GetDirection(), hypo.GetDirection())):

@@ -39,6 +39,7 @@ from pathlib import Path
 import pydicom
 
 from dicom_node.instance import InstanceInfo, instance_info
+from triage.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +386,7 @@ class JobStore:
                 ds = pydicom.dcmread(path, stop_before_pixels=True)
                 info = instance_info(ds, path)
             except Exception as exc:  # a damaged file must not stop the node from starting
-                unreadable.append((path, " ".join(f"{type(exc).__name__}: {exc}".split())[:200]))
+                unreadable.append((path, one_line(exc, with_type=True)))
                 continue
             self.record_instance(info, received_at=path.stat().st_mtime)
             registered += 1

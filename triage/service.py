@@ -56,7 +56,7 @@ from dicom_node.scu import RemoteAE, SendError, send_files
 from dicom_node.spool import Spool, safe_name
 from triage import __version__
 from triage.durable import fsync_directory
-from triage.errors import EXIT_INPUT, InputError
+from triage.errors import EXIT_INPUT, InputError, one_line
 from triage.jobstore import Generation, Job, JobStore, SeriesRecord
 from triage.settings import Settings
 
@@ -199,7 +199,7 @@ class Node:
             try:
                 self._check_series()
             except Exception as exc:
-                log.error("completion check failed (%s); retrying", _one_line(exc))
+                log.error("completion check failed (%s); retrying", one_line(exc, 300, with_type=True))
 
     def _check_series(self) -> None:
         s = self.settings
@@ -279,7 +279,7 @@ class Node:
                 planes[info.sop_instance_uid] = frame_planes(info.path)
             except Exception as exc:
                 log.warning("series %s: frames of %s unreadable (%s): counted as one image",
-                            series_uid, info.path.name, _one_line(exc))
+                            series_uid, info.path.name, one_line(exc, 300, with_type=True))
         return assess(infos, planes)
 
     def _report_incomplete(self, record: SeriesRecord, now: float) -> None:
@@ -301,7 +301,7 @@ class Node:
             try:
                 job = self.store.claim_job(kind)
             except Exception as exc:
-                log.error("job store unavailable (%s); retrying", _one_line(exc))
+                log.error("job store unavailable (%s); retrying", one_line(exc, 300, with_type=True))
                 job = None
             if job is None:
                 self._sleep(kind)
@@ -309,7 +309,7 @@ class Node:
             try:
                 handle(job)
             except Exception as exc:
-                on_failure(job, f"internal failure in the node: {_one_line(exc)}")
+                on_failure(job, f"internal failure in the node: {one_line(exc, 300, with_type=True)}")
 
     def _sleep(self, kind: str) -> None:
         """Wait for new work: a notification, the next due job of ``kind``, or ``TICK_S``."""
@@ -601,11 +601,6 @@ def _last_error(log_path: Path) -> str:
         return ""
     errors = [line for line in lines if line.startswith("error: ")]
     return errors[-1][len("error: "):].strip() if errors else ""
-
-
-def _one_line(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def _exit_text(status: int) -> str:
