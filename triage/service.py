@@ -271,8 +271,8 @@ class Node:
                 log.info("results of %s generation %d not sent: superseded by generation %d",
                          job.series_uid, job.generation, started.number)
 
-    def _assess(self, series_uid: str) -> Assessment:
-        infos = self.store.instances(series_uid)
+    def _assess(self, series_uid: str, infos: list[InstanceInfo] | None = None) -> Assessment:
+        infos = self.store.instances(series_uid) if infos is None else infos
         planes = {}
         for info in filter(is_multiframe, infos):
             try:
@@ -337,7 +337,7 @@ class Node:
                    "--references", str(references), "--parent-pid", str(os.getpid())]
         if self.config_file:
             command += ["--config", str(self.config_file)]
-        assessment = self._assess(uid)  # incomplete: the monitor chose its complete time points
+        assessment = self._assess(uid, instances)  # incomplete: the monitor chose its whole time points
         if not assessment.complete and assessment.whole_times:
             command.append("--allow-incomplete-end")
         log_path = out_dir.parent / f"{generation}.log"
