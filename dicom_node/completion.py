@@ -88,6 +88,25 @@ def is_multiframe(info: InstanceInfo) -> bool:
     return info.sop_class_uid == ENHANCED_CT_IMAGE_STORAGE and info.number_of_frames > 1
 
 
+def first_time_point_files(infos: list[InstanceInfo]) -> list[Path]:
+    """The files the result objects reference: the earliest single-frame instance at each slice
+    position (grouped along the slice normal like the assembly does), plus every instance that
+    cannot be placed that way (multi-frame, no position, orientation or time)."""
+    placed = [i for i in infos if not is_multiframe(i) and i.position is not None
+              and i.orientation is not None and i.time_s is not None]
+    kept = [i.path for i in infos if i not in placed]
+    if placed:
+        orientation = np.asarray(placed[0].orientation, dtype=float)
+        normal = np.cross(orientation[:3], orientation[3:])
+        labels, _ = cluster_positions(np.array([i.position for i in placed]) @ normal)
+        earliest: dict[int, InstanceInfo] = {}
+        for label, info in zip(labels.tolist(), placed):
+            if label not in earliest or info.time_s < earliest[label].time_s:
+                earliest[label] = info
+        kept += [info.path for info in earliest.values()]
+    return sorted(kept)
+
+
 def frame_planes(path: Path) -> list[Plane]:
     """The planes of every frame of an Enhanced CT object, read from its header (the only
     function here that reads a file). Frame times: FrameAcquisitionDateTime, else the object's

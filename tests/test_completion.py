@@ -8,8 +8,8 @@ import pydicom
 import pytest
 
 from dicom_node.completion import (ANALYSE, ANALYSE_WHOLE_TIMES, CTP, IGNORE, INCOMPLETE, OTHER,
-                                   REPORT_INCOMPLETE, WAIT, assess, decide, frame_planes,
-                                   is_multiframe)
+                                   REPORT_INCOMPLETE, WAIT, assess, decide,
+                                   first_time_point_files, frame_planes, is_multiframe)
 from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo, instance_info
 from tests.dicom_factory import AXIAL, enhanced_ct_frame_object, slice_positions
 
@@ -141,3 +141,11 @@ def test_enhanced_ct_frames_from_real_files(tmp_path):
     a = assess(infos, planes)
     assert (a.classification, a.n_positions, a.n_times, a.complete) == (CTP, 3, 4, True)
     assert assess(infos).classification == OTHER
+
+
+def test_first_time_point_files_are_the_earliest_at_each_position():
+    """Jittered positions still group by slice; the first time point is missing at slice 2,
+    so its earliest image is the second time point's."""
+    infos = series(4, 5, skip={(0, 2)}, position_jitter=0.04, time_jitter=0.2)
+    assert first_time_point_files(infos) == sorted(Path(f"/spool/{t}_{z}.dcm")
+                                                   for t, z in ((0, 0), (0, 1), (1, 2), (0, 3)))

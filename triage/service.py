@@ -49,7 +49,7 @@ from pathlib import Path
 
 from dicom_node.completion import (ANALYSE, ANALYSE_WHOLE_TIMES, IGNORE, INCOMPLETE, OTHER,
                                    REPORT_INCOMPLETE, Assessment, assess, decide, frame_planes,
-                                   is_multiframe)
+                                   first_time_point_files, is_multiframe)
 from dicom_node.instance import InstanceInfo
 from dicom_node.scp import StorageSCP, TlsConfig
 from dicom_node.scu import RemoteAE, SendError, send_files
@@ -330,7 +330,7 @@ class Node:
         for stale in out_dir.parent.glob(f".{generation}.partial-*"):  # left by a killed analysis
             shutil.rmtree(stale, ignore_errors=True)
         references = out_dir.parent / f"{generation}.references"
-        references.write_text("".join(f"{path}\n" for path in _first_time_point(instances)))
+        references.write_text("".join(f"{path}\n" for path in first_time_point_files(instances)))
         command = [sys.executable, "-m", "triage.analysis_job", str(instances[0].path.parent),
                    str(out_dir), "--series", uid, "--uid-seed", f"{uid}/{generation}",
                    "--generation", str(generation),
@@ -546,21 +546,6 @@ def _record_sent(ledger: Path, names: list[str]) -> None:
         os.fsync(stream.fileno())
     if new:
         fsync_directory(ledger.parent)
-
-
-def _first_time_point(instances: list[InstanceInfo]) -> list[Path]:
-    """The files the result objects reference: the earliest instance at each slice position
-    (every multi-frame instance; instances without position or time are all kept)."""
-    earliest: dict[tuple, InstanceInfo] = {}
-    kept = []
-    for info in instances:
-        if info.number_of_frames > 1 or info.position is None or info.time_s is None:
-            kept.append(info.path)
-            continue
-        key = (tuple(round(v, 1) for v in info.position), info.orientation)
-        if key not in earliest or info.time_s < earliest[key].time_s:
-            earliest[key] = info
-    return sorted(kept + [info.path for info in earliest.values()])
 
 
 def _tls(s: Settings) -> TlsConfig | None:
