@@ -10,7 +10,9 @@ with the same SOP Instance UID).
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -165,7 +167,14 @@ def test_late_time_point_during_the_analysis_supersedes_it(study, tmp_path):
             send(node, study["ctp"][:-N_SLICES])
             (started,) = node.wait_for_log(r"analysis of .* generation 1 started .*pid \d+")
             child = int(re.search(r"pid (\d+)", started).group(1))
-            send(node, study["ctp"][-N_SLICES:])
+            # Paused, so that generation 2 finds it running however fast this machine analyses;
+            # the node's SIGTERM stays pending until it continues.
+            os.killpg(child, signal.SIGSTOP)
+            try:
+                send(node, study["ctp"][-N_SLICES:])
+                node.wait_for_log(r"analysis generation 2 queued")
+            finally:
+                os.killpg(child, signal.SIGCONT)
             node.wait_for_log(rf"analysis of {re.escape(uid)} generation 1 superseded by generation 2: "
                               "stopped")
             assert _gone_within(child, 5.0)

@@ -365,8 +365,11 @@ class Node:
                 self._children.pop(job.id, None)
         seconds = time.monotonic() - started
         if self.store.job(job.id).state == "superseded":
-            for partial in out_dir.parent.glob(f".{generation}.partial-*"):
-                shutil.rmtree(partial, ignore_errors=True)
+            # Never sent: a stopped analysis leaves nothing behind (its outputs may have been
+            # renamed into place before the stop came, with the DICOM objects half written).
+            stale = list(out_dir.parent.glob(f".{generation}.partial-*")) + ([out_dir] if status else [])
+            for path in stale:
+                shutil.rmtree(path, ignore_errors=True)
             self._log_superseded(job, "finished, not sent" if status == 0 else "stopped")
         elif self._stopping.is_set() and status != 0:
             self.store.release_job(job.id)
