@@ -19,7 +19,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from triage.durable import fsync_directory, fsync_tree
@@ -29,6 +31,8 @@ from triage.pipeline import Analysis
 from triage.render import MAP_STYLES, render_map, render_summary
 from triage.render_curves import render_arterial_input
 from triage.result import build_result
+
+OUTPUT_THREADS = 3  # the NIfTI writer and the pictures; their work mostly releases the GIL
 
 
 def headline(analysis: Analysis) -> list[str]:
@@ -75,28 +79,29 @@ def _write_nifti(analysis: Analysis, maps_dir: Path) -> dict[str, Path]:
     )
 
 
-def _write_pictures(analysis: Analysis, staging: Path) -> dict[str, str]:
+def _picture_jobs(analysis: Analysis, staging: Path) -> dict[str, tuple[str, Callable[[], None]]]:
+    """The pictures of ``analysis``: output key -> (path relative to ``staging``, renderer)."""
     geometry = analysis.series.geometry
-    render_summary(
-        staging / "summary.png", analysis.baseline, analysis.lesion.core, analysis.lesion.hypoperfused,
-        headline=headline(analysis), details=details(analysis), warnings=analysis.warnings,
-        parenchyma=analysis.tissue.parenchyma, geometry=geometry,
-        core_label=f"Core (rCBF < {analysis.profile.core_rcbf_below:.0%})",
-        hypoperfused_label=f"Hypoperfused (Tmax > {analysis.profile.hypoperfusion_tmax_above_s:g} s)",
-    )
-    outputs = {"summary": "summary.png", "aif_image": "images/aif.png"}
     arterial = analysis.arterial
-    render_arterial_input(
-        staging / "images" / "aif.png", analysis.series.times, analysis.peak_enhancement,
-        aif=arterial.aif, aif_voxels=arterial.aif_voxels, vof=arterial.vof, vof_voxels=arterial.vof_voxels,
-        tissue=analysis.tissue_curve, notes=details(analysis)[1:] + [f"! {w}" for w in arterial.quality.get("warnings", [])],
-    )
+    jobs = {
+        "summary": ("summary.png", partial(
+            render_summary, staging / "summary.png", analysis.baseline, analysis.lesion.core,
+            analysis.lesion.hypoperfused, headline=headline(analysis), details=details(analysis),
+            warnings=analysis.warnings, parenchyma=analysis.tissue.parenchyma, geometry=geometry,
+            core_label=f"Core (rCBF < {analysis.profile.core_rcbf_below:.0%})",
+            hypoperfused_label=f"Hypoperfused (Tmax > {analysis.profile.hypoperfusion_tmax_above_s:g} s)")),
+        "aif_image": ("images/aif.png", partial(
+            render_arterial_input, staging / "images" / "aif.png", analysis.series.times,
+            analysis.peak_enhancement, aif=arterial.aif, aif_voxels=arterial.aif_voxels, vof=arterial.vof,
+            vof_voxels=arterial.vof_voxels, tissue=analysis.tissue_curve,
+            notes=details(analysis)[1:] + [f"! {w}" for w in arterial.quality.get("warnings", [])])),
+    }
     for name, values in analysis.maps.items():
         units, window, colormap = MAP_STYLES[name]
-        render_map(staging / "images" / f"{name}.png", values, name=name.upper(), units=units,
-                   window=window, colormap=colormap, mask=analysis.tissue.brain, geometry=geometry)
-        outputs[f"{name}_image"] = f"images/{name}.png"
-    return outputs
+        jobs[f"{name}_image"] = (f"images/{name}.png", partial(
+            render_map, staging / "images" / f"{name}.png", values, name=name.upper(), units=units,
+            window=window, colormap=colormap, mask=analysis.tissue.brain, geometry=geometry))
+    return jobs
 
 
 def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
@@ -108,9 +113,15 @@ def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
     (staging / "images").mkdir(parents=True)
     write_start = time.perf_counter()
     try:
-        with ThreadPoolExecutor(max_workers=2) as pool:  # NIfTI (zlib, resampling) beside PNG rendering
+        # NIfTI (zlib, resampling) beside the pictures (PNG encoding and most array work
+        # release the GIL: three workers keep both cores busy)
+        with ThreadPoolExecutor(max_workers=OUTPUT_THREADS) as pool:
             maps_written = pool.submit(_write_nifti, analysis, staging / "maps")
-            outputs = _write_pictures(analysis, staging)
+            pictures = _picture_jobs(analysis, staging)
+            rendered = [pool.submit(render) for _, render in pictures.values()]
+            for job in rendered:
+                job.result()
+            outputs = {key: path for key, (path, _) in pictures.items()}
             outputs.update({name: str(path.relative_to(staging)) for name, path in maps_written.result().items()})
         analysis.timings["writing outputs"] = round(time.perf_counter() - write_start, 3)
         result = build_result(analysis, outputs=outputs, total_seconds=time.perf_counter() - started)
