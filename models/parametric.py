@@ -48,6 +48,12 @@ DISPERSION_EVIDENCE = 2.0
 CHUNK_VOXELS = 4096  # the (voxels, templates) score array of a block stays ~25 MB
 
 
+def _nearest_index(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of the nearest value of the geometric ``grid`` (in log scale) for each of ``values``."""
+    position = np.log(values / grid[0]) / np.log(grid[1] / grid[0]) if grid.size > 1 else np.zeros(values.shape)
+    return np.clip(np.rint(position), 0, grid.size - 1).astype(np.intp)
+
+
 def _quadratic_vertex(before, centre, after):
     """Offset (−0.5 … 0.5 samples) of the vertex of the parabola through three samples."""
     curvature = before - 2.0 * centre + after
@@ -243,17 +249,18 @@ class ExponentialResidueModel:
         peak = np.where(centre > 0, np.maximum(peak, 0), 0).astype(np.float32)
         return peak, delay, mtt, (i_delay, offsets[0], i_mtt, offsets[1])
 
-    def _fit_at_guide(self, bank: _TemplateBank, block: np.ndarray, grid):
+    def _fit_at_guide(self, bank: _TemplateBank, block: np.ndarray, grid, search_index: np.ndarray):
         """Amplitude a (1/s) and delay (s) per voxel of ``block`` (voxels, t) given the grid
         position of the guide's template in ``bank`` (delay index, delay offset, MTT index,
-        MTT offset).
+        MTT offset) and the MTT index at which each voxel's delay is searched.
 
-        The delay is searched with the MTT (and τ) fixed at the guide's; the amplitude is the
-        least-squares amplitude of the guide's template (delay and MTT): searching over many
-        delays lets noise pick the template it happens to match and inflates low flow, while
-        a fixed template gives an unbiased amplitude. Voxels are grouped by MTT index; each
-        group is correlated only with the templates of its MTT and the two neighbours that
-        interpolate the amplitude.
+        The delay is searched with the MTT (and τ) fixed, at ``search_index`` (the guide's MTT
+        index, or a regularised one); the amplitude is the least-squares amplitude of the
+        guide's template (delay and MTT): searching over many delays lets noise pick the
+        template it happens to match and inflates low flow, while a fixed template gives an
+        unbiased amplitude. Voxels are grouped by MTT index; each group is correlated only with
+        the templates of its MTT and the two neighbours that interpolate the amplitude (and,
+        for voxels searched at another MTT, with the templates of that one).
         """
         guide_delay, guide_delay_offset, i_mtt, mtt_offset = grid
         n_delay, n_mtt = bank.delays.size, bank.mtts.size
@@ -265,17 +272,23 @@ class ExponentialResidueModel:
         amplitude = np.zeros(block.shape[0], np.float32)
         delay = np.zeros(block.shape[0], np.float32)
         step = bank.delays[1] - bank.delays[0] if n_delay > 1 else 0.0
+
+        def search(group: np.ndarray, scores: np.ndarray) -> None:
+            """Delay of the best of ``scores`` (group voxels, delays), refined by a parabola."""
+            rows = np.arange(group.size)
+            j = scores.argmax(axis=1)
+            inner = (j > 0) & (j < n_delay - 1)
+            before, after = np.where(inner, j - 1, j), np.where(inner, j + 1, j)
+            offset = _quadratic_vertex(scores[rows, before], scores[rows, j], scores[rows, after])
+            delay[group] = bank.delays[j] + offset * step
+
         for m in np.unique(i_mtt):
             group = np.flatnonzero(i_mtt == m)
             near = np.clip([m - 1, m, m + 1], 0, n_mtt - 1)
             local = (projected[group] @ unit[:, :, near].reshape(rank, -1)).reshape(group.size, n_delay, 3)
             rows = np.arange(group.size)
-            j = local[:, :, 1].argmax(axis=1)
-            inner = (j > 0) & (j < n_delay - 1)
-            before, after = np.where(inner, j - 1, j), np.where(inner, j + 1, j)
-            centre = local[rows, j, 1]
-            offset = _quadratic_vertex(local[rows, before, 1], centre, local[rows, after, 1])
-            delay[group] = bank.delays[j] + offset * step
+            here = search_index[group] == m
+            search(group[here], local[here, :, 1])
             j = guide_delay[group]
             inner = (j > 0) & (j < n_delay - 1)
             before, after = np.where(inner, j - 1, j), np.where(inner, j + 1, j)
@@ -288,6 +301,10 @@ class ExponentialResidueModel:
                 at_mtt = _quadratic_value(at[:, 0], at[:, 1], at[:, 2], mtt_offset[group])
             peak = at_delay + at_mtt - at[:, 1]
             amplitude[group] = np.where(centre > 0, np.maximum(peak, 0), 0)
+        elsewhere = np.flatnonzero(search_index != i_mtt)
+        for m in np.unique(search_index[elsewhere]):
+            group = elsewhere[search_index[elsewhere] == m]
+            search(group, projected[group] @ unit[:, :, m])
         return amplitude, delay
 
     def _search_dispersion(self, block: np.ndarray, rows: np.ndarray, state: dict, work: np.ndarray):
@@ -319,7 +336,7 @@ class ExponentialResidueModel:
             for whole, value in zip(state["grid"], fitted[3]):
                 whole[chosen] = value
 
-    def fit(self, curves, mask=None, mtt_curves=None) -> PerfusionFit:
+    def fit(self, curves, mask=None, mtt_curves=None, delay_mtt=None) -> PerfusionFit:
         """Fit every masked voxel.
 
         Parameters
@@ -335,6 +352,14 @@ class ExponentialResidueModel:
             MTT is the parameter worst determined by noisy curves (it trades off against the
             delay) and varies smoothly within tissue, so it is estimated at a coarser scale;
             the timing keeps the finer scale, since Tmax > 6 s outlines the hypoperfused region.
+        delay_mtt : callable, optional
+            With ``mtt_curves``: maps the guide's MTT (s; an array of the spatial shape of
+            ``mask``, 0 outside it) to the MTT (s) at which each voxel's delay is searched,
+            e.g. a smoothing of it within the mask. Even the guide's MTT is noisy at clinical
+            noise, and a voxel's fitted delay moves against its MTT error (an MTT too long by
+            10 s advances Tmax by several seconds): a penumbra read with a noisy MTT loses its
+            late voxels below Tmax 6 s. Flow, CBV and MTT keep the guide's template; Tmax is
+            the delay (plus the dispersed residue's peak offset) at the returned MTT.
 
         Returns
         -------
@@ -370,18 +395,27 @@ class ExponentialResidueModel:
         if len(self.banks) > 1:
             for part, block in curve_blocks(source, source_voxels[late], CHUNK_VOXELS):
                 self._search_dispersion(block, late[part], state, work)
+        search_mtt = state["mtt"]
         if guide_flat is not None:
+            if delay_mtt is not None:
+                guide_mtt = np.zeros(mask.shape, np.float32)
+                guide_mtt[mask] = state["mtt"]
+                search_mtt = np.asarray(delay_mtt(guide_mtt), np.float32)[mask]
+                if search_mtt.shape != (n,) or not np.all(np.isfinite(search_mtt) & (search_mtt > 0)):
+                    raise InputError("delay_mtt must return a positive, finite MTT for every masked voxel")
             for b in np.unique(state["bank"]):
+                bank = self.banks[b]
                 chosen = np.flatnonzero(state["bank"] == b)
                 # in order of the guide's MTT: a block then holds few MTT groups (few, large products)
                 chosen = chosen[np.argsort(state["grid"][2][chosen], kind="stable")]
+                search_index = state["grid"][2] if delay_mtt is None else _nearest_index(bank.mtts, search_mtt)
                 for part, block in curve_blocks(flat, voxels[chosen], CHUNK_VOXELS):
                     rows = chosen[part]
                     state["amplitude"][rows], state["delay"][rows] = self._fit_at_guide(
-                        self.banks[b], block, [g[rows] for g in state["grid"]])
+                        bank, block, [g[rows] for g in state["grid"]], search_index[rows])
                     ttp[rows] = self.times[block.argmax(axis=1)] - self.times[0]
         dispersions = np.array([bank.dispersion for bank in self.banks])
-        offset, _ = dispersed_peak(state["mtt"], dispersions[state["bank"]])
+        offset, _ = dispersed_peak(search_mtt, dispersions[state["bank"]])
         amplitude = state["amplitude"]
         out = {"cbf": amplitude * np.float32(FLOW_TO_CBF),
                "cbv": amplitude * state["mtt"] * np.float32(100 * K_H / RHO_BRAIN),

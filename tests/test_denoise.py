@@ -3,8 +3,8 @@
 import numpy as np
 from scipy import ndimage
 
-from triage.denoise import (bilateral_within_mask, denoise_curves, median_within_mask, smooth_within_mask,
-                            temporal_basis)
+from triage.denoise import (bilateral_within_mask, denoise_curves, geometric_smooth_within_mask, median_within_mask,
+                            smooth_within_mask, temporal_basis)
 from triage.series import Geometry
 
 
@@ -127,6 +127,19 @@ def test_bilateral_groups_filter_as_separate_calls():
     for together, separate in zip(both, alone):
         np.testing.assert_allclose(together, separate, rtol=1e-5, atol=1e-5)
     assert not np.allclose(both[1], wide)
+
+
+def test_geometric_smoothing_stays_in_the_mask_and_averages_logs():
+    geometry = Geometry(spacing=(1.0, 1.0, 5.0), origin=(0, 0, 0))
+    mask = np.zeros((3, 30, 30), bool)
+    mask[:, 5:25, 5:15] = True
+    volume = np.where((np.indices(mask.shape).sum(axis=0) % 2) == 0, 2.0, 8.0).astype(np.float32)
+    volume[~mask] = 1000.0  # outside the mask: no weight
+    smoothed = geometric_smooth_within_mask(volume, mask, geometry, (6.0, 6.0, 10.0))
+    np.testing.assert_allclose(smoothed[:, 10:20, 8:12], 4.0, rtol=0.02)  # geometric mean of 2 and 8
+    assert np.all(smoothed[~mask] == 0) and np.all((smoothed[mask] > 2.0) & (smoothed[mask] < 8.0))
+    constant = geometric_smooth_within_mask(np.full(mask.shape, 7.5, np.float32), mask, geometry, (16.0,) * 3)
+    np.testing.assert_allclose(constant[mask], 7.5, rtol=1e-5)
 
 
 def test_median_within_mask_ignores_outside_and_removes_outliers():

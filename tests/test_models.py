@@ -195,6 +195,31 @@ def test_mtt_guide_fixes_mtt_and_refits_flow_and_delay():
         model.fit(noisy, mtt_curves=guide[:, :10])
 
 
+def test_delay_is_searched_at_the_mtt_that_delay_mtt_returns():
+    """A guide whose MTT is too long advances the fitted delay (the two trade off); searched
+    at the MTT that ``delay_mtt`` returns, the delay is right again, while flow, CBV and MTT
+    keep the guide's template."""
+    model = ExponentialResidueModel(gamma_aif(UNIFORM), UNIFORM)
+    cbf, cbv, delay = TISSUES["penumbra"]
+    noisy = tissue_curves(UNIFORM, cbf, cbv, delay, noise=1.0, n=500, seed=1)
+    too_long = np.repeat(tissue_curves(UNIFORM, cbf / 3, cbv, delay), 500, axis=1)  # MTT 3 x 7.7 s
+    misled = model.fit(noisy, mtt_curves=too_long)
+    seen = []
+
+    def true_mtt(guide_mtt):
+        seen.append(guide_mtt.copy())
+        return np.full(guide_mtt.shape, 60.0 * cbv / cbf, np.float32)
+
+    corrected = model.fit(noisy, mtt_curves=too_long, delay_mtt=true_mtt)
+    assert np.median(seen[0]) == pytest.approx(3 * 60.0 * cbv / cbf, rel=0.1)  # it gets the guide's MTT
+    assert np.median(misled.tmax) < delay - 2.0
+    assert np.median(corrected.tmax) == pytest.approx(delay, abs=0.5)
+    for name in ("cbf", "cbv", "mtt"):
+        np.testing.assert_array_equal(getattr(corrected, name), getattr(misled, name))
+    with pytest.raises(InputError, match="delay_mtt"):
+        model.fit(noisy, mtt_curves=too_long, delay_mtt=np.zeros_like)
+
+
 def dispersed_tissue(times, cbf, cbv, delay, dispersion):
     """Tissue enhancement (t, 1) and the true Tmax (s) for R_eff = g_τ ⊗ R, both evaluated
     numerically on the 0.05 s grid (exponential R delayed by ``delay``, kernel exp(−t/τ)/τ)."""

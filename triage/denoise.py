@@ -254,6 +254,29 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
                  (np.flatnonzero(mask.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))))
 
 
+def geometric_smooth_within_mask(volume: np.ndarray, mask: np.ndarray, geometry: Geometry,
+                                 fwhm_mm: tuple[float, float, float], *, truncate: float = 2.0) -> np.ndarray:
+    """Gaussian smoothing of ``log(volume)`` (z, y, x; positive in ``mask``) within ``mask``.
+
+    ``fwhm_mm`` is the kernel's (x, y, z) full width at half maximum in mm; voxels outside the
+    mask get no weight (normalised convolution), so the result in the mask is a weighted
+    geometric mean of masked voxels only. For ratio-scale maps such as MTT, whose noise is
+    multiplicative. Returns float32, 0 outside ``mask``.
+    """
+    out = np.zeros(volume.shape, np.float32)
+    if not mask.any():
+        return out
+    box = _bounding_box(mask)
+    inside = mask[box]
+    sigma = tuple(f / FWHM_PER_SIGMA / s for f, s in zip(fwhm_mm[::-1], geometry.spacing[::-1]))
+    weights = inside.astype(np.float32)
+    logs = np.where(inside, np.log(np.where(inside, volume[box], 1.0)), 0.0).astype(np.float32)
+    total = ndimage.gaussian_filter(logs, sigma, truncate=truncate)
+    norm = ndimage.gaussian_filter(weights, sigma, truncate=truncate)
+    out[box] = np.where(inside, np.exp(total / np.maximum(norm, 1e-6)), 0.0)
+    return out
+
+
 def median_within_mask(volume: np.ndarray, mask: np.ndarray, size: int, slices: int = 1) -> np.ndarray:
     """``slices`` × ``size`` × ``size`` median of ``volume`` (z, y, x) over the voxels of ``mask``.
 

@@ -21,7 +21,7 @@ from models.parametric import DISPERSION_SEARCH
 from models.profiles import ThresholdProfile
 from triage.aif import ArterialInput, select_arterial_input
 from triage.bolus import BolusTiming, analyse_bolus, baseline_image
-from triage.denoise import denoise_curves, median_within_mask
+from triage.denoise import denoise_curves, geometric_smooth_within_mask, median_within_mask
 from triage.eligibility import Eligibility, assess
 from triage.errors import InputError
 from triage.lesion import LesionResult, segment_lesion
@@ -173,7 +173,12 @@ def analyse(
     with stages.stage("deconvolution"):
         model = MODELS[settings.model](arterial.aif, series.times)
         if settings.model == "exponential" and coarse_curves is not None:
-            fit = model.fit(enhancement, tissue.parenchyma, mtt_curves=coarse_curves)
+            delay_mtt = None
+            if settings.delay_mtt_fwhm_mm > 0:
+                fwhm = settings.delay_mtt_fwhm_mm
+                delay_mtt = partial(geometric_smooth_within_mask, mask=tissue.parenchyma,
+                                    geometry=series.geometry, fwhm_mm=(fwhm,) * 3)
+            fit = model.fit(enhancement, tissue.parenchyma, mtt_curves=coarse_curves, delay_mtt=delay_mtt)
         else:
             fit = model.fit(enhancement, tissue.parenchyma)
         del coarse_curves

@@ -38,6 +38,9 @@ class Settings:
         dominant temporal components keep this scale
     coarse_fwhm_mm : in-plane smoothing of the weak temporal components, and of the curves
         that set the MTT of the exponential model (see ``triage.denoise.denoise_curves``)
+    delay_mtt_fwhm_mm : the exponential model searches each voxel's delay (Tmax) at its MTT
+        smoothed within the parenchyma (geometric mean, Gaussian of this FWHM in every
+        direction; 0 = at the voxel's own MTT): a noisy MTT moves the fitted delay against it
     motion_exclude_mm : frames displaced more than this are left out of the analysis
 
     The DICOM node (``triage serve``):
@@ -65,6 +68,7 @@ class Settings:
     max_matrix: int = 256
     smoothing_fwhm_mm: float = 12.0
     coarse_fwhm_mm: float = 14.0
+    delay_mtt_fwhm_mm: float = 16.0
     motion_exclude_mm: float = 10.0
     data_dir: Path = Path("triage-data")
     listen_address: str = "0.0.0.0"
