@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,7 @@ def print_summary(result: dict, out_dir: Path) -> None:
 def run_analyze(args) -> int:
     # The imaging stack is imported here: `triage serve` (the node) never analyses in-process.
     from triage.assembly import assemble, scan, select
-    from triage.outputs import check_output_dir, write_outputs
-    from triage.pipeline import analyse
+    from triage.output_dir import check_output_dir
 
     started = time.perf_counter()
     progress = Progress(args.quiet)
@@ -127,25 +127,40 @@ def run_analyze(args) -> int:
     chosen = select(found, args.series)
     scan_seconds = time.perf_counter() - started
     results = []
-    for candidate in chosen:
-        out_dir = args.out if len(chosen) == 1 else args.out / candidate.series_uid
-        progress(f"reading series {candidate.series_uid}: {len(candidate.files)} files")
-        read_start = time.perf_counter()
-        series = assemble(candidate, max_matrix=settings.max_matrix,
-                          drop_incomplete_end=args.allow_incomplete_end)
-        read_seconds = time.perf_counter() - read_start
-        aif_zyx = _aif_on_processing_grid(series, args.aif) if args.aif else None
-        analysis = analyse(series, settings, profile, age=args.age, nihss=args.nihss, aif_zyx=aif_zyx, progress=progress)
-        analysis.timings = {"scanning": round(scan_seconds, 3), "reading": round(read_seconds, 3), **analysis.timings}
-        progress("writing outputs")
-        result = write_outputs(analysis, out_dir, started=started)
-        results.append(result)
-        print_summary(result, out_dir)
-        started = time.perf_counter()
+    # The analysis modules (~0.5 s of imports: SciPy, SimpleITK, Pillow) load while the pixels
+    # are read; only now, since scan() forks its header readers and a fork must not copy a
+    # thread that holds an import lock.
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        stack = loader.submit(_analysis_stack)
+        for candidate in chosen:
+            out_dir = args.out if len(chosen) == 1 else args.out / candidate.series_uid
+            progress(f"reading series {candidate.series_uid}: {len(candidate.files)} files")
+            read_start = time.perf_counter()
+            series = assemble(candidate, max_matrix=settings.max_matrix,
+                              drop_incomplete_end=args.allow_incomplete_end)
+            read_seconds = time.perf_counter() - read_start
+            aif_zyx = _aif_on_processing_grid(series, args.aif) if args.aif else None
+            analyse, write_outputs = stack.result()
+            analysis = analyse(series, settings, profile, age=args.age, nihss=args.nihss, aif_zyx=aif_zyx,
+                               progress=progress)
+            analysis.timings = {"scanning": round(scan_seconds, 3), "reading": round(read_seconds, 3),
+                                **analysis.timings}
+            progress("writing outputs")
+            result = write_outputs(analysis, out_dir, started=started)
+            results.append(result)
+            print_summary(result, out_dir)
+            started = time.perf_counter()
     if len(chosen) > 1:
         index = [{"series_uid": r["series_uid"], "result": f"{r['series_uid']}/result.json"} for r in results]
         (args.out / "series.json").write_text(json.dumps(index, indent=2) + "\n")
     return 0
+
+
+def _analysis_stack():
+    """``analyse`` and ``write_outputs`` (their modules import SciPy, SimpleITK and Pillow)."""
+    from triage.outputs import write_outputs
+    from triage.pipeline import analyse
+    return analyse, write_outputs
 
 
 def _add_serve(commands) -> None:

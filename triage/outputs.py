@@ -25,8 +25,8 @@ from functools import partial
 from pathlib import Path
 
 from triage.durable import fsync_directory, fsync_tree
-from triage.errors import InputError
 from triage.nifti import write_maps
+from triage.output_dir import check_output_dir
 from triage.pipeline import Analysis
 from triage.render import MAP_STYLES, render_map, render_summary
 from triage.render_curves import render_arterial_input
@@ -63,12 +63,6 @@ def details(analysis: Analysis) -> list[str]:
         f"{float(arterial.aif.max()):.0f} HU (scale {arterial.aif_scale:.2f}); "
         f"max motion {analysis.motion.max_displacement_mm:.1f} mm",
     ]
-
-
-def check_output_dir(out_dir: Path) -> None:
-    """Refuse an existing ``out_dir`` unless it is empty or an earlier triage output."""
-    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / "result.json").exists())):
-        raise InputError(f"output {out_dir} exists and is not an earlier triage output; choose another --out")
 
 
 def _write_nifti(analysis: Analysis, maps_dir: Path) -> dict[str, Path]:
