@@ -87,9 +87,12 @@ def _downsample(frame: np.ndarray, factor: int) -> np.ndarray:
     """Clip to the registration window and average ``factor`` x ``factor`` pixel blocks in-plane."""
     nz, ny, nx = frame.shape
     ny_c, nx_c = ny // factor * factor, nx // factor * factor
-    clipped = np.clip(frame[:, :ny_c, :nx_c], CLIP_HU_LOW, CLIP_HU_HIGH)
-    blocks = clipped.reshape(nz, ny_c // factor, factor, nx_c // factor, factor)
-    return blocks.mean(axis=(2, 4), dtype=np.float32)
+    clipped = np.clip(frame[:, :ny_c, :nx_c], CLIP_HU_LOW, CLIP_HU_HIGH, dtype=np.float32)
+    total = np.zeros((nz, ny_c // factor, nx_c // factor), np.float32)
+    for dy in range(factor):  # strided sums: several times faster than a mean over two axes
+        for dx in range(factor):
+            total += clipped[:, dy::factor, dx::factor]
+    return total * np.float32(1.0 / (factor * factor))
 
 
 def _image(volume: np.ndarray, spacing: tuple, origin: tuple) -> sitk.Image:
@@ -164,7 +167,12 @@ def _first_order_displacement_mm(
     r = np.stack([xx.ravel() * sx, yy.ravel() * sy, zz.ravel() * sz], axis=1) + np.asarray(origin) - centre
     design = np.hstack([np.cross(r, grad), grad, np.ones((r.shape[0], 1)), inside.reshape(-1, 1)])
     diffs = np.stack([(ndimage.gaussian_filter(m, (0.5, 1.0, 1.0)) - smooth).ravel() for m in moving], axis=1)
-    params, *_ = np.linalg.lstsq(design, diffs, rcond=None)
+    # Least squares by the normal equations of the column-scaled design (8 unknowns, ~10⁵
+    # rows: a fraction of the cost of an SVD-based solver).
+    scale = np.sqrt((design**2).sum(axis=0))
+    scale[scale == 0] = 1.0
+    design /= scale
+    params = np.linalg.lstsq(design.T @ design, design.T @ diffs, rcond=None)[0] / scale[:, None]
     omega, shift = params[0:3].T, params[3:6].T  # (frames, 3)
     rel = points - centre
     field = np.cross(omega[:, None, :], rel[None, :, :]) + shift[:, None, :]
