@@ -3,7 +3,7 @@ import pytest
 from tests.head_model import BONE, CALC, GM, VENTRICLE, VESSEL, WM, bolus_shape, correlated_noise, make_head
 
 from triage.errors import InputError
-from triage.masks import segment_tissue
+from triage.masks import segment_brain, segment_tissue
 
 NOISE_HU = 8.0  # per voxel and frame at 256 x 256, spatially correlated
 
@@ -66,6 +66,13 @@ def test_no_enhancement_image_gives_no_vessels(study_128):
     masks = segment_tissue(frames[:5].mean(axis=0), head.geometry)
     assert not masks.vessels.any()
     assert _dice(masks.parenchyma, (head.labels == GM) | (head.labels == WM)) >= 0.9
+
+
+def test_brain_alone_is_the_brain_of_the_full_segmentation(study_128):
+    head, frames = study_128
+    image = frames[0]
+    brain = segment_brain(image, head.geometry)
+    assert brain.any() and np.array_equal(brain, segment_tissue(image, head.geometry).brain)
 
 
 def test_bad_input_is_reported(study_128):

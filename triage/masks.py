@@ -107,6 +107,36 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == sizes.argmax()
 
 
+def segment_brain(image_hu: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """The intracranial cavity inside the skull (bool, z, y, x) of a non-enhanced image in HU:
+    the ``brain`` of :func:`segment_tissue`, without the other classes."""
+    full_head, box, _, brain = _head_and_brain(np.asarray(image_hu, dtype=np.float32), geometry)
+    full = np.zeros(full_head.shape, bool)
+    full[box] = brain
+    return full
+
+
+def _head_and_brain(baseline_hu: np.ndarray, geometry: Geometry):
+    """The head (full grid), the head's bounding box with a margin for in-plane filters, and the
+    skull and the brain inside that box."""
+    if baseline_hu.ndim != 3:
+        raise InputError(f"baseline image must be 3D (z, y, x), got shape {baseline_hu.shape}")
+    full_head = ndimage.binary_fill_holes(_largest_component(baseline_hu > HEAD_MIN_HU), IN_PLANE)
+    if not full_head.any():
+        raise InputError("no head found in the baseline image (nothing above -300 HU)")
+    _, ys, xs = ndimage.find_objects(full_head.astype(np.uint8))[0]
+    box = (slice(None), slice(max(ys.start - 3, 0), ys.stop + 3), slice(max(xs.start - 3, 0), xs.stop + 3))
+    head, baseline_hu = full_head[box], baseline_hu[box]
+    dense = _smooth_in_plane(baseline_hu, (0.5, 0.5)) > BONE_MIN_HU
+    bone = _components(dense & head, min_voxels=int(np.ceil(SKULL_MIN_ML / geometry.voxel_volume_ml)))
+    closed_skull = ndimage.binary_closing(bone, IN_PLANE, iterations=2) | bone
+    cavity = ndimage.binary_fill_holes(closed_skull, IN_PLANE) & ~closed_skull
+    brain = ndimage.binary_erosion(cavity, IN_PLANE, iterations=BRAIN_EROSION_PX)
+    if not brain.any():
+        raise InputError("no intracranial region found: the skull does not enclose any slice")
+    return full_head, box, bone, _largest_component(brain)
+
+
 def segment_tissue(
     baseline_hu: np.ndarray, geometry: Geometry, peak_enhancement: np.ndarray | None = None
 ) -> TissueMasks:
@@ -126,33 +156,16 @@ def segment_tissue(
     TissueMasks
     """
     baseline_hu = np.asarray(baseline_hu, dtype=np.float32)
-    if baseline_hu.ndim != 3:
-        raise InputError(f"baseline image must be 3D (z, y, x), got shape {baseline_hu.shape}")
     if peak_enhancement is not None and np.shape(peak_enhancement) != baseline_hu.shape:
         raise InputError("peak enhancement image does not match the baseline image")
     sx, sy, _ = geometry.spacing
     voxel_ml = geometry.voxel_volume_ml
     tissue_sigma = (TISSUE_SMOOTHING_MM / sy, TISSUE_SMOOTHING_MM / sx)
-
-    full_head = ndimage.binary_fill_holes(_largest_component(baseline_hu > HEAD_MIN_HU), IN_PLANE)
-    if not full_head.any():
-        raise InputError("no head found in the baseline image (nothing above -300 HU)")
-    # Work inside the head's bounding box (plus a margin for the in-plane filters).
-    _, ys, xs = ndimage.find_objects(full_head.astype(np.uint8))[0]
-    box = (slice(None), slice(max(ys.start - 3, 0), ys.stop + 3), slice(max(xs.start - 3, 0), xs.stop + 3))
+    full_head, box, bone, brain = _head_and_brain(baseline_hu, geometry)
     head = full_head[box]
     baseline_hu = baseline_hu[box]
     if peak_enhancement is not None:
         peak_enhancement = np.asarray(peak_enhancement)[box]
-
-    dense = _smooth_in_plane(baseline_hu, (0.5, 0.5)) > BONE_MIN_HU
-    bone = _components(dense & head, min_voxels=int(np.ceil(SKULL_MIN_ML / voxel_ml)))
-    closed_skull = ndimage.binary_closing(bone, IN_PLANE, iterations=2) | bone
-    cavity = ndimage.binary_fill_holes(closed_skull, IN_PLANE) & ~closed_skull
-    brain = ndimage.binary_erosion(cavity, IN_PLANE, iterations=BRAIN_EROSION_PX)
-    if not brain.any():
-        raise InputError("no intracranial region found: the skull does not enclose any slice")
-    brain = _largest_component(brain)
 
     smooth = _smooth_in_plane(baseline_hu, tissue_sigma, within=brain)
     csf = brain & (smooth < CSF_MAX_HU)

@@ -25,7 +25,7 @@ from triage.denoise import denoise_curves, geometric_smooth_within_mask, median_
 from triage.eligibility import Eligibility, assess
 from triage.errors import InputError
 from triage.lesion import LesionResult, segment_lesion
-from triage.masks import TissueMasks, segment_tissue
+from triage.masks import TissueMasks, segment_brain, segment_tissue
 from triage.motion import MotionReport, correct_motion
 from triage.series import PerfusionSeries
 from triage.settings import Settings
@@ -150,7 +150,7 @@ def analyse(
     with stages.stage("motion correction"):
         series, motion = correct_motion(series, exclude_above_mm=settings.motion_exclude_mm)
     with stages.stage("bolus timing"):
-        first_brain = segment_tissue(series.data[0], series.geometry).brain
+        first_brain = segment_brain(series.data[0], series.geometry)
         bolus = analyse_bolus(series.data, series.times, first_brain)
         baseline = baseline_image(series.data, bolus.n_baseline)
     with stages.stage("tissue masks"):
