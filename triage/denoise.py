@@ -27,6 +27,7 @@ RANGE_FACTOR = 0.25  # width of the range kernel, in units of the expected noise
 # Curve strength (relative to the median) below which the MTT guide is the coarse Gaussian
 # smoothing, above which the edge-preserving denoised curve, linear between (see denoise_curves).
 WEAK_CURVE_STRENGTH = (0.45, 0.75)
+BILATERAL_MIN_SLAB = 4  # slices per thread of the bilateral filter
 MEDIAN_CHUNK, MEDIAN_THREADS = 32768, 2  # voxels per partial sort (~10 MB of windows), threads
 OFFSETS_PER_SIGMA = 3  # the bilateral filter samples at least this many neighbour offsets per SD
 
@@ -200,6 +201,19 @@ def bilateral_within_mask(groups: list[tuple[np.ndarray, tuple[float, float]]], 
     ``⌊σ / OFFSETS_PER_SIGMA⌋`` px (each sample weighted by that step): the Gaussian is smooth
     at that scale. Returns one float32 array per group, 0 outside ``mask``.
     """
+    n_slices = mask.shape[0]
+    if n_slices < 2 * BILATERAL_MIN_SLAB:
+        return _bilateral_slab(groups, guide, mask, range_var, noise_distance)
+    # In-plane: slabs of slices are independent, and the array work releases the GIL.
+    slabs = [slice(0, n_slices // 2), slice(n_slices // 2, n_slices)]
+    with ThreadPoolExecutor(len(slabs)) as pool:
+        parts = list(pool.map(lambda z: _bilateral_slab([(values[:, z], sigma) for values, sigma in groups],
+                                                        guide[:, z], mask[z], range_var, noise_distance), slabs))
+    return [np.concatenate([part[g] for part in parts], axis=1) for g in range(len(groups))]
+
+
+def _bilateral_slab(groups, guide, mask, range_var, noise_distance) -> list[np.ndarray]:
+    """:func:`bilateral_within_mask` of one slab of slices."""
     weight_mask = mask.astype(np.float32)
     filtered = [values * weight_mask for values, _ in groups]
     for axis, which in ((3, 1), (2, 0)):
