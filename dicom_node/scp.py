@@ -304,23 +304,24 @@ class StorageSCP:
             LOGGER.warning("refused a %s from %s without %s", sop_class.name, peer,
                            ", ".join(missing))
             return CANNOT_UNDERSTAND, "failed"
-        try:
-            with event.request.DataSet.getbuffer() as encoded:
-                path = self.spool.store(encoded, sop_class_uid=sop_class,
-                                        transfer_syntax_uid=event.context.transfer_syntax, **uids)
-        except SpoolFull as error:
-            LOGGER.error("out of resources, refused %s from %s: %s",
-                         uids["sop_instance_uid"], peer, error)
-            return OUT_OF_RESOURCES, "failed"
-        except (OSError, ValueError, TypeError) as error:
-            LOGGER.error("could not store %s from %s: %s", uids["sop_instance_uid"], peer, error)
-            return STORE_FAILED, "failed"
-        try:
-            self.on_stored(info)
-        except Exception as error:                # the caller's hook: report, never crash
-            LOGGER.error("stored %s from %s but could not record it: %s",
-                         uids["sop_instance_uid"], peer, error)
-            return STORE_FAILED, "failed"
+        with self.spool.writing():  # the series is not removed (retention) meanwhile
+            try:
+                with event.request.DataSet.getbuffer() as encoded:
+                    path = self.spool.store(encoded, sop_class_uid=sop_class,
+                                            transfer_syntax_uid=event.context.transfer_syntax, **uids)
+            except SpoolFull as error:
+                LOGGER.error("out of resources, refused %s from %s: %s",
+                             uids["sop_instance_uid"], peer, error)
+                return OUT_OF_RESOURCES, "failed"
+            except (OSError, ValueError, TypeError) as error:
+                LOGGER.error("could not store %s from %s: %s", uids["sop_instance_uid"], peer, error)
+                return STORE_FAILED, "failed"
+            try:
+                self.on_stored(info)
+            except Exception as error:            # the caller's hook: report, never crash
+                LOGGER.error("stored %s from %s but could not record it: %s",
+                             uids["sop_instance_uid"], peer, error)
+                return STORE_FAILED, "failed"
         LOGGER.debug("stored %s from %s", path.name, peer)
         return SUCCESS, "stored"
 

@@ -6,7 +6,9 @@ file survives a crash or power loss, and a reader never sees a partial file unde
 A second copy of an instance (same SOP Instance UID) atomically replaces the first.
 
 Directory and file names come from :func:`safe_name`, so a UID from the network can never
-point outside the spool.
+point outside the spool. A series is removed (retention) only under :meth:`Spool.removing`,
+which waits for every :meth:`Spool.writing` block (a store and its recording) to end, so an
+instance acknowledged to a sender is never removed with the series it arrived for.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import struct
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
@@ -106,6 +111,57 @@ class Spool:
         self.incoming.mkdir(parents=True, exist_ok=True)
         fsync_directory(self.root.parent)          # a new spool's own entry
         self._synced_dirs: set[str] = {str(self.root)}
+        self._gate = threading.Condition()
+        self._writers = 0
+        self._removing = False
+
+    @contextmanager
+    def writing(self):
+        """Hold off :meth:`removing` while storing an instance and recording it (any number of
+        threads at once)."""
+        with self._gate:
+            while self._removing:
+                self._gate.wait()
+            self._writers += 1
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._writers -= 1
+                self._gate.notify_all()
+
+    @contextmanager
+    def removing(self):
+        """Exclusive: waits for the :meth:`writing` blocks under way, holds off new ones."""
+        with self._gate:
+            while self._removing:
+                self._gate.wait()
+            self._removing = True
+            while self._writers:
+                self._gate.wait()
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._removing = False
+                self._gate.notify_all()
+
+    def remove_series(self, study_uid: str, series_uid: str) -> tuple[int, int]:
+        """Delete a series' folder (and its study's, once empty), durably; returns the number of
+        files and bytes removed. Call it under :meth:`removing`."""
+        series_dir = self.path_for(study_uid, series_uid, "0").parent
+        files = [p for p in series_dir.glob("*") if p.is_file()] if series_dir.is_dir() else []
+        size = sum(p.stat().st_size for p in files)
+        shutil.rmtree(series_dir, ignore_errors=True)
+        study_dir = series_dir.parent
+        self._synced_dirs.discard(str(series_dir))
+        if study_dir.is_dir() and not any(study_dir.iterdir()):
+            study_dir.rmdir()
+            self._synced_dirs.discard(str(study_dir))
+            fsync_directory(self.root)
+        elif study_dir.is_dir():
+            fsync_directory(study_dir)
+        return len(files), size
 
     def path_for(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> Path:
         """Where the instance with these UIDs is (or would be) stored."""

@@ -108,6 +108,25 @@ def test_decision_is_not_recorded_when_an_instance_arrived_meanwhile(store):
     assert store.series_in_state("receiving") == []
 
 
+def test_expired_series_are_those_quiet_and_without_work_left(store):
+    """Retention's view: quiet before the cut-off and no pending or running job. A series whose
+    send is pending (PACS down) stays; forgetting one removes its rows and nothing else."""
+    store.record_instance(info("1.1", series="9.1"), received_at=100.0)   # analysed and sent
+    store.start_generation("9.1", reason="r", n_positions=1, n_times=1, unchanged_since=100.0)
+    assert store.finish_job(store.claim_job("analyse").id, then=("9.1", 1, "send"))
+    store.record_instance(info("2.1", series="9.2"), received_at=100.0)   # ignored (NCCT)
+    store.set_series_state("9.2", "ignored", classification="other", reason="x")
+    store.record_instance(info("3.1", series="9.3"), received_at=500.0)   # recent
+    assert [r.series_uid for r in store.expired_series(200.0)] == ["9.2"]  # 9.1's send is pending
+    assert store.finish_job(store.claim_job("send").id)
+    assert [r.series_uid for r in store.expired_series(200.0)] == ["9.1", "9.2"]
+    assert [r.series_uid for r in store.expired_series(200.0, "9.1")] == ["9.1"]
+    assert store.expired_series(200.0, "9.3") == []
+    assert store.forget_series("9.1") == 1
+    assert store.series("9.1") is None and store.instances("9.1") == [] and store.jobs("9.1") == []
+    assert [r.series_uid for r in store.expired_series(1000.0)] == ["9.2", "9.3"]
+
+
 def test_job_life_cycle(store):
     store.add_job("1.2.3.4", 1, "analyse")
     store.add_job("1.2.3.4", 1, "analyse")  # the same job again: kept once

@@ -389,6 +389,43 @@ def test_aborted_scan_analysed_on_its_complete_time_points_then_completed(study,
     assert analyses == [(1, "done"), (2, "done")]
 
 
+def test_retention_removes_finished_series_and_keeps_unsent_results(study, tmp_path):
+    """With a retention of a few seconds: the analysed and sent CTP series and the ignored NCCT
+    series are removed (spooled images, results, database rows); sent again, the CTP is a new
+    series, analysed and sent again. While its results cannot reach the PACS, it is kept."""
+    uid = study["series_uid"]
+    ncct_uid = str(pydicom.dcmread(study["ncct"][0], stop_before_pixels=True).SeriesInstanceUID)
+    retention_s = 4.0
+    pacs_port = peers.free_port()
+    node = NodeProcess(tmp_path / "node", pacs=f"PACS@127.0.0.1:{pacs_port}",
+                       extra=("--retention-days", f"{retention_s / 86400:.8f}"))
+    spool = tmp_path / "node" / "spool"
+    try:
+        with peers.storescp(tmp_path / "pacs", port=pacs_port, extra=("+uf",)):
+            node.start()
+            send(node, study["ctp"] + study["ncct"])
+            node.wait_for_log(r"sent \d+ objects of series .* generation 1")
+            removed = node.wait_for_log(r"retention: removed series", count=2, timeout=60)
+            assert {re.search(r"removed series (\S+)", line).group(1) for line in removed} == {uid, ncct_uid}
+            assert all(f"({len(study['ctp'])} images" in line for line in removed if uid in line)
+            assert not [p for p in spool.rglob("*.dcm")]
+            assert not (tmp_path / "node" / "results" / safe_name(uid)).exists()
+            store = node.store()
+            assert (store.series(uid), store.series(ncct_uid), store.instances(uid), store.jobs(uid)) == (None, None, [], [])
+            store.close()
+            send(node, study["ctp"])  # the same series again: analysed and sent again
+            node.wait_for_log(r"sent \d+ objects of series .* generation 1", count=2)
+        # The PACS is gone: the third reception's results cannot be sent, so they stay.
+        node.wait_for_log(r"retention: removed series", count=3, timeout=60)
+        send(node, study["ctp"])
+        node.wait_for_log(r"PACS .*unreachable.* retry in", timeout=90)
+        time.sleep(3 * retention_s)
+        assert len(re.findall(r"retention: removed series", node.log())) == 3
+        assert len(list(spool.rglob("*.dcm"))) == len(study["ctp"])
+    finally:
+        assert node.stop() == 0
+
+
 def test_startup_errors_are_one_line(tmp_path):
     """Settings the node cannot run with end it at once with one line and exit status 2."""
     def serve(*flags):

@@ -154,3 +154,50 @@ def test_enospc_during_the_write_raises_spool_full_and_removes_the_temporary(tin
     assert not list(spool.root.rglob("*.dcm"))
     # The space is back: a normal instance is stored afterwards.
     assert _store(spool, b"\x08\x00\x16\x00UI\x02\x001\0", "1.2", "1.3", "1.5").exists()
+
+
+
+def test_removing_waits_for_the_writers_under_way(tmp_path):
+    spool_events: list[str] = []
+    spool = Spool(tmp_path / "spool")
+    inside, release = threading.Event(), threading.Event()
+
+    def writer():
+        with spool.writing():
+            inside.set()
+            release.wait(5)
+            spool_events.append("stored and recorded")
+
+    def remover():
+        with spool.removing():
+            spool_events.append("removing")
+
+    writing = threading.Thread(target=writer)
+    writing.start()
+    assert inside.wait(5)
+    removing = threading.Thread(target=remover)
+    removing.start()
+    removing.join(0.3)
+    assert removing.is_alive() and spool_events == []
+    release.set()
+    writing.join(5)
+    removing.join(5)
+    assert spool_events == ["stored and recorded", "removing"]
+
+
+def test_removing_a_series_leaves_the_rest_and_the_spool_usable(tmp_path, instance):
+    """The series' folder goes, and its study's once empty; other series stay; storing into a
+    removed series again recreates its folders (the spool forgets that it had synced them)."""
+    _, encoded = instance
+    spool = Spool(tmp_path / "spool")
+    kept = _store(spool, encoded, "1.2", "1.2.1", "1.2.1.1")
+    other = _store(spool, encoded, "1.2", "1.2.2", "1.2.2.1")
+    gone = [_store(spool, encoded, "1.3", "1.3.1", f"1.3.1.{k}") for k in range(3)]
+    sizes, other_size = sum(p.stat().st_size for p in gone), other.stat().st_size
+    with spool.removing():
+        assert spool.remove_series("1.3", "1.3.1") == (3, sizes)
+        assert spool.remove_series("1.2", "1.2.2") == (1, other_size)
+    assert not gone[0].parent.parent.exists()          # study 1.3 had nothing else
+    assert kept.exists() and not other.parent.exists()  # study 1.2 keeps series 1.2.1
+    again = _store(spool, encoded, "1.3", "1.3.1", "1.3.1.0")
+    assert again == gone[0] and again.exists()

@@ -202,11 +202,14 @@ def _add_serve(commands) -> None:
     add("--max-jobs", type=int, metavar="N", help=f"simultaneous analyses (default {d.max_jobs})")
     add("--spool-reserve-mb", type=int, metavar="MIB",
         help=f"free disk space kept; below it images are refused (default {d.spool_reserve_mb})")
+    add("--retention-days", type=float, metavar="DAYS",
+        help="remove a series, its images and results this many days after its last image once its "
+             f"work is done (results sent); 0 = keep for ever (default {d.retention_days:g})")
 
 
 SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_aet", "accept_any_aet",
                  "pacs", "quiet_seconds", "incomplete_warn_seconds", "http_port", "webhook", "tls_cert",
-                 "tls_key", "tls_ca", "max_associations", "max_jobs", "spool_reserve_mb")
+                 "tls_key", "tls_ca", "max_associations", "max_jobs", "spool_reserve_mb", "retention_days")
 
 
 def run_serve(args) -> int:

@@ -247,6 +247,26 @@ class JobStore:
             parameters.append(quiet_since)
         return [SeriesRecord(**row) for row in self._query(sql + " ORDER BY last_received", parameters)]
 
+    def expired_series(self, before: float, series_uid: str | None = None) -> list[SeriesRecord]:
+        """Series (or the one ``series_uid``) whose last instance arrived before ``before`` and
+        that have no pending or running job: nothing more will be done with them unless an
+        instance arrives (retention removes them)."""
+        sql = ("SELECT * FROM series s WHERE last_received < ? AND NOT EXISTS (SELECT 1 FROM jobs j "
+               "WHERE j.series_uid = s.series_uid AND j.state IN ('pending', 'running'))")
+        parameters: list = [before]
+        if series_uid is not None:
+            sql += " AND series_uid = ?"
+            parameters.append(series_uid)
+        return [SeriesRecord(**row) for row in self._query(sql + " ORDER BY last_received", parameters)]
+
+    def forget_series(self, series_uid: str) -> int:
+        """Delete a series, its instances and its jobs; returns the number of instances."""
+        with self._transaction(durable=True) as db:
+            count = db.execute("DELETE FROM instances WHERE series_uid = ?", (series_uid,)).rowcount
+            db.execute("DELETE FROM jobs WHERE series_uid = ?", (series_uid,))
+            db.execute("DELETE FROM series WHERE series_uid = ?", (series_uid,))
+            return count
+
     def set_series_state(self, series_uid: str, state: str, *, classification: str, reason: str,
                          n_positions: int | None = None, n_times: int | None = None,
                          unchanged_since: float | None = None) -> bool:

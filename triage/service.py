@@ -72,6 +72,7 @@ SEND_TIMEOUT_S = 30.0
 SENT_LEDGER = ".sent"            # in a result's dicom/: names of the objects the PACS acknowledged
 ANALYSIS_TIMEOUT_S = 900.0     # a child analysis running longer is killed and retried
 CHILD_STOP_S = 5.0
+RETENTION_SWEEP_S = 600.0     # how often expired series are looked for (more often for short retention)
 
 
 class Node:
@@ -175,6 +176,12 @@ class Node:
             log.info("accepting calling AE titles: %s", ", ".join(sorted(allowed)))
         log.info("series complete after %.1f s without new images; up to %d analyses at once",
                  s.quiet_seconds, s.max_jobs)
+        if s.retention_days > 0:
+            log.info("series are removed %g days after their last image once their work is done "
+                     "(--retention-days)", s.retention_days)
+        else:
+            log.info("series are kept for ever (--retention-days 0): the spool and results grow "
+                     "until the disk reserve refuses new images")
         if s.http_port or s.webhook:
             log.info("http_port/webhook are set: they are served by the alerts feature (issue 4), "
                      "not by this version")
@@ -195,11 +202,44 @@ class Node:
     # Completion
 
     def _monitor(self) -> None:
+        next_sweep = 0.0
         while not self._stopping.wait(TICK_S):
             try:
                 self._check_series()
             except Exception as exc:
                 log.error("completion check failed (%s); retrying", one_line(exc, 300, with_type=True))
+            if self.settings.retention_days > 0 and time.monotonic() >= next_sweep:
+                retention_s = self.settings.retention_days * 86400.0
+                next_sweep = time.monotonic() + min(RETENTION_SWEEP_S, retention_s / 4)
+                try:
+                    self._remove_expired(time.time() - retention_s)
+                except Exception as exc:
+                    log.error("retention sweep failed (%s); retrying", one_line(exc, 300, with_type=True))
+
+    # Retention
+
+    def _remove_expired(self, before: float) -> None:
+        """Remove the series whose last image arrived before ``before`` and whose work is done
+        (analysed and sent, ignored, failed or never complete): spooled images, results, and
+        database rows, in that order (a crash in between leaves rows that the next sweep
+        removes, never images that a restart would register and analyse again). A series with
+        a pending send (PACS down) is kept until its results are sent."""
+        for record in self.store.expired_series(before):
+            with self.scp.spool.removing():  # no image of it can be stored and recorded meanwhile
+                if not self.store.expired_series(before, record.series_uid):
+                    continue  # an image arrived, or work was queued, since the first look
+                files, size = self.scp.spool.remove_series(record.study_uid, record.series_uid)
+                results = self.results_root / safe_name(record.series_uid)
+                shutil.rmtree(results, ignore_errors=True)
+                if results.exists():
+                    log.error("retention: cannot remove %s; retrying at the next sweep", results)
+                    continue
+                if self.results_root.exists():
+                    fsync_directory(self.results_root)
+                self.store.forget_series(record.series_uid)
+            log.info("retention: removed series %s of study %s from %s (%d images, %.1f MB, with "
+                     "any results): last image %s ago", record.series_uid, record.study_uid,
+                     record.calling_aet or "?", files, size / 1e6, _age_text(time.time() - record.last_received))
 
     def _check_series(self) -> None:
         s = self.settings
@@ -524,6 +564,7 @@ def _check(s: Settings) -> None:
         (s.max_jobs >= 1, "--max-jobs must be at least 1"),
         (s.max_associations >= 1, "--max-associations must be at least 1"),
         (s.spool_reserve_mb >= 0, "--spool-reserve-mb must not be negative"),
+        (s.retention_days >= 0, "--retention-days must not be negative (0 keeps everything)"),
         (bool(s.tls_cert) == bool(s.tls_key), "DICOM TLS needs both --tls-cert and --tls-key"),
         (not s.tls_ca or bool(s.tls_cert), "--tls-ca needs --tls-cert and --tls-key"),
     ]
@@ -555,6 +596,13 @@ def _tls(s: Settings) -> TlsConfig | None:
     if not s.tls_cert:
         return None
     return TlsConfig(cert=Path(s.tls_cert), key=Path(s.tls_key), ca=Path(s.tls_ca) if s.tls_ca else None)
+
+
+def _age_text(seconds: float) -> str:
+    """``3.2 days``, ``5.0 hours`` or ``12 s``."""
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds:.0f} s"
 
 
 def _backoff(attempts: int) -> float:

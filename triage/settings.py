@@ -61,6 +61,9 @@ class Settings:
     max_associations : simultaneous DICOM associations; max_jobs : simultaneous analyses
     spool_reserve_mb : free disk space (MiB) kept; below it instances are refused
         (out of resources) rather than filling the disk
+    retention_days : a series whose last image arrived this long ago and whose work is done
+        (analysed and sent, ignored, failed, or never complete) is removed with its results and
+        records (0 = kept for ever); a series whose results wait for the PACS is kept
     """
 
     profile: str = "rapid-like"
@@ -87,6 +90,7 @@ class Settings:
     max_associations: int = 8
     max_jobs: int = 2
     spool_reserve_mb: int = 1024
+    retention_days: float = 7.0
 
     def replace(self, **changes) -> "Settings":
         """A copy with the given fields changed; ``None`` values are ignored."""
