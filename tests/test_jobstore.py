@@ -127,6 +127,27 @@ def test_expired_series_are_those_quiet_and_without_work_left(store):
     assert [r.series_uid for r in store.expired_series(1000.0)] == ["9.2", "9.3"]
 
 
+def test_a_failed_re_analysis_falls_back_to_the_unsent_earlier_result(store):
+    """Generation 1 is analysed, its send dropped when generation 2 starts; generation 2 fails:
+    no newer result is possible, and generation 1's send is queued again (once)."""
+    store.record_instance(info("1.1"), received_at=100.0)
+    store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=1, unchanged_since=100.0)
+    assert store.resend_generation("1.2.3.4", 1) is None  # nothing analysed before generation 1
+    assert store.finish_job(store.claim_job("analyse").id, then=("1.2.3.4", 1, "send"))
+    store.record_instance(info("1.2"), received_at=150.0)
+    store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=2, unchanged_since=150.0)
+    assert store.newer_result_possible("1.2.3.4", 1)      # generation 2 pending
+    store.fail_job(store.claim_job("analyse").id, "mixed geometry")
+    assert not store.newer_result_possible("1.2.3.4", 1)
+    assert store.resend_generation("1.2.3.4", 2) == (1, False)
+    send = store.claim_job("send")
+    assert (send.generation, send.attempts) == (1, 1)
+    assert store.resend_generation("1.2.3.4", 2) == (1, False)  # under way: not queued twice
+    assert store.finish_job(send.id)
+    assert store.resend_generation("1.2.3.4", 2) == (1, True)
+    assert store.claim_job("send") is None
+
+
 def test_job_life_cycle(store):
     store.add_job("1.2.3.4", 1, "analyse")
     store.add_job("1.2.3.4", 1, "analyse")  # the same job again: kept once

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import highdicom as hd
 import pydicom
+from pydicom.uid import generate_uid
 import pytest
 from pydicom.sr.codedict import codes
 
@@ -424,6 +425,43 @@ def test_retention_removes_finished_series_and_keeps_unsent_results(study, tmp_p
         assert len(list(spool.rglob("*.dcm"))) == len(study["ctp"])
     finally:
         assert node.stop() == 0
+
+
+def test_failed_re_analysis_sends_the_earlier_result(study, tmp_path):
+    """The PACS is down when generation 1 is analysed; then a stray image with another pixel
+    spacing arrives for the series: generation 2 starts (generation 1's send is dropped) and
+    fails on the mixed geometry. Generation 1's results are then sent in its place, and reach
+    the PACS once it is up, instead of nothing."""
+    uid = study["series_uid"]
+    stray = pydicom.dcmread(study["ctp"][0])
+    stray.SOPInstanceUID = generate_uid()
+    stray.PixelSpacing = [float(v) * 1.5 for v in stray.PixelSpacing]
+    stray_path = tmp_path / "stray.dcm"
+    stray.save_as(stray_path)
+    pacs_port = peers.free_port()
+    node = NodeProcess(tmp_path / "node", pacs=f"PACS@127.0.0.1:{pacs_port}").start()
+    try:
+        send(node, study["ctp"])
+        node.wait_for_log(r"analysis of .* generation 1 finished")
+        node.wait_for_log(r"PACS .*unreachable.* retry in")
+        send(node, [stray_path])
+        (failed,) = node.wait_for_log(rf"analysis of {re.escape(uid)} generation 2 failed after")
+        assert "mixed pixel spacings" in failed, failed
+        node.wait_for_log(rf"series {re.escape(uid)}: sending generation 1's results in place of "
+                          "generation 2, whose analysis failed")
+        with peers.storescp(tmp_path / "pacs", port=pacs_port, extra=("+uf",)):
+            node.wait_for_log(r"sent \d+ objects of series .* generation 1", timeout=120)
+            expected = result_objects(node, uid, 1)
+            wait_for_files(tmp_path / "pacs", len(expected), node=node)
+            objects = pacs_objects(tmp_path / "pacs")
+        assert set(objects) == {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in expected}
+        assert all(len(copies) == 1 for copies in objects.values())
+    finally:
+        assert node.stop() == 0
+    store = node.store()
+    jobs = [(j.generation, j.kind, j.state) for j in store.jobs(uid)]
+    store.close()
+    assert jobs == [(1, "analyse", "done"), (1, "send", "done"), (2, "analyse", "failed")]
 
 
 def test_startup_errors_are_one_line(tmp_path):

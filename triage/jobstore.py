@@ -369,6 +369,35 @@ class JobStore:
             db.execute("UPDATE jobs SET state = 'pending', attempts = max(attempts - 1, 0), "
                        "updated_at = ? WHERE id = ? AND state = 'running'", (time.time(), job_id))
 
+    def newer_result_possible(self, series_uid: str, generation: int) -> bool:
+        """Whether a generation after ``generation`` is analysed, or may still be (its analysis
+        pending, running or done; not failed or superseded)."""
+        return bool(self._query(
+            "SELECT 1 FROM jobs WHERE series_uid = ? AND kind = 'analyse' AND generation > ? "
+            "AND state IN ('pending', 'running', 'done') LIMIT 1", (series_uid, generation)))
+
+    def resend_generation(self, series_uid: str, before: int) -> tuple[int, bool] | None:
+        """The newest generation before ``before`` whose analysis is done, and whether its
+        results were already sent; when they were not (their send superseded or failed), the
+        send is queued again. None when no earlier generation was analysed."""
+        with self._transaction(durable=True) as db:
+            row = db.execute(
+                "SELECT a.generation, s.id, s.state FROM jobs a LEFT JOIN jobs s ON "
+                "s.series_uid = a.series_uid AND s.generation = a.generation AND s.kind = 'send' "
+                "WHERE a.series_uid = ? AND a.kind = 'analyse' AND a.state = 'done' "
+                "AND a.generation < ? ORDER BY a.generation DESC LIMIT 1", (series_uid, before)).fetchone()
+            if row is None:
+                return None
+            if row["state"] in ("done", "pending", "running"):
+                return row["generation"], row["state"] == "done"
+            now = time.time()
+            if row["id"] is None:
+                _insert_job(db, series_uid, row["generation"], "send", now)
+            else:
+                db.execute("UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+                           "error = NULL, updated_at = ? WHERE id = ?", (now, now, row["id"]))
+            return row["generation"], False
+
     def job(self, job_id: int) -> Job:
         return Job(**self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))[0])
 

@@ -422,6 +422,7 @@ class Node:
             self.store.fail_job(job.id, reason)
             log.error("analysis of %s generation %d failed after %.1f s: %s (not retried; details "
                       "in %s)", uid, generation, seconds, reason, log_path)
+            self._fall_back(job)
         else:
             reason = _last_error(log_path) or _exit_text(status)
             self._retry_or_fail(job, f"{reason} ({_exit_text(status)})")
@@ -455,6 +456,30 @@ class Node:
             self.store.fail_job(job.id, reason)
             log.error("analysis of %s generation %d failed %d times, given up: %s", job.series_uid,
                       job.generation, job.attempts, reason)
+            self._fall_back(job)
+
+    def _fall_back(self, job: Job) -> None:
+        """After the analysis of a re-analysis failed for good: send the newest earlier result
+        that was not sent (its send was dropped when the re-analysis started), so the PACS gets
+        the analysis of the images received up to then rather than nothing."""
+        if job.generation < 2 or not self.remote or self.store.newer_result_possible(job.series_uid, job.generation):
+            return
+        older = self.store.resend_generation(job.series_uid, job.generation)
+        if older is None:
+            log.error("series %s: no earlier result to send in place of generation %d: read the "
+                      "images without it", job.series_uid, job.generation)
+            return
+        generation, sent = older
+        if sent:
+            log.warning("series %s: the PACS has generation %d's results; they do not include the "
+                        "images received since (generation %d failed)", job.series_uid, generation,
+                        job.generation)
+            return
+        log.warning("series %s: sending generation %d's results in place of generation %d, whose "
+                    "analysis failed (they do not include the images received since)",
+                    job.series_uid, generation, job.generation)
+        with self._wake:
+            self._wake.notify_all()
 
     # Sending
 
@@ -471,7 +496,9 @@ class Node:
         ledger = dicom_dir / SENT_LEDGER
         already = set(ledger.read_text().split()) if ledger.exists() else set()
         newest = self.store.series(uid).generation
-        if newest > generation:  # a send that failed while the newer generation started
+        # A send that failed while a newer generation started (not when every newer analysis
+        # failed: then this is the fallback that _fall_back queued).
+        if newest > generation and self.store.newer_result_possible(uid, generation):
             if self.store.supersede_job(job.id, newest):
                 log.info("results of %s generation %d not sent: superseded by generation %d "
                          "(%d of %d objects were already sent)", uid, generation, newest,
