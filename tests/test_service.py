@@ -86,6 +86,19 @@ def result_objects(node: NodeProcess, series_uid: str, generation: int) -> list[
     return sorted((node.result_dir(series_uid, generation) / "dicom").glob("*.dcm"))
 
 
+def job_states(node: NodeProcess, series_uid: str) -> list[tuple[int, str, str]]:
+    """(generation, kind, state) of the series' jobs in the node's database."""
+    store = node.store()
+    try:
+        return [(j.generation, j.kind, j.state) for j in store.jobs(series_uid)]
+    finally:
+        store.close()
+
+
+def sop_uids(paths: list[Path]) -> set[str]:
+    return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths}
+
+
 def sr_core_volume(ds: pydicom.Dataset) -> float:
     """The volume of the "Ischemic core" measurement group of a TID 1500 report (mL)."""
     report = hd.sr.ComprehensiveSR.from_dataset(ds)
@@ -121,7 +134,7 @@ def test_ctp_analysed_once_ncct_ignored_results_at_pacs_then_late_frame(study, t
 
             objects = pacs_objects(tmp_path / "pacs")
             assert all(len(copies) == 1 for copies in objects.values())
-            assert set(objects) == {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in expected}
+            assert set(objects) == sop_uids(expected)
             classes = Counter(str(copies[0].SOPClassUID) for copies in objects.values())
             assert sum(classes[c] for c in SECONDARY_CAPTURE) >= 2
             assert (classes[SEGMENTATION], classes[COMPREHENSIVE_SR]) == (1, 1)
@@ -183,8 +196,7 @@ def test_late_time_point_during_the_analysis_supersedes_it(study, tmp_path):
             expected = result_objects(node, uid, 2)
             wait_for_files(tmp_path / "pacs", len(expected), node=node)
             objects = pacs_objects(tmp_path / "pacs")
-            assert set(objects) == {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
-                                    for p in expected}
+            assert set(objects) == sop_uids(expected)
             assert all(len(c) == 1 and "(re-analysis 2, research use)" in c[0].SeriesDescription
                        for c in objects.values())
             # storescp accepts only uncompressed syntaxes: the RLE pictures went decompressed.
@@ -194,10 +206,7 @@ def test_late_time_point_during_the_analysis_supersedes_it(study, tmp_path):
             assert not (results / "1").exists() and not list(results.glob(".1.partial-*"))
         finally:
             assert node.stop() == 0
-    store = node.store()
-    jobs = [(j.generation, j.kind, j.state) for j in store.jobs(uid)]
-    store.close()
-    assert jobs == [(1, "analyse", "superseded"), (2, "analyse", "done"), (2, "send", "done")]
+    assert job_states(node, uid) == [(1, "analyse", "superseded"), (2, "analyse", "done"), (2, "send", "done")]
 
 
 def test_kill_during_transfer_loses_nothing_acknowledged(study, tmp_path):
@@ -454,14 +463,11 @@ def test_failed_re_analysis_sends_the_earlier_result(study, tmp_path):
             expected = result_objects(node, uid, 1)
             wait_for_files(tmp_path / "pacs", len(expected), node=node)
             objects = pacs_objects(tmp_path / "pacs")
-        assert set(objects) == {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in expected}
+        assert set(objects) == sop_uids(expected)
         assert all(len(copies) == 1 for copies in objects.values())
     finally:
         assert node.stop() == 0
-    store = node.store()
-    jobs = [(j.generation, j.kind, j.state) for j in store.jobs(uid)]
-    store.close()
-    assert jobs == [(1, "analyse", "done"), (1, "send", "done"), (2, "analyse", "failed")]
+    assert job_states(node, uid) == [(1, "analyse", "done"), (1, "send", "done"), (2, "analyse", "failed")]
 
 
 def test_startup_errors_are_one_line(tmp_path):
