@@ -107,9 +107,10 @@ class _HandshakeTimeoutContext(ssl.SSLContext):
 
 @dataclass(frozen=True)
 class TlsConfig:
-    """DICOM TLS for the receiver: our certificate and key (PEM), and the CA (PEM) that signs
-    the senders' certificates. With ``ca`` a client certificate is required; without it any
-    client may connect over TLS."""
+    """DICOM TLS: our certificate and key (PEM), and the CA (PEM) that signs the peers'
+    certificates. Receiving, with ``ca`` a client certificate is required; without it any
+    client may connect over TLS. Sending, our certificate is the client certificate and the
+    PACS's is verified against ``ca`` (else the system's trusted CAs), host name included."""
 
     cert: Path
     key: Path
@@ -123,6 +124,16 @@ class TlsConfig:
         if self.ca is not None:
             context.load_verify_locations(self.ca)
             context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and host name
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert, self.key)
+        if self.ca is not None:
+            context.load_verify_locations(self.ca)
+        else:
+            context.load_default_certs()
         return context
 
 

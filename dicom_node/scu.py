@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,10 +154,17 @@ def _status_text(code: int, status) -> str:
     return f"{category.lower()} 0x{code:04X}" + "".join(f": {t}" for t in (description, comment) if t)
 
 
-def _unreachable_reason(remote: RemoteAE, timeout: float, waited: float) -> str:
-    """Why no association came about, found by a plain TCP connection after the failure."""
+def _unreachable_reason(remote: RemoteAE, timeout: float, waited: float,
+                        tls: ssl.SSLContext | None = None) -> str:
+    """Why no association came about, found by a plain TCP connection (and with ``tls`` a TLS
+    handshake) after the failure."""
     try:
-        with socket.create_connection((remote.host, remote.port), timeout=min(timeout, 5.0)):
+        with socket.create_connection((remote.host, remote.port), timeout=min(timeout, 5.0)) as probe:
+            if tls is not None:
+                try:
+                    tls.wrap_socket(probe, server_hostname=remote.host).close()
+                except ssl.SSLError as exc:
+                    return f"DICOM TLS handshake failed: {exc.reason or exc}"
             if waited >= 0.9 * timeout:
                 return f"no answer to the association request within {timeout:g} s"
             return "the connection was closed without an answer to the association request"
@@ -199,7 +207,7 @@ def _application_entity(files: list[_File], calling_aet: str, timeout: float) ->
 
 
 def send_files(paths: list[Path], remote: RemoteAE, *, calling_aet: str = "TRIAGE",
-               timeout: float = 30.0) -> SendReport:
+               timeout: float = 30.0, tls: ssl.SSLContext | None = None) -> SendReport:
     """Send ``paths`` to ``remote`` with C-STORE over one association.
 
     Parameters
@@ -212,6 +220,9 @@ def send_files(paths: list[Path], remote: RemoteAE, *, calling_aet: str = "TRIAG
         Our AE title.
     timeout : float
         Seconds allowed for the TCP connection, the association and each C-STORE response.
+    tls : ssl.SSLContext, optional
+        Client context for DICOM TLS (see :meth:`dicom_node.scp.TlsConfig.client_context`): the
+        PACS's certificate is verified, for ``remote.host``; None sends over plain TCP.
 
     Returns
     -------
@@ -229,7 +240,7 @@ def send_files(paths: list[Path], remote: RemoteAE, *, calling_aet: str = "TRIAG
     read = [_read(Path(p)) for p in paths]
     files = [f for f in read if isinstance(f, _File)]
     if files:
-        outcome = _send(files, remote, calling_aet, timeout)
+        outcome = _send(files, remote, calling_aet, timeout, tls)
     else:
         outcome = {}
     for item in read:
@@ -248,7 +259,8 @@ def send_files(paths: list[Path], remote: RemoteAE, *, calling_aet: str = "TRIAG
     return report
 
 
-def _send(files: list[_File], remote: RemoteAE, calling_aet: str, timeout: float) -> dict[Path, FileResult]:
+def _send(files: list[_File], remote: RemoteAE, calling_aet: str, timeout: float,
+          tls: ssl.SSLContext | None) -> dict[Path, FileResult]:
     ae = _application_entity(files, calling_aet, timeout)
     answers: list = []
 
@@ -262,7 +274,8 @@ def _send(files: list[_File], remote: RemoteAE, calling_aet: str, timeout: float
     asked = time.monotonic()
     try:
         assoc = ae.associate(remote.host, remote.port, ae_title=remote.ae_title,
-                             evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)])
+                             evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)],
+                             tls_args=(tls, remote.host) if tls is not None else None)
     except OSError as exc:  # the host name does not resolve
         message = f"PACS {remote} unreachable: unknown host {remote.host!r} ({exc.strerror or exc})"
         LOGGER.error("%s", message)
@@ -274,7 +287,7 @@ def _send(files: list[_File], remote: RemoteAE, calling_aet: str, timeout: float
     if answers and not assoc.is_established:  # accepted, but none of the presentation contexts
         return {f.path: _not_accepted(f) for f in files}
     if not assoc.is_established:
-        message = f"PACS {remote} unreachable: {_unreachable_reason(remote, timeout, time.monotonic() - asked)}"
+        message = f"PACS {remote} unreachable: {_unreachable_reason(remote, timeout, time.monotonic() - asked, tls)}"
         LOGGER.error("%s", message)
         raise SendError(message)
     accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}

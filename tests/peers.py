@@ -99,3 +99,22 @@ def storescp(directory: Path, *, ae_title: str = "PACS", port: int | None = None
         yield port, process
     finally:
         stop_process(process)
+
+
+def make_certificates(root: Path) -> dict[str, Path]:
+    """A test CA, and a server and a client certificate it signed (RSA 2048, PEM, 2 days). The
+    server's names 127.0.0.1 and localhost (subjectAltName), so a client that checks host names
+    accepts it on loopback. Keys: ``ca.pem``, ``server.key``/``.pem``, ``client.key``/``.pem``."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA",
+            "-keyout", str(root / "ca.key"), "-out", str(root / "ca.pem"))
+    (root / "server.ext").write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\n")
+    for name in ("server", "client"):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                "-keyout", str(root / f"{name}.key"), "-out", str(root / f"{name}.csr"))
+        openssl("x509", "-req", "-days", "2", "-in", str(root / f"{name}.csr"), "-CA", str(root / "ca.pem"),
+                "-CAkey", str(root / "ca.key"), "-CAcreateserial", "-out", str(root / f"{name}.pem"),
+                *(("-extfile", str(root / "server.ext")) if name == "server" else ()))
+    return {name: root / name for name in ("ca.pem", "server.key", "server.pem", "client.key", "client.pem")}

@@ -341,24 +341,9 @@ def test_a_stalled_peer_holds_its_slot_only_until_the_timeout(node):
         stalled.close()
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory) -> dict[str, Path]:
-    """A CA, and a server and a client certificate it signed (RSA 2048, PEM)."""
-    root = tmp_path_factory.mktemp("tls")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA",
-             "-keyout", str(root / "ca.key"), "-out", str(root / "ca.pem"))
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                 "-keyout", str(root / f"{name}.key"), "-out", str(root / f"{name}.csr"))
-        _openssl("x509", "-req", "-days", "2", "-in", str(root / f"{name}.csr"),
-                 "-CA", str(root / "ca.pem"), "-CAkey", str(root / "ca.key"),
-                 "-CAcreateserial", "-out", str(root / f"{name}.pem"))
-    return {name: root / name for name in ("ca.pem", "server.key", "server.pem",
-                                           "client.key", "client.pem")}
+    return peers.make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 def test_tls_with_client_certificates(node, series, certificates, caplog):

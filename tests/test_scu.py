@@ -15,10 +15,11 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossl
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage
 
+from dicom_node.scp import TlsConfig
 from dicom_node.scu import RemoteAE, SendError, send_files
 from sample_data.dicom_writer import VARIANTS
 from sample_data.phantom import CASES, make_phantom, write_dicom
-from tests.peers import free_port, storescp
+from tests.peers import free_port, make_certificates, storescp
 from tests.test_dicom_export import analyse_dicom, source_files
 from triage.dicom_export import write_result_objects
 
@@ -93,6 +94,26 @@ def test_every_file_arrives_at_storescp(files, tmp_path, caplog):
     assert report.decompressed == [] and sum(r.path.name.startswith("sc-") for r in report.results) == 7
     assert {str(pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID)
             for p in files if p.name.startswith("sc-")} == {RLELossless}
+
+
+def test_dicom_tls_to_storescp_and_an_untrusted_pacs(files, tmp_path):
+    """Over DICOM TLS, with our client certificate, to a storescp that requires one: every file
+    arrives. A PACS whose certificate our CA did not sign is refused, and the reason says TLS."""
+    certs = make_certificates(tmp_path)
+    tls = TlsConfig(cert=certs["client.pem"], key=certs["client.key"], ca=certs["ca.pem"]).client_context()
+    server = ("+tls", str(certs["server.key"]), str(certs["server.pem"]), "+cf", str(certs["ca.pem"]), "+xa")
+    with storescp(tmp_path / "received", ae_title="PACS", extra=server) as (port, _):
+        report = send_files(files[:3], RemoteAE("PACS", "127.0.0.1", port), calling_aet="TRIAGE",
+                            timeout=10, tls=tls)
+    assert report.ok, report.summary()
+    assert {sop_uid(p) for p in (tmp_path / "received").iterdir()} == {sop_uid(p) for p in files[:3]}
+    (tmp_path / "other").mkdir()
+    other = make_certificates(tmp_path / "other")
+    impostor = ("+tls", str(other["server.key"]), str(other["server.pem"]), "+cf", str(certs["ca.pem"]))
+    with storescp(tmp_path / "impostor", ae_title="PACS", extra=impostor) as (port, _):
+        with pytest.raises(SendError, match="DICOM TLS handshake failed: CERTIFICATE_VERIFY_FAILED"):
+            send_files(files[:1], RemoteAE("PACS", "127.0.0.1", port), calling_aet="TRIAGE", timeout=10, tls=tls)
+    assert not list((tmp_path / "impostor").iterdir())
 
 
 def test_compressed_files_arrive_decompressed_at_a_pacs_accepting_only_uncompressed(files, tmp_path, caplog):

@@ -470,6 +470,29 @@ def test_failed_re_analysis_sends_the_earlier_result(study, tmp_path):
     assert job_states(node, uid) == [(1, "analyse", "done"), (1, "send", "done"), (2, "analyse", "failed")]
 
 
+def test_dicom_tls_both_ways(study, tmp_path):
+    """The scanner sends over DICOM TLS with its client certificate, the node sends its results
+    to a storescp that requires DICOM TLS and a client certificate (--pacs-tls)."""
+    uid = study["series_uid"]
+    certs = peers.make_certificates(tmp_path)
+    ours = ("--tls-cert", str(certs["server.pem"]), "--tls-key", str(certs["server.key"]),
+            "--tls-ca", str(certs["ca.pem"]), "--pacs-tls")
+    pacs_tls = ("+tls", str(certs["server.key"]), str(certs["server.pem"]), "+cf", str(certs["ca.pem"]), "+xa")
+    with peers.storescp(tmp_path / "pacs", extra=pacs_tls) as (pacs_port, _):
+        node = NodeProcess(tmp_path / "node", pacs=f"PACS@127.0.0.1:{pacs_port}", extra=ours).start()
+        try:
+            node.wait_for_log(r"results go to PACS@127\.0\.0\.1:\d+ over DICOM TLS")
+            scanner = ("+tls", str(certs["client.key"]), str(certs["client.pem"]), "+cf", str(certs["ca.pem"]))
+            run = peers.storescu(node.port, study["ctp"], calling="CT1", extra=scanner)
+            assert run.returncode == 0, run.stderr[-2000:]
+            node.wait_for_log(r"sent \d+ objects of series .* generation 1", timeout=120)
+            expected = result_objects(node, uid, 1)
+            wait_for_files(tmp_path / "pacs", len(expected), node=node)
+            assert set(pacs_objects(tmp_path / "pacs")) == sop_uids(expected)
+        finally:
+            assert node.stop() == 0
+
+
 def test_startup_errors_are_one_line(tmp_path):
     """Settings the node cannot run with end it at once with one line and exit status 2."""
     def serve(*flags):
@@ -480,6 +503,8 @@ def test_startup_errors_are_one_line(tmp_path):
     assert serve("--pacs", "nonsense", "--allow-aet", "CT1") == (2, "error: invalid PACS address 'nonsense': expected "
                                               "AET@HOST:PORT, e.g. PACS@10.0.0.5:104 or PACS@[fd00::5]:104")
     assert serve("--quiet-seconds", "0", "--allow-aet", "CT1") == (2, "error: --quiet-seconds must be positive")
+    assert serve("--pacs", "PACS@127.0.0.1:104", "--pacs-tls", "--allow-aet", "CT1") == (
+        2, "error: --pacs-tls needs --pacs and --tls-cert/--tls-key")
     assert serve() == (2, "error: no calling AE title is allowed: name the senders with --allow-aet "
                           "NAME (repeatable) or accept any caller with --accept-any-aet")
     with socket.socket() as busy:

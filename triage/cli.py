@@ -197,6 +197,9 @@ def _add_serve(commands) -> None:
     add("--tls-cert", metavar="PEM", help="certificate for DICOM over TLS (with --tls-key)")
     add("--tls-key", metavar="PEM", help="private key for DICOM over TLS")
     add("--tls-ca", metavar="PEM", help="CA certificates that callers must be signed by")
+    add("--pacs-tls", action="store_true", default=None,
+        help="send to the PACS over DICOM TLS (our --tls-cert/--tls-key; the PACS's certificate and "
+             "host name verified against --tls-ca, else the system's CAs)")
     add("--max-associations", type=int, metavar="N",
         help=f"simultaneous DICOM associations (default {d.max_associations})")
     add("--max-jobs", type=int, metavar="N", help=f"simultaneous analyses (default {d.max_jobs})")
@@ -209,7 +212,7 @@ def _add_serve(commands) -> None:
 
 SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_aet", "accept_any_aet",
                  "pacs", "quiet_seconds", "incomplete_warn_seconds", "http_port", "webhook", "tls_cert",
-                 "tls_key", "tls_ca", "max_associations", "max_jobs", "spool_reserve_mb", "retention_days")
+                 "tls_key", "tls_ca", "pacs_tls", "max_associations", "max_jobs", "spool_reserve_mb", "retention_days")
 
 
 def run_serve(args) -> int:

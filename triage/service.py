@@ -91,6 +91,7 @@ class Node:
             raise InputError(str(exc)) from None
         self.store: JobStore | None = None
         self.scp: StorageSCP | None = None
+        self._pacs_tls: ssl.SSLContext | None = None
         self._stopping = threading.Event()
         self._wake = threading.Condition()
         self._children: dict[int, subprocess.Popen] = {}
@@ -115,6 +116,13 @@ class Node:
                      "instance(s) registered again", recovery.jobs_reset, recovery.instances_registered)
         for path, reason in recovery.unreadable:
             log.warning("spool file %s cannot be read (%s): left out", path, reason)
+        if s.pacs_tls:
+            try:
+                self._pacs_tls = _tls(s).client_context()
+            except (ssl.SSLError, OSError) as exc:
+                self.store.close()
+                raise InputError(f"DICOM TLS to the PACS: cannot use --tls-cert/--tls-key/--tls-ca: "
+                                 f"{exc}") from None
         allowed = None if s.accept_any_aet else frozenset(s.allow_aet)
         self.scp = StorageSCP(
             spool, ae_title=s.ae_title, host=s.listen_address, port=s.dicom_port, allowed_aets=allowed,
@@ -167,7 +175,7 @@ class Node:
         log.info("stroke-triage node %s (research use only: not for clinical decisions)", __version__)
         log.info("data in %s", self.data_dir)
         if self.remote:
-            log.info("results go to %s", self.remote)
+            log.info("results go to %s%s", self.remote, " over DICOM TLS" if self._pacs_tls else "")
         else:
             log.info("no PACS set (--pacs): results are kept in %s", self.results_root)
         if allowed is None:
@@ -517,7 +525,7 @@ class Node:
                      uid, generation, len(objects), self.remote)
             return
         try:
-            report = send_files(pending, self.remote, calling_aet=self.settings.ae_title,
+            report = send_files(pending, self.remote, calling_aet=self.settings.ae_title, tls=self._pacs_tls,
                                 timeout=SEND_TIMEOUT_S)
         except SendError as exc:
             delay = _backoff(job.attempts)
@@ -594,6 +602,7 @@ def _check(s: Settings) -> None:
         (s.retention_days >= 0, "--retention-days must not be negative (0 keeps everything)"),
         (bool(s.tls_cert) == bool(s.tls_key), "DICOM TLS needs both --tls-cert and --tls-key"),
         (not s.tls_ca or bool(s.tls_cert), "--tls-ca needs --tls-cert and --tls-key"),
+        (not s.pacs_tls or bool(s.pacs and s.tls_cert), "--pacs-tls needs --pacs and --tls-cert/--tls-key"),
     ]
     for ok, reason in checks:
         if not ok:

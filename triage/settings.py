@@ -58,6 +58,9 @@ class Settings:
         analysed
     http_port : status/alert HTTP port (0 = off); webhook : alert URL (see issue 4)
     tls_cert, tls_key, tls_ca : PEM files for DICOM over TLS (all empty = plain TCP)
+    pacs_tls : send to the PACS over DICOM TLS: ``tls_cert``/``tls_key`` as our client
+        certificate, the PACS's certificate (and host name) verified against ``tls_ca``, else
+        against the system's trusted CAs
     max_associations : simultaneous DICOM associations; max_jobs : simultaneous analyses
     spool_reserve_mb : free disk space (MiB) kept; below it instances are refused
         (out of resources) rather than filling the disk
@@ -87,6 +90,7 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
+    pacs_tls: bool = False
     max_associations: int = 8
     max_jobs: int = 2
     spool_reserve_mb: int = 1024
