@@ -232,7 +232,10 @@ class StorageSCP:
         self._server.shutdown()
         self._server = None
         deadline = time.monotonic() + grace_seconds
-        while self.ae.active_associations and time.monotonic() < deadline:
+        # Connections that never got to an association (a port probe, a stalled client) hold
+        # nothing to lose: only established associations get the grace period.
+        while (any(a.is_established for a in self.ae.active_associations)
+               and time.monotonic() < deadline):
             time.sleep(0.05)
         for assoc in self.ae.active_associations:
             LOGGER.warning("aborting the association from %s", _Peer(assoc))
