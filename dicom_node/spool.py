@@ -149,7 +149,7 @@ class Spool:
     def remove_series(self, study_uid: str, series_uid: str) -> tuple[int, int]:
         """Delete a series' folder (and its study's, once empty), durably; returns the number of
         files and bytes removed. Call it under :meth:`removing`."""
-        series_dir = self.path_for(study_uid, series_uid, "0").parent
+        series_dir = self.series_dir(study_uid, series_uid)
         files = [p for p in series_dir.glob("*") if p.is_file()] if series_dir.is_dir() else []
         size = sum(p.stat().st_size for p in files)
         shutil.rmtree(series_dir, ignore_errors=True)
@@ -163,10 +163,13 @@ class Spool:
             fsync_directory(study_dir)
         return len(files), size
 
+    def series_dir(self, study_uid: str, series_uid: str) -> Path:
+        """The folder of a series' instances."""
+        return self.root / safe_name(study_uid) / safe_name(series_uid)
+
     def path_for(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> Path:
         """Where the instance with these UIDs is (or would be) stored."""
-        return (self.root / safe_name(study_uid) / safe_name(series_uid)
-                / f"{safe_name(sop_instance_uid)}.dcm")
+        return self.series_dir(study_uid, series_uid) / f"{safe_name(sop_instance_uid)}.dcm"
 
     def free_bytes(self) -> int:
         """Bytes available to this process on the spool's file system."""
