@@ -9,7 +9,9 @@ fsync). The sender is timed from start to exit, twice per receiver: with Nagle's
 (``TCP_NODELAY=1`` in DCMTK's environment, sender and ``storescp`` alike) and left at DCMTK's
 default. Our receiver is also run without its ``TCP_QUICKACK`` re-arming, to show what that
 takes, and a pynetdicom receiver that acknowledges without storing shows the floor that
-pynetdicom itself sets. Printed: seconds, images/s, MB/s (source file bytes), the ratio to
+pynetdicom itself sets, once as it comes and once with its DUL reactor polling without the 1 ms
+sleep between empty polls (a busy loop: the ceiling of pynetdicom's receive path, not a setting
+a node can live with while other threads need the interpreter lock). Printed: seconds, images/s, MB/s (source file bytes), the ratio to
 ``storescp`` under the same sender setting, the receiver's CPU seconds, and the number of
 files received (all of them; 0 for the no-op receiver) and the 1-minute load average after
 the row (other work on the machine slows every row). With ``--repeat``
@@ -56,17 +58,24 @@ _config.LOG_HANDLER_LEVEL = "none"
 ae = AE("TRIAGE")
 ae.maximum_pdu_size = MAXIMUM_PDU_BYTES
 ae.add_supported_context(CTImageStorage, TRANSFER_SYNTAXES)
-ae.start_server(("127.0.0.1", int(sys.argv[1])), evt_handlers=[(evt.EVT_C_STORE, lambda e: 0)])
+handlers = [(evt.EVT_C_STORE, lambda e: 0)]
+if sys.argv[2:] == ["spin"]:   # the DUL reactor polls its socket without sleeping in between
+    def spin(event):
+        event.assoc.dul._run_loop_delay = 0
+    handlers.append((evt.EVT_CONN_OPEN, spin))
+ae.start_server(("127.0.0.1", int(sys.argv[1])), evt_handlers=handlers)
 """
-RECEIVERS = ("storescp", "ours", "ours, no quick-ACK", "pynetdicom no-op")
+RECEIVERS = ("storescp", "ours", "ours, no quick-ACK", "pynetdicom no-op", "no-op, DUL not sleeping")
 
 
 def receiver(kind: str, out: Path, port: int, nodelay: bool) -> subprocess.Popen:
     """Start a receiver on ``port`` writing into ``out``."""
     if kind == "storescp":
         command = [peers.dcmtk("storescp"), "-aet", "TRIAGE", "-od", str(out), str(port)]
-    elif kind == "pynetdicom no-op":
+    elif kind in ("pynetdicom no-op", "no-op, DUL not sleeping"):
         command = [sys.executable, "-c", NO_OP_RECEIVER, str(port)]
+        if kind == "no-op, DUL not sleeping":
+            command.append("spin")
     else:
         command = [sys.executable, "-m", "dicom_node.scp", "--spool", str(out),
                    "--port", str(port), "--host", "127.0.0.1"]
@@ -120,7 +129,7 @@ def main() -> None:
         print(f"series: {len(files)} files, {megabytes:.0f} MB; sender DCMTK storescu, "
               f"best of {args.repeat}; load average {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} CPUs")
-        print(f"{'sender Nagle':<13}{'receiver':<21}{'s':>7}{'images/s':>10}{'MB/s':>8}"
+        print(f"{'sender Nagle':<13}{'receiver':<25}{'s':>7}{'images/s':>10}{'MB/s':>8}"
               f"{'vs storescp':>13}{'receiver CPU s':>16}{'received':>10}{'load':>6}")
         for nodelay in (True, False):
             reference = None
@@ -128,7 +137,7 @@ def main() -> None:
                 runs = [send_once(kind, data, scratch, nodelay) for _ in range(args.repeat)]
                 seconds, cpu, received = min(runs)
                 reference = reference or seconds
-                print(f"{'off' if nodelay else 'on (default)':<13}{kind:<21}{seconds:7.1f}"
+                print(f"{'off' if nodelay else 'on (default)':<13}{kind:<25}{seconds:7.1f}"
                       f"{len(files) / seconds:10.0f}{megabytes / seconds:8.0f}"
                       f"{reference / seconds:12.0%}{cpu:16.1f}{received:>10}"
                       f"{os.getloadavg()[0]:6.1f}", flush=True)
