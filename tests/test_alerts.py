@@ -26,7 +26,7 @@ from tests import peers
 from tests.endpoint import Endpoint
 from tests.node import ROOT, NodeProcess
 from triage.alerts import (SIGNATURE_HEADER, THUMBNAIL_WIDTH_PX, AlertConfig, failure_messages,
-                           result_messages, sign, verify_signature)
+                           result_messages, sign, unencrypted, verify_signature)
 from triage.jobstore import JobStore, SeriesRecord
 from triage.outbox import BACKOFF_CAP_S, JITTER, Deliverer, OutboxStore, backoff
 
@@ -51,6 +51,25 @@ def test_signature_verifies_and_rejects_tampering_other_secret_and_replay():
     assert not verify_signature(SECRET, "garbage", body)
     # The time stamp is signed too: moving it into the window breaks the signature.
     assert not verify_signature(SECRET, header.replace(f"t={t}", f"t={t + 100}"), body, now=t + 100)
+
+
+def test_the_documented_verification_accepts_signed_bodies_only():
+    """The plain-Python check in docs/alerts.md, run as written."""
+    text = (ROOT / "docs" / "alerts.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict = {}
+    exec(code, namespace)
+    body = b'{"kind":"failure","error":"no arterial bolus found"}'
+    header = sign(SECRET.encode(), body)
+    assert namespace["verify"](SECRET.encode(), header, body)
+    assert not namespace["verify"](SECRET.encode(), header, body.replace(b"no ", b""))
+    assert not namespace["verify"](SECRET.encode(), sign(SECRET.encode(), body, time.time() - 600), body)
+    assert not namespace["verify"](SECRET.encode(), "nonsense", body)
+
+
+def test_plain_http_beyond_loopback_is_named():
+    assert unencrypted(("http://127.0.0.1:9/a", "http://localhost/b", "http://[::1]:8/", "https://team.example/c",
+                        "http://10.0.0.5/d?token=x")) == ["http://10.0.0.5"]
 
 
 def test_backoff_doubles_from_one_second_capped_with_jitter():
@@ -233,29 +252,35 @@ def by_kind(requests, kind: str, generation: int, content_type: str = "applicati
 
 
 def test_result_failure_and_reanalysis_alerts_reach_every_endpoint_signed(series, tmp_path):
-    """Generation 1 of the CTP, the refused series, then generation 2 (a late time point): each
-    announced once to each of two webhooks, as JSON and FHIR, signed, with the volumes of that
-    generation's result.json, the viewer link, a PNG thumbnail, and no patient information."""
+    """The CTP missing an image (reported incomplete) and the refused series, then the missing
+    image (generation 1), then a late time point (generation 2): each announced once to each of
+    two webhooks, as JSON and FHIR (the incomplete series in JSON only), signed, with the volumes
+    of that generation's result.json, the viewer link, a PNG thumbnail, no patient information."""
     uid, bad_uid = series["uid"], series["bad_uid"]
+    first_frames, last_frame = series["ctp"][:-N_SLICES], series["ctp"][-N_SLICES:]
+    missing = first_frames[10 * N_SLICES + 3]
     with Endpoint() as endpoint:
         urls = [endpoint.url("/team-a"), endpoint.url("/team-b?token=abc")]
-        node = alert_node(tmp_path, urls, "--alert-fhir", "--public-url", "https://viewer.example/triage/").start()
+        node = alert_node(tmp_path, urls, "--alert-fhir", "--public-url", "https://viewer.example/triage/",
+                          "--incomplete-warn-seconds", "2").start()
         try:
             node.wait_for_log(r"alerts go to 2 webhook\(s\), signed .*with FHIR reports")
-            send(node, series["ctp"][:-N_SLICES] + series["bad"])
-            endpoint.wait_for(8, log=node.log)  # (result, failure) x (2 URLs) x (JSON, FHIR)
-            send(node, series["ctp"][-N_SLICES:])
-            requests = endpoint.wait_for(12, log=node.log)
+            send(node, [p for p in first_frames if p != missing] + series["bad"])
+            endpoint.wait_for(6, log=node.log)  # failure x 2 URLs x (JSON, FHIR); incomplete x 2 URLs
+            send(node, [missing])
+            endpoint.wait_for(10, log=node.log)
+            send(node, last_frame)
+            requests = endpoint.wait_for(14, log=node.log)
             time.sleep(1.0)  # room for a duplicate to show up
         finally:
             assert node.stop() == 0
-    assert len(endpoint.requests) == 12 and all(r.status == 200 for r in requests)
-    assert len({r.headers["Idempotency-Key"] for r in requests}) == 12
+    assert len(endpoint.requests) == 14 and all(r.status == 200 for r in requests)
+    assert len({r.headers["Idempotency-Key"] for r in requests}) == 14
     store = node.store()
     try:
         ready = {j.generation: j.updated_at for j in store.jobs(uid, "analyse") if j.state == "done"}
         last_received = store.series(uid).last_received
-        assert [row.state for row in OutboxStore(store).rows()] == ["delivered"] * 12
+        assert [row.state for row in OutboxStore(store).rows()] == ["delivered"] * 14
     finally:
         store.close()
     for generation in (1, 2):
@@ -286,6 +311,9 @@ def test_result_failure_and_reanalysis_alerts_reach_every_endpoint_signed(series
     assert len(by_kind(requests, "failure", 1, "application/fhir+json")) == 2
     failure = json.loads(failures[0].body)
     assert "bolus" in failure["error"] and "read the images without it" in failure["message"]
+    incomplete = by_kind(requests, "incomplete", 1)
+    assert len(incomplete) == 2 and {json.loads(r.body)["study"]["series_uid"] for r in incomplete} == {uid}
+    assert f"(1 images missing of {N_SLICES * (N_FRAMES - 1)})" in json.loads(incomplete[0].body)["missing"]
     for request in requests:
         header = request.headers[SIGNATURE_HEADER]
         assert verify_signature(SECRET, header, request.body)

@@ -3,7 +3,8 @@
 A result or a failure of an analysis becomes one message per ``--webhook`` URL (two with
 ``alert_fhir``: the JSON alert and a FHIR R4 DiagnosticReport, :mod:`triage.alerts_fhir`),
 written to the ``outbox`` table in the transaction that records the result
-(:meth:`triage.jobstore.JobStore.finish_job`) and delivered by :mod:`triage.outbox`.
+(:meth:`triage.jobstore.JobStore.finish_job`) and delivered by :mod:`triage.outbox`. A
+perfusion series reported incomplete (missing images, not analysed) is announced too, in JSON.
 
 Each message carries an **idempotency key**, stable for a series (as first received), its
 generation, the kind of message, its format and the URL: a message sent again (after a failed
@@ -24,9 +25,10 @@ import base64
 import hashlib
 import hmac
 import io
+import ipaddress
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -143,6 +145,26 @@ def failure_messages(config: AlertConfig, record: SeriesRecord, generation: int,
     }
     return _messages(config, record, generation, "failure", body, at, patient,
                      lambda key: _fhir().failure_report(key, body, patient))
+
+
+def incomplete_messages(config: AlertConfig, record: SeriesRecord, generation: int, *, missing: str,
+                        quiet_s: float, at: float, patient: dict | None = None) -> list[OutboxMessage]:
+    """The messages saying that a perfusion series is still incomplete (``missing`` images)
+    after ``quiet_s`` seconds without new ones, so ``generation`` waits (JSON only: no report)."""
+    patient = patient if config.patient_details else None
+    study = _study(record, generation)
+    body = {
+        "schema": SCHEMA, "kind": "incomplete",
+        "message": (f"Stroke triage: CT perfusion series {record.series_uid} is incomplete after "
+                    f"{quiet_s:.0f} s without new images ({missing}); it is analysed when the missing "
+                    "images arrive. Read the images without waiting for it."),
+        "research_use_only": True, "statement": STATEMENT,
+        "study": study,
+        "missing": missing,
+        "links": {"study": _links(config, study["id"])["study"]},
+        "times": _times(record.last_received, reported=at),
+    }
+    return _messages(replace(config, fhir=False), record, generation, "incomplete", body, at, patient, None)
 
 
 def thumbnail_png(summary: Path) -> bytes | None:
@@ -266,6 +288,16 @@ def _result_text(record: SeriesRecord, generation: int, result: dict) -> str:
             f"{'met' if eligibility['defuse3'] else 'not met'}; DAWN {eligibility['reasons']['dawn']}. "
             f"Quality {quality['level']}" + (f" ({'; '.join(quality['warnings'])})" if quality["warnings"] else "")
             + f". {STATEMENT}")
+
+
+def unencrypted(urls: tuple[str, ...]) -> list[str]:
+    """The endpoints (:func:`where`) of ``urls`` reached by plain http beyond this machine."""
+    def loopback(host: str) -> bool:
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return host == "localhost"
+    return [where(url) for url in urls if urlsplit(url).scheme == "http" and not loopback(urlsplit(url).hostname)]
 
 
 def where(url: str) -> str:

@@ -101,7 +101,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     key TEXT NOT NULL UNIQUE,        -- idempotency key, sent in the Idempotency-Key header
     series_uid TEXT NOT NULL,
     generation INTEGER NOT NULL,
-    kind TEXT NOT NULL,              -- 'result' | 'failure'
+    kind TEXT NOT NULL,              -- 'result' | 'failure' | 'incomplete'
     format TEXT NOT NULL,            -- 'json' | 'fhir'
     url TEXT NOT NULL,
     body BLOB NOT NULL,
@@ -403,6 +403,11 @@ class JobStore:
             if failed:
                 _insert_alerts(db, alerts, now)
             return failed
+
+    def add_alerts(self, alerts: list[OutboxMessage]) -> None:
+        """Put ``alerts`` in the outbox (a key already there is kept as it is)."""
+        with self._transaction(durable=True) as db:
+            _insert_alerts(db, alerts, time.time())
 
     def supersede_job(self, job_id: int, generation: int) -> bool:
         """Mark a running job ``superseded by generation <generation>``."""

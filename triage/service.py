@@ -19,8 +19,8 @@
   crash isolation, memory returned, killable) into ``DATA/results/<series>/<generation>/``.
   Bad input (exit 2) fails the job with its reason; other failures are retried
   ``MAX_ANALYSIS_ATTEMPTS`` times.
-- With ``--webhook``, each result and each analysis failed for good is announced to the stroke
-  team's endpoints (:mod:`triage.alerts`): the messages are written to the job store's outbox
+- With ``--webhook``, each result, each analysis failed for good and each perfusion series
+  reported incomplete is announced to the stroke team's endpoints (:mod:`triage.alerts`): the messages are written to the job store's outbox
   with the result or failure, and a delivery thread POSTs them (:mod:`triage.outbox`).
 - The sender pushes ``dicom/*.dcm`` of each result to the PACS, retrying with exponential
   backoff (capped at ``SEND_BACKOFF_CAP_S``) while the PACS is unreachable. A send job is done
@@ -58,7 +58,8 @@ from dicom_node.scp import StorageSCP, TlsConfig
 from dicom_node.scu import RemoteAE, SendError, send_files
 from dicom_node.spool import Spool, safe_name
 from triage import __version__
-from triage.alerts import alert_config, failure_messages, patient_details, result_messages, where
+from triage.alerts import (alert_config, failure_messages, incomplete_messages, patient_details,
+                           result_messages, unencrypted, where)
 from triage.durable import fsync_directory
 from triage.errors import EXIT_INPUT, InputError, one_line
 from triage.jobstore import Generation, Job, JobStore, OutboxMessage, SeriesRecord
@@ -207,6 +208,9 @@ class Node:
                      ", ".join(where(url) for url in self._alerts.urls),
                      "; with patient name and ID" if self._alerts.patient_details else "",
                      "; with FHIR reports" if self._alerts.fhir else "")
+            if unencrypted(self._alerts.urls):
+                log.warning("alerts to %s go over plain http: anyone on the way can read them (signed, "
+                            "not encrypted; use https)", ", ".join(unencrypted(self._alerts.urls)))
         else:
             dropped = OutboxStore(self.store).expire_pending("no --webhook set")
             if dropped:
@@ -357,6 +361,11 @@ class Node:
                     "(the analysis needs every slice position at every time point) until the "
                     "missing images arrive", record.series_uid, now - record.last_received,
                     record.reason)
+        alerts = self._alert_messages(record.series_uid, record.generation + 1, "incomplete", now,
+                                      missing=record.reason, quiet_s=now - record.last_received)
+        if alerts:
+            self.store.add_alerts(alerts)
+            self._deliverer.notify()
 
     # Analysis
 
@@ -458,7 +467,8 @@ class Node:
         objects = sorted((out_dir / "dicom").glob("*.dcm"))
         send = (job.series_uid, job.generation, "send") if self.remote else None
         now = time.time()
-        alerts = self._alert_messages(job, "result", now, result=result, out_dir=out_dir)
+        alerts = self._alert_messages(job.series_uid, job.generation, "result", now, result=result,
+                                      out_dir=out_dir)
         if not self.store.finish_job(job.id, then=send, alerts=alerts, now=now):  # superseded as it finished
             self._log_superseded(job, "finished, not sent")
             return
@@ -491,25 +501,26 @@ class Node:
     def _fail_analysis(self, job: Job, reason: str) -> None:
         """Fail an analysis for good, and alert the stroke team in the same transaction."""
         now = time.time()
-        alerts = self._alert_messages(job, "failure", now, reason=reason)
+        alerts = self._alert_messages(job.series_uid, job.generation, "failure", now, reason=reason)
         if self.store.fail_job(job.id, reason, alerts=alerts, now=now) and alerts:
             self._deliverer.notify()
 
-    def _alert_messages(self, job: Job, kind: str, at: float, **facts) -> list[OutboxMessage]:
-        """The outbox messages of a ``result`` or ``failure`` of ``job`` at ``at`` ([] without
-        --webhook). Building them never stops the result or failure from being recorded: an
-        error is logged and the alert left out."""
+    def _alert_messages(self, series_uid: str, generation: int, kind: str, at: float,
+                        **facts) -> list[OutboxMessage]:
+        """The outbox messages of a ``result``, ``failure`` or ``incomplete`` series at ``at``
+        ([] without --webhook). Building them never stops the result or failure from being
+        recorded: an error is logged and the alert left out."""
         if self._alerts is None:
             return []
-        build = result_messages if kind == "result" else failure_messages
+        build = {"result": result_messages, "failure": failure_messages, "incomplete": incomplete_messages}[kind]
         try:
-            record = self.store.series(job.series_uid)
-            patient = (patient_details(self.store.instances(job.series_uid)[0].path)
+            record = self.store.series(series_uid)
+            patient = (patient_details(self.store.instances(series_uid)[0].path)
                        if self._alerts.patient_details else None)
-            return build(self._alerts, record, job.generation, at=at, patient=patient, **facts)
+            return build(self._alerts, record, generation, at=at, patient=patient, **facts)
         except Exception as exc:
             log.error("series %s generation %d: the %s alert cannot be written (%s); not sent",
-                      job.series_uid, job.generation, kind, one_line(exc, 300, with_type=True))
+                      series_uid, generation, kind, one_line(exc, 300, with_type=True))
             return []
 
     def _fall_back(self, job: Job) -> None:
