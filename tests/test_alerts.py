@@ -20,6 +20,7 @@ import pytest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from PIL import Image
 
+from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo
 from dicom_node.spool import safe_name
 from sample_data.phantom import CASES, make_phantom, write_dicom
 from tests import peers
@@ -205,6 +206,33 @@ def test_refused_alert_is_retried_logged_then_expires(tmp_path, caplog):
     assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"] == json.loads(first.body)["idempotency_key"]
     assert first.body == second.body and all(verify_signature(SECRET, r.headers[SIGNATURE_HEADER], r.body)
                                              for r in endpoint.requests)
+
+
+def test_retention_keeps_a_series_while_its_alert_is_pending_and_forgets_it_after(tmp_path):
+    store = JobStore(tmp_path / "triage.db")
+    try:
+        store.record_instance(InstanceInfo(
+            sop_instance_uid="1.2.3.4.1", sop_class_uid=CT_IMAGE_STORAGE, study_uid="1.2.3", series_uid="1.2.3.4",
+            path=tmp_path / "1.dcm", calling_aet="CT1", modality="CT", image_type=("ORIGINAL", "PRIMARY")),
+            received_at=1000.0)
+        store.add_job("1.2.3.4", 1, "analyse")
+        job = store.claim_job("analyse")
+        record = store.series("1.2.3.4")
+        messages = failure_messages(_config(), record, 1, reason="no arterial bolus found", at=time.time())
+        assert store.fail_job(job.id, "no arterial bolus found", alerts=messages)
+        outbox = OutboxStore(store)
+        assert [(r.kind, r.format, r.state) for r in outbox.rows()] == [("failure", "json", "pending"),
+                                                                      ("failure", "fhir", "pending")] * 2
+        assert store.expired_series(before=time.time()) == []  # the alerts still wait
+        for row in outbox.rows()[:-1]:
+            outbox.delivered(row.id, time.time())
+        assert store.expired_series(before=time.time()) == []
+        outbox.expire(outbox.rows()[-1].id, "HTTP 503", attempted=True)
+        assert [r.series_uid for r in store.expired_series(before=time.time())] == ["1.2.3.4"]
+        store.forget_series("1.2.3.4")
+        assert outbox.rows() == []
+    finally:
+        store.close()
 
 
 # The node end to end

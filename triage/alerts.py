@@ -107,18 +107,14 @@ def result_messages(config: AlertConfig, record: SeriesRecord, generation: int, 
     ``patient`` ({"id", "name"}) is included only with ``alert_patient_details``."""
     patient = patient if config.patient_details else None
     thumbnail = thumbnail_png(out_dir / "summary.png")
-    study = _study(record, generation)
     eligibility = result["eligibility"]
     body = {
-        "schema": SCHEMA, "kind": "result",
-        "message": _result_text(record, generation, result),
-        "research_use_only": True, "statement": STATEMENT,
-        "study": study,
+        **_body(config, record, generation, "result", _result_text(record, generation, result)),
         "volumes": {name: result[name] for name in VOLUMES},
         "eligibility": {"defuse3": eligibility["defuse3"], "dawn": eligibility["dawn"],
                         "reasons": eligibility["reasons"]},
         "quality": {"level": result["quality"]["level"], "warnings": result["quality"]["warnings"]},
-        "links": _links(config, study["id"]),
+        "links": _links(config, safe_name(record.series_uid)),
         "thumbnail_png_base64": base64.b64encode(thumbnail).decode("ascii") if thumbnail else None,
         "times": _times(record.last_received, result_ready=at),
         "software": result["software"],
@@ -131,16 +127,12 @@ def failure_messages(config: AlertConfig, record: SeriesRecord, generation: int,
                      at: float, patient: dict | None = None) -> list[OutboxMessage]:
     """The messages saying that the analysis of ``generation`` failed for good (``at``), and why."""
     patient = patient if config.patient_details else None
-    study = _study(record, generation)
     what = f"re-analysis {generation}" if generation >= 2 else "analysis"
     body = {
-        "schema": SCHEMA, "kind": "failure",
-        "message": (f"Stroke triage: the {what} of series {record.series_uid} failed: {reason}. "
-                    "No result will come from it: read the images without it."),
-        "research_use_only": True, "statement": STATEMENT,
-        "study": study,
+        **_body(config, record, generation, "failure",
+                f"Stroke triage: the {what} of series {record.series_uid} failed: {reason}. "
+                "No result will come from it: read the images without it."),
         "error": reason,
-        "links": {"study": _links(config, study["id"])["study"]},
         "times": _times(record.last_received, failed=at),
     }
     return _messages(config, record, generation, "failure", body, at, patient,
@@ -152,16 +144,12 @@ def incomplete_messages(config: AlertConfig, record: SeriesRecord, generation: i
     """The messages saying that a perfusion series is still incomplete (``missing`` images)
     after ``quiet_s`` seconds without new ones, so ``generation`` waits (JSON only: no report)."""
     patient = patient if config.patient_details else None
-    study = _study(record, generation)
     body = {
-        "schema": SCHEMA, "kind": "incomplete",
-        "message": (f"Stroke triage: CT perfusion series {record.series_uid} is incomplete after "
-                    f"{quiet_s:.0f} s without new images ({missing}); it is analysed when the missing "
-                    "images arrive. Read the images without waiting for it."),
-        "research_use_only": True, "statement": STATEMENT,
-        "study": study,
+        **_body(config, record, generation, "incomplete",
+                f"Stroke triage: CT perfusion series {record.series_uid} is incomplete after "
+                f"{quiet_s:.0f} s without new images ({missing}); it is analysed when the missing "
+                "images arrive. Read the images without waiting for it."),
         "missing": missing,
-        "links": {"study": _links(config, study["id"])["study"]},
         "times": _times(record.last_received, reported=at),
     }
     return _messages(replace(config, fhir=False), record, generation, "incomplete", body, at, patient, None)
@@ -252,10 +240,15 @@ def _encode(document: dict) -> bytes:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _study(record: SeriesRecord, generation: int) -> dict:
-    return {"id": safe_name(record.series_uid), "study_uid": record.study_uid,
-            "series_uid": record.series_uid, "series_description": record.description,
-            "generation": generation, "reanalysis": generation >= 2}
+def _body(config: AlertConfig, record: SeriesRecord, generation: int, kind: str, message: str) -> dict:
+    """What every alert holds: kind, message, the research-use statement, the study and its link."""
+    study_id = safe_name(record.series_uid)
+    return {"schema": SCHEMA, "kind": kind, "message": message, "research_use_only": True,
+            "statement": STATEMENT,
+            "study": {"id": study_id, "study_uid": record.study_uid, "series_uid": record.series_uid,
+                      "series_description": record.description, "generation": generation,
+                      "reanalysis": generation >= 2},
+            "links": {"study": _links(config, study_id)["study"]}}
 
 
 def _links(config: AlertConfig, study_id: str) -> dict:

@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 from triage import __version__
 from triage.alerts import SIGNATURE_HEADER, sign, where
 from triage.errors import one_line
-from triage.jobstore import JobStore
+from triage.jobstore import JobStore, OutboxMessage
 
 log = logging.getLogger("triage.alerts")
 
@@ -46,21 +46,13 @@ RETRIED_4XX = (408, 429)     # the 4xx answers that mean "later", not "refused"
 
 
 @dataclass(frozen=True)
-class OutboxRow:
-    """One row of the ``outbox`` table (times POSIX s)."""
+class OutboxRow(OutboxMessage):
+    """One row of the ``outbox`` table: the message and its delivery state (times POSIX s)."""
 
     id: int
-    key: str
-    series_uid: str
-    generation: int
-    kind: str
-    format: str
-    url: str
-    body: bytes
     state: str
     attempts: int
     next_attempt_at: float
-    expires_at: float
     created_at: float
     delivered_at: float | None
     last_error: str | None
