@@ -6,10 +6,12 @@ status of ``answers`` (then 200): ``Endpoint(answers=[503])`` fails the first PO
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from tests import peers
 
@@ -24,17 +26,19 @@ class Request:
 
 class Endpoint:
     """``with Endpoint(port) as endpoint:`` serves on 127.0.0.1:``port`` (a free one when None)
-    in a thread; ``endpoint.requests`` in arrival order."""
+    in a thread, over https with ``tls`` = (certificate, key) PEM files; ``endpoint.requests``
+    in arrival order."""
 
-    def __init__(self, port: int | None = None, answers: list[int] = ()):
+    def __init__(self, port: int | None = None, answers: list[int] = (), tls: tuple[Path, Path] | None = None):
         self.port = port or peers.free_port()
         self.answers = list(answers)
+        self.tls = tls
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
     def url(self, path: str = "/alerts") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     def __enter__(self) -> "Endpoint":
         endpoint = self
@@ -53,6 +57,10 @@ class Endpoint:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*map(str, self.tls))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

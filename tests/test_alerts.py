@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ from tests.node import ROOT, NodeProcess
 from triage.alerts import (SIGNATURE_HEADER, THUMBNAIL_WIDTH_PX, AlertConfig, failure_messages,
                            result_messages, sign, unencrypted, verify_signature)
 from triage.jobstore import JobStore, SeriesRecord
-from triage.outbox import BACKOFF_CAP_S, JITTER, Deliverer, OutboxStore, backoff
+from triage.outbox import BACKOFF_CAP_S, JITTER, Deliverer, OutboxStore, backoff, post
 
 N_SLICES, N_FRAMES = 8, 25
 SECRET = "s3cret-shared-with-the-stroke-team"
@@ -235,6 +236,20 @@ def test_retention_keeps_a_series_while_its_alert_is_pending_and_forgets_it_afte
         store.close()
 
 
+def test_https_endpoint_verified_and_basic_authentication_from_the_url(tmp_path, monkeypatch):
+    certs = peers.make_certificates(tmp_path)
+    with Endpoint(tls=(certs["server.pem"], certs["server.key"])) as endpoint:
+        url = endpoint.url("/hook").replace("https://", "https://team:p%40ss@")
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        with pytest.raises(ssl.SSLCertVerificationError):  # the test CA is not among the system's
+            post(url, b"{}", {"Content-Type": "application/json"})
+        monkeypatch.setenv("SSL_CERT_FILE", str(certs["ca.pem"]))
+        assert post(url, b"{}", {"Content-Type": "application/json"}) == (200, "OK")
+    (request,) = endpoint.requests
+    assert request.path == "/hook" and request.headers["Authorization"] == "Basic " + base64.b64encode(
+        b"team:p@ss").decode()
+
+
 # The node end to end
 
 @pytest.fixture(scope="module")
@@ -402,6 +417,10 @@ def test_webhook_settings_errors_are_one_line(tmp_path):
         2, ["error: the webhook secret is too short: at least 16 characters"])
     assert serve("--webhook", "ftp://host/x?token=abc", "--webhook-secret-file", str(short)) == (
         2, ["error: --webhook ftp://host: expected an http:// or https:// URL"])
+    good = tmp_path / "good.secret"
+    good.write_text(SECRET)
+    assert serve("--webhook", "http://127.0.0.1:9/a", "--webhook-secret-file", str(good), "--public-url", "viewer:8080") == (
+        2, ["error: --public-url viewer:8080: expected an http:// or https:// URL"])
     missing = tmp_path / "missing.secret"
     assert serve("--webhook", "http://127.0.0.1:9/a", "--webhook-secret-file", str(missing)) == (
         2, [f"error: --webhook-secret-file {missing}: cannot read it (No such file or directory)"])

@@ -87,6 +87,8 @@ def alert_config(s: Settings) -> AlertConfig | None:
         raise InputError(f"the webhook secret is too short: at least {MIN_SECRET_LENGTH} characters")
     if not s.alert_expiry_hours > 0:
         raise InputError("--alert-expiry-hours must be positive")
+    if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
+        raise InputError(f"--public-url {s.public_url}: expected an http:// or https:// URL")
     public_url = s.public_url or (f"http://127.0.0.1:{s.http_port}" if s.http_port else "")
     return AlertConfig(urls=tuple(s.webhook), secret=secret.encode(), public_url=public_url.rstrip("/"),
                        patient_details=s.alert_patient_details, fhir=s.alert_fhir,

@@ -514,14 +514,24 @@ class Node:
             return []
         build = {"result": result_messages, "failure": failure_messages, "incomplete": incomplete_messages}[kind]
         try:
-            record = self.store.series(series_uid)
-            patient = (patient_details(self.store.instances(series_uid)[0].path)
-                       if self._alerts.patient_details else None)
-            return build(self._alerts, record, generation, at=at, patient=patient, **facts)
+            return build(self._alerts, self.store.series(series_uid), generation, at=at,
+                         patient=self._patient(series_uid), **facts)
         except Exception as exc:
             log.error("series %s generation %d: the %s alert cannot be written (%s); not sent",
                       series_uid, generation, kind, one_line(exc, 300, with_type=True))
             return []
+
+    def _patient(self, series_uid: str) -> dict | None:
+        """PatientID and name of the series for its alerts with --alert-patient-details, else
+        None (None too, with a warning, when no header of the series can be read)."""
+        if not self._alerts.patient_details:
+            return None
+        try:
+            return patient_details(self.store.instances(series_uid)[0].path)
+        except Exception as exc:
+            log.warning("series %s: patient details not readable for its alert (%s): sent without",
+                        series_uid, type(exc).__name__)
+            return None
 
     def _fall_back(self, job: Job) -> None:
         """After the analysis of a re-analysis failed for good: send the newest earlier result
