@@ -27,10 +27,11 @@ from sample_data.phantom import CASES, make_phantom, write_dicom
 from tests import peers
 from tests.endpoint import Endpoint
 from tests.node import ROOT, NodeProcess
-from triage.alerts import (SIGNATURE_HEADER, THUMBNAIL_WIDTH_PX, AlertConfig, failure_messages,
-                           result_messages, sign, unencrypted, verify_signature)
+from triage.alerts import (SIGNATURE_HEADER, THUMBNAIL_WIDTH_PX, AlertConfig, alert_config,
+                           failure_messages, result_messages, sign, unencrypted, verify_signature)
 from triage.jobstore import JobStore, SeriesRecord
 from triage.outbox import BACKOFF_CAP_S, JITTER, Deliverer, OutboxStore, backoff, post
+from triage.settings import load_settings
 
 N_SLICES, N_FRAMES = 8, 25
 SECRET = "s3cret-shared-with-the-stroke-team"
@@ -399,6 +400,22 @@ def test_endpoint_down_node_killed_then_up_the_alert_arrives_once(series, tmp_pa
     assert alert["links"] == {"study": None, "summary_png": None}  # neither --http-port nor --public-url
     assert verify_signature(SECRET, requests[1].headers[SIGNATURE_HEADER], requests[1].body)
     assert series["patient"]["name"] not in node.log()
+
+
+def test_alert_settings_from_the_config_file_and_environment(tmp_path):
+    config = tmp_path / "triage.toml"
+    config.write_text('webhook = ["https://team.example/a", "https://pager.example/b"]\nalert_fhir = true\n'
+                      'http_port = 8080\n')
+    alerts = alert_config(load_settings(config, environ={"TRIAGE_WEBHOOK_SECRET": SECRET,
+                                                         "TRIAGE_ALERT_EXPIRY_HOURS": "0.5"}))
+    assert (alerts.urls, alerts.secret, alerts.fhir, alerts.expiry_s, alerts.public_url, alerts.patient_details) == (
+        ("https://team.example/a", "https://pager.example/b"), SECRET.encode(), True, 1800.0,
+        "http://127.0.0.1:8080", False)
+    alerts = alert_config(load_settings(environ={"TRIAGE_WEBHOOK": "http://127.0.0.1:9/a,http://127.0.0.1:9/b",
+                                                 "TRIAGE_WEBHOOK_SECRET": SECRET,
+                                                 "TRIAGE_PUBLIC_URL": "https://triage.example/"}))
+    assert alerts.urls == ("http://127.0.0.1:9/a", "http://127.0.0.1:9/b")
+    assert alerts.public_url == "https://triage.example" and alert_config(load_settings(environ={})) is None
 
 
 def test_webhook_settings_errors_are_one_line(tmp_path):

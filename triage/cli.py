@@ -194,8 +194,8 @@ def _add_serve(commands) -> None:
              f"(default {d.incomplete_warn_seconds:g})")
     add("--http-port", type=int, metavar="PORT", help=f"status/alert HTTP port, 0 = off (default {d.http_port})")
     add("--webhook", action="append", metavar="URL",
-        help="URL each result and each failed analysis is POSTed to as a signed JSON alert "
-             "(repeatable; see docs/alerts.md); needs --webhook-secret-file or webhook_secret "
+        help="URL each result, failed analysis and incomplete perfusion series is POSTed to as a "
+             "signed JSON alert (repeatable; see docs/alerts.md); needs --webhook-secret-file or webhook_secret "
              "(config file or TRIAGE_WEBHOOK_SECRET: a secret on the command line is visible to "
              "every user of the machine)")
     add("--webhook-secret-file", metavar="FILE",

@@ -18,8 +18,8 @@ Tables
     started first), ``attempts``, ``next_attempt_at`` and the last error.
 ``outbox``
     Alerts to the stroke team's endpoints (:mod:`triage.alerts`), written in the transaction
-    that records the result or the failure, delivered by :mod:`triage.outbox`: ``state``
-    ``pending`` → ``delivered`` | ``expired``.
+    that records the result or the failure they announce (an incomplete series' alert on its
+    own), delivered by :mod:`triage.outbox`: ``state`` ``pending`` → ``delivered`` | ``expired``.
 
 Times are POSIX seconds (``time.time()``), so they survive a restart. The database runs in WAL
 mode; instance rows are committed with ``synchronous=NORMAL`` (durable across a crash of the

@@ -20,8 +20,9 @@
   Bad input (exit 2) fails the job with its reason; other failures are retried
   ``MAX_ANALYSIS_ATTEMPTS`` times.
 - With ``--webhook``, each result, each analysis failed for good and each perfusion series
-  reported incomplete is announced to the stroke team's endpoints (:mod:`triage.alerts`): the messages are written to the job store's outbox
-  with the result or failure, and a delivery thread POSTs them (:mod:`triage.outbox`).
+  reported incomplete is announced to the stroke team's endpoints (:mod:`triage.alerts`): the
+  messages are written to the job store's outbox with the result or failure, and a delivery
+  thread POSTs them (:mod:`triage.outbox`).
 - The sender pushes ``dicom/*.dcm`` of each result to the PACS, retrying with exponential
   backoff (capped at ``SEND_BACKOFF_CAP_S``) while the PACS is unreachable. A send job is done
   only when every object was acknowledged; result UIDs are deterministic, so a repeated send

@@ -57,8 +57,9 @@ class Settings:
         only its last time points lack slices (an aborted scan), its complete time points are
         analysed
     http_port : status/alert HTTP port (0 = off)
-    webhook : URLs (http or https) each result and each failed analysis is POSTed to, as a
-        signed JSON alert (see ``docs/alerts.md``); in the environment comma-separated
+    webhook : URLs (http or https) each result, failed analysis and incomplete perfusion series
+        is POSTed to, as a signed JSON alert (see ``docs/alerts.md``); in the environment
+        comma-separated
     webhook_secret, webhook_secret_file : the HMAC-SHA256 key signing the alerts (at least 16
         characters), or a file holding it (surrounding white space ignored); one of the two is
         needed with ``webhook``
