@@ -193,7 +193,21 @@ def _add_serve(commands) -> None:
              "its complete time points when only the last ones lack slices (an aborted scan) "
              f"(default {d.incomplete_warn_seconds:g})")
     add("--http-port", type=int, metavar="PORT", help=f"status/alert HTTP port, 0 = off (default {d.http_port})")
-    add("--webhook", metavar="URL", help="URL notified of results (alerts)")
+    add("--webhook", action="append", metavar="URL",
+        help="URL each result, failed analysis and incomplete perfusion series is POSTed to as a "
+             "signed JSON alert (repeatable; see docs/alerts.md); needs --webhook-secret-file or webhook_secret "
+             "(config file or TRIAGE_WEBHOOK_SECRET: a secret on the command line is visible to "
+             "every user of the machine)")
+    add("--webhook-secret-file", metavar="FILE",
+        help="file holding the HMAC-SHA256 key (at least 16 characters) that signs the alerts")
+    add("--alert-patient-details", action="store_true", default=None,
+        help="include the PatientID and PatientName in the alerts (default: no patient information)")
+    add("--alert-fhir", action="store_true", default=None,
+        help="also send each alert as a FHIR R4 DiagnosticReport (application/fhir+json)")
+    add("--alert-expiry-hours", type=float, metavar="H",
+        help=f"give up an alert not delivered after H hours (default {d.alert_expiry_hours:g})")
+    add("--public-url", metavar="URL",
+        help="base URL of the viewer for the links in the alerts (default http://127.0.0.1:<http-port>)")
     add("--tls-cert", metavar="PEM", help="certificate for DICOM over TLS (with --tls-key)")
     add("--tls-key", metavar="PEM", help="private key for DICOM over TLS")
     add("--tls-ca", metavar="PEM", help="CA certificates that callers must be signed by")
@@ -212,7 +226,8 @@ def _add_serve(commands) -> None:
 
 SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_aet", "accept_any_aet",
                  "pacs", "quiet_seconds", "incomplete_warn_seconds", "http_port", "webhook", "tls_cert",
-                 "tls_key", "tls_ca", "pacs_tls", "max_associations", "max_jobs", "spool_reserve_mb", "retention_days")
+                 "tls_key", "tls_ca", "pacs_tls", "max_associations", "max_jobs", "spool_reserve_mb", "retention_days",
+                 "webhook_secret_file", "alert_patient_details", "alert_fhir", "alert_expiry_hours", "public_url")
 
 
 def run_serve(args) -> int:

@@ -16,6 +16,10 @@ Tables
     ``analyse`` and ``send`` jobs per (series, generation), with ``state`` (``pending`` →
     ``running`` → ``done`` | ``failed``, or ``superseded`` when a newer generation of the series
     started first), ``attempts``, ``next_attempt_at`` and the last error.
+``outbox``
+    Alerts to the stroke team's endpoints (:mod:`triage.alerts`), written in the transaction
+    that records the result or the failure they announce (an incomplete series' alert on its
+    own), delivered by :mod:`triage.outbox`: ``state`` ``pending`` → ``delivered`` | ``expired``.
 
 Times are POSIX seconds (``time.time()``), so they survive a restart. The database runs in WAL
 mode; instance rows are committed with ``synchronous=NORMAL`` (durable across a crash of the
@@ -92,6 +96,24 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL,
     UNIQUE (series_uid, generation, kind)
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,        -- idempotency key, sent in the Idempotency-Key header
+    series_uid TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    kind TEXT NOT NULL,              -- 'result' | 'failure' | 'incomplete'
+    format TEXT NOT NULL,            -- 'json' | 'fhir'
+    url TEXT NOT NULL,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL,             -- 'pending' | 'delivered' | 'expired'
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    delivered_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 """
 
 INSTANCE_COLUMNS = ("sop_uid", "series_uid", "study_uid", "sop_class_uid", "path", "calling_aet",
@@ -145,6 +167,21 @@ class Job:
     error: str | None
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A new row of the ``outbox`` table: an alert for (series, generation) to ``url``, tried
+    until ``expires_at`` (POSIX s)."""
+
+    key: str
+    series_uid: str
+    generation: int
+    kind: str
+    format: str
+    url: str
+    body: bytes
+    expires_at: float
 
 
 @dataclass(frozen=True)
@@ -249,10 +286,11 @@ class JobStore:
 
     def expired_series(self, before: float, series_uid: str | None = None) -> list[SeriesRecord]:
         """Series (or the one ``series_uid``) whose last instance arrived before ``before`` and
-        that have no pending or running job: nothing more will be done with them unless an
-        instance arrives (retention removes them)."""
+        that have no pending or running job nor pending alert: nothing more will be done with
+        them unless an instance arrives (retention removes them)."""
         sql = ("SELECT * FROM series s WHERE last_received < ? AND NOT EXISTS (SELECT 1 FROM jobs j "
-               "WHERE j.series_uid = s.series_uid AND j.state IN ('pending', 'running'))")
+               "WHERE j.series_uid = s.series_uid AND j.state IN ('pending', 'running')) AND NOT EXISTS "
+               "(SELECT 1 FROM outbox o WHERE o.series_uid = s.series_uid AND o.state = 'pending')")
         parameters: list = [before]
         if series_uid is not None:
             sql += " AND series_uid = ?"
@@ -264,6 +302,7 @@ class JobStore:
         with self._transaction(durable=True) as db:
             count = db.execute("DELETE FROM instances WHERE series_uid = ?", (series_uid,)).rowcount
             db.execute("DELETE FROM jobs WHERE series_uid = ?", (series_uid,))
+            db.execute("DELETE FROM outbox WHERE series_uid = ?", (series_uid,))
             db.execute("DELETE FROM series WHERE series_uid = ?", (series_uid,))
             return count
 
@@ -330,15 +369,19 @@ class JobStore:
     # The ends of a running job: each changes only a job still ``running`` (not one superseded
     # meanwhile) and returns whether it did.
 
-    def finish_job(self, job_id: int, *, then: tuple[str, int, str] | None = None) -> bool:
-        """Mark a running job done and, in the same transaction, queue ``then`` = (series,
-        generation, kind) when given: no crash can fall between the two."""
-        now = time.time()
+    def finish_job(self, job_id: int, *, then: tuple[str, int, str] | None = None,
+                   alerts: list[OutboxMessage] = (), now: float | None = None) -> bool:
+        """Mark a running job done (at ``now``, POSIX s) and, in the same transaction, queue
+        ``then`` = (series, generation, kind) when given and put ``alerts`` in the outbox: no
+        crash can fall between them."""
+        now = time.time() if now is None else now
         with self._transaction(durable=True) as db:
             done = db.execute("UPDATE jobs SET state = 'done', error = NULL, updated_at = ? "
                               "WHERE id = ? AND state = 'running'", (now, job_id)).rowcount == 1
             if done and then is not None:
                 _insert_job(db, *then, now)
+            if done:
+                _insert_alerts(db, alerts, now)
             return done
 
     def retry_job(self, job_id: int, error: str, delay_s: float) -> bool:
@@ -350,11 +393,21 @@ class JobStore:
                               "updated_at = ? WHERE id = ? AND state = 'running'",
                               (error, now + delay_s, now, job_id)).rowcount == 1
 
-    def fail_job(self, job_id: int, error: str) -> bool:
+    def fail_job(self, job_id: int, error: str, *, alerts: list[OutboxMessage] = (),
+                 now: float | None = None) -> bool:
+        """Mark a running job failed for good (at ``now``) and put ``alerts`` in the outbox."""
+        now = time.time() if now is None else now
         with self._transaction(durable=True) as db:
-            return db.execute("UPDATE jobs SET state = 'failed', error = ?, updated_at = ? "
-                              "WHERE id = ? AND state = 'running'",
-                              (error, time.time(), job_id)).rowcount == 1
+            failed = db.execute("UPDATE jobs SET state = 'failed', error = ?, updated_at = ? "
+                                "WHERE id = ? AND state = 'running'", (error, now, job_id)).rowcount == 1
+            if failed:
+                _insert_alerts(db, alerts, now)
+            return failed
+
+    def add_alerts(self, alerts: list[OutboxMessage]) -> None:
+        """Put ``alerts`` in the outbox (a key already there is kept as it is)."""
+        with self._transaction(durable=True) as db:
+            _insert_alerts(db, alerts, time.time())
 
     def supersede_job(self, job_id: int, generation: int) -> bool:
         """Mark a running job ``superseded by generation <generation>``."""
@@ -451,6 +504,15 @@ def _insert_job(db: sqlite3.Connection, series_uid: str, generation: int, kind: 
     db.execute("INSERT OR IGNORE INTO jobs (series_uid, generation, kind, state, next_attempt_at, "
                "created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
                (series_uid, generation, kind, now, now, now))
+
+
+def _insert_alerts(db: sqlite3.Connection, alerts: list[OutboxMessage], now: float) -> None:
+    """Pending outbox rows, due now; a key already there is kept as it is."""
+    db.executemany("INSERT OR IGNORE INTO outbox (key, series_uid, generation, kind, format, url, body, "
+                   "state, next_attempt_at, expires_at, created_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                   [(a.key, a.series_uid, a.generation, a.kind, a.format, a.url, a.body, now,
+                     a.expires_at, now) for a in alerts])
 
 
 def _spool_files(root: Path):

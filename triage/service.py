@@ -19,6 +19,10 @@
   crash isolation, memory returned, killable) into ``DATA/results/<series>/<generation>/``.
   Bad input (exit 2) fails the job with its reason; other failures are retried
   ``MAX_ANALYSIS_ATTEMPTS`` times.
+- With ``--webhook``, each result, each analysis failed for good and each perfusion series
+  reported incomplete is announced to the stroke team's endpoints (:mod:`triage.alerts`): the
+  messages are written to the job store's outbox with the result or failure, and a delivery
+  thread POSTs them (:mod:`triage.outbox`).
 - The sender pushes ``dicom/*.dcm`` of each result to the PACS, retrying with exponential
   backoff (capped at ``SEND_BACKOFF_CAP_S``) while the PACS is unreachable. A send job is done
   only when every object was acknowledged; result UIDs are deterministic, so a repeated send
@@ -55,9 +59,12 @@ from dicom_node.scp import StorageSCP, TlsConfig
 from dicom_node.scu import RemoteAE, SendError, send_files
 from dicom_node.spool import Spool, safe_name
 from triage import __version__
+from triage.alerts import (alert_config, failure_messages, incomplete_messages, patient_details,
+                           result_messages, unencrypted, where)
 from triage.durable import fsync_directory
 from triage.errors import EXIT_INPUT, InputError, one_line
-from triage.jobstore import Generation, Job, JobStore, SeriesRecord
+from triage.jobstore import Generation, Job, JobStore, OutboxMessage, SeriesRecord
+from triage.outbox import Deliverer, OutboxStore
 from triage.settings import Settings
 
 log = logging.getLogger("triage.node")
@@ -98,6 +105,8 @@ class Node:
         self._children_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._reported: set[tuple[str, int]] = set()
+        self._alerts = alert_config(settings)  # None without --webhook
+        self._deliverer: Deliverer | None = None
 
     # Life cycle
 
@@ -142,6 +151,9 @@ class Node:
         self._threads += [threading.Thread(target=self._run_jobs, name=f"analysis-{k + 1}", daemon=True,
                                            args=("analyse", self._analyse, self._retry_or_fail))
                           for k in range(s.max_jobs)]
+        if self._alerts:
+            self._deliverer = Deliverer(self.store, self._alerts.secret, self._stopping)
+            self._threads.append(threading.Thread(target=self._deliverer.run, name="alerts", daemon=True))
         for thread in self._threads:
             thread.start()
         self._log_startup(allowed)
@@ -190,9 +202,20 @@ class Node:
         else:
             log.info("series are kept for ever (--retention-days 0): the spool and results grow "
                      "until the disk reserve refuses new images")
-        if s.http_port or s.webhook:
-            log.info("http_port/webhook are set: they are served by the alerts feature (issue 4), "
-                     "not by this version")
+        if s.http_port:
+            log.info("http_port is set: it is served by the web feature (issue 4), not by this version")
+        if self._alerts:
+            log.info("alerts go to %d webhook(s), signed (%s)%s%s", len(self._alerts.urls),
+                     ", ".join(where(url) for url in self._alerts.urls),
+                     "; with patient name and ID" if self._alerts.patient_details else "",
+                     "; with FHIR reports" if self._alerts.fhir else "")
+            if unencrypted(self._alerts.urls):
+                log.warning("alerts to %s go over plain http: anyone on the way can read them (signed, "
+                            "not encrypted; use https)", ", ".join(unencrypted(self._alerts.urls)))
+        else:
+            dropped = OutboxStore(self.store).expire_pending("no --webhook set")
+            if dropped:
+                log.warning("%d undelivered alert(s) of an earlier run dropped: no --webhook set", dropped)
 
     # Receiving
 
@@ -339,6 +362,11 @@ class Node:
                     "(the analysis needs every slice position at every time point) until the "
                     "missing images arrive", record.series_uid, now - record.last_received,
                     record.reason)
+        alerts = self._alert_messages(record.series_uid, record.generation + 1, "incomplete", now,
+                                      missing=record.reason, quiet_s=now - record.last_received)
+        if alerts:
+            self.store.add_alerts(alerts)
+            self._deliverer.notify()
 
     # Analysis
 
@@ -427,7 +455,7 @@ class Node:
             self._analysed(job, out_dir, seconds)
         elif status == EXIT_INPUT:
             reason = _last_error(log_path) or "bad input"
-            self.store.fail_job(job.id, reason)
+            self._fail_analysis(job, reason)
             log.error("analysis of %s generation %d failed after %.1f s: %s (not retried; details "
                       "in %s)", uid, generation, seconds, reason, log_path)
             self._fall_back(job)
@@ -439,9 +467,14 @@ class Node:
         result = json.loads((out_dir / "result.json").read_text())
         objects = sorted((out_dir / "dicom").glob("*.dcm"))
         send = (job.series_uid, job.generation, "send") if self.remote else None
-        if not self.store.finish_job(job.id, then=send):  # superseded as it finished
+        now = time.time()
+        alerts = self._alert_messages(job.series_uid, job.generation, "result", now, result=result,
+                                      out_dir=out_dir)
+        if not self.store.finish_job(job.id, then=send, alerts=alerts, now=now):  # superseded as it finished
             self._log_superseded(job, "finished, not sent")
             return
+        if alerts:
+            self._deliverer.notify()
         log.info("analysis of %s generation %d finished in %.1f s: core %.1f mL, Tmax>6 s %.1f mL, "
                  "mismatch %.1f mL; %d result objects in %s%s", job.series_uid, job.generation,
                  seconds, result["core_ml"], result["tmax6_ml"], result["mismatch_ml"], len(objects),
@@ -461,10 +494,45 @@ class Node:
             log.warning("analysis of %s generation %d failed (attempt %d of %d): %s; retry in %.0f s",
                         job.series_uid, job.generation, job.attempts, MAX_ANALYSIS_ATTEMPTS, reason, delay)
         else:
-            self.store.fail_job(job.id, reason)
+            self._fail_analysis(job, reason)
             log.error("analysis of %s generation %d failed %d times, given up: %s", job.series_uid,
                       job.generation, job.attempts, reason)
             self._fall_back(job)
+
+    def _fail_analysis(self, job: Job, reason: str) -> None:
+        """Fail an analysis for good, and alert the stroke team in the same transaction."""
+        now = time.time()
+        alerts = self._alert_messages(job.series_uid, job.generation, "failure", now, reason=reason)
+        if self.store.fail_job(job.id, reason, alerts=alerts, now=now) and alerts:
+            self._deliverer.notify()
+
+    def _alert_messages(self, series_uid: str, generation: int, kind: str, at: float,
+                        **facts) -> list[OutboxMessage]:
+        """The outbox messages of a ``result``, ``failure`` or ``incomplete`` series at ``at``
+        ([] without --webhook). Building them never stops the result or failure from being
+        recorded: an error is logged and the alert left out."""
+        if self._alerts is None:
+            return []
+        build = {"result": result_messages, "failure": failure_messages, "incomplete": incomplete_messages}[kind]
+        try:
+            return build(self._alerts, self.store.series(series_uid), generation, at=at,
+                         patient=self._patient(series_uid), **facts)
+        except Exception as exc:
+            log.error("series %s generation %d: the %s alert cannot be written (%s); not sent",
+                      series_uid, generation, kind, one_line(exc, 300, with_type=True))
+            return []
+
+    def _patient(self, series_uid: str) -> dict | None:
+        """PatientID and name of the series for its alerts with --alert-patient-details, else
+        None (None too, with a warning, when no header of the series can be read)."""
+        if not self._alerts.patient_details:
+            return None
+        try:
+            return patient_details(self.store.instances(series_uid)[0].path)
+        except Exception as exc:
+            log.warning("series %s: patient details not readable for its alert (%s): sent without",
+                        series_uid, type(exc).__name__)
+            return None
 
     def _fall_back(self, job: Job) -> None:
         """After the analysis of a re-analysis failed for good: send the newest earlier result

@@ -56,7 +56,19 @@ class Settings:
         time points is reported as incomplete (it is analysed once the rest arrives), or, when
         only its last time points lack slices (an aborted scan), its complete time points are
         analysed
-    http_port : status/alert HTTP port (0 = off); webhook : alert URL (see issue 4)
+    http_port : status/alert HTTP port (0 = off)
+    webhook : URLs (http or https) each result, failed analysis and incomplete perfusion series
+        is POSTed to, as a signed JSON alert (see ``docs/alerts.md``); in the environment
+        comma-separated
+    webhook_secret, webhook_secret_file : the HMAC-SHA256 key signing the alerts (at least 16
+        characters), or a file holding it (surrounding white space ignored); one of the two is
+        needed with ``webhook``
+    alert_patient_details : include the PatientID and PatientName in the alerts (default: no
+        patient information)
+    alert_fhir : also send each alert as a FHIR R4 DiagnosticReport (``application/fhir+json``)
+    alert_expiry_hours : an alert not delivered after this many hours is given up (logged)
+    public_url : base URL of the viewer in the alerts' links (default
+        ``http://127.0.0.1:<http_port>``; with neither, the alerts have no links)
     tls_cert, tls_key, tls_ca : PEM files for DICOM over TLS (all empty = plain TCP)
     pacs_tls : send to the PACS over DICOM TLS: ``tls_cert``/``tls_key`` as our client
         certificate, the PACS's certificate (and host name) verified against ``tls_ca``, else
@@ -86,7 +98,13 @@ class Settings:
     quiet_seconds: float = 3.0
     incomplete_warn_seconds: float = 30.0
     http_port: int = 0
-    webhook: str = ""
+    webhook: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    webhook_secret_file: str = ""
+    alert_patient_details: bool = False
+    alert_fhir: bool = False
+    alert_expiry_hours: float = 24.0
+    public_url: str = ""
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
