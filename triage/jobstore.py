@@ -15,7 +15,10 @@ Tables
 ``jobs``
     ``analyse`` and ``send`` jobs per (series, generation), with ``state`` (``pending`` →
     ``running`` → ``done`` | ``failed``, or ``superseded`` when a newer generation of the series
-    started first), ``attempts``, ``next_attempt_at`` and the last error.
+    started first), ``attempts``, ``next_attempt_at`` and the last error. ``options`` (analyse
+    jobs) is NULL for an analysis the images started, or the JSON object of a re-run a user
+    requested (:meth:`JobStore.reprocess`): ``{"aif": [x, y, z], "profile": name}``, each key
+    optional (``{}``: the same analysis again).
 
 Times are POSIX seconds (``time.time()``), so they survive a restart. The database runs in WAL
 mode; instance rows are committed with ``synchronous=NORMAL`` (durable across a crash of the
@@ -90,9 +93,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    options TEXT,                      -- JSON analysis options of a requested re-run, or NULL
     UNIQUE (series_uid, generation, kind)
 );
 """
+MIGRATIONS = (("jobs", "options", "ALTER TABLE jobs ADD COLUMN options TEXT"),)
+"""Columns added after the first release: (table, column, statement adding it)."""
 
 INSTANCE_COLUMNS = ("sop_uid", "series_uid", "study_uid", "sop_class_uid", "path", "calling_aet",
                     "patient_id", "modality", "series_description", "image_type", "position",
@@ -145,6 +151,11 @@ class Job:
     error: str | None
     created_at: float
     updated_at: float
+    options: str | None = None
+
+    def analysis_options(self) -> dict:
+        """The requested re-run's options (``aif``, ``profile``); empty for an ordinary analysis."""
+        return json.loads(self.options) if self.options else {}
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,14 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns of :data:`MIGRATIONS` that a database of an older version lacks."""
+        with self._lock:
+            for table, column, statement in MIGRATIONS:
+                if column not in {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -298,13 +317,25 @@ class JobStore:
                 return None
             generation = db.execute("SELECT generation FROM series WHERE series_uid = ?",
                                     (series_uid,)).fetchone()[0]
-            older = ("series_uid = ? AND generation < ? AND "
-                     "(state = 'pending' OR (kind = 'analyse' AND state = 'running'))")
-            superseded = [Job(**row) for row in db.execute(f"SELECT * FROM jobs WHERE {older} ORDER BY id",
-                                                           (series_uid, generation))]
-            db.execute(f"UPDATE jobs SET state = 'superseded', error = ?, updated_at = ? WHERE {older}",
-                       (f"superseded by generation {generation}", now, series_uid, generation))
+            superseded = _supersede_older(db, series_uid, generation, now)
             _insert_job(db, series_uid, generation, "analyse", now)
+            return Generation(generation, superseded)
+
+    def reprocess(self, series_uid: str, options: dict) -> Generation | None:
+        """Queue a re-run of an analysed perfusion series (state ``ready``) as its next
+        generation with the analysis ``options`` (JSON-ready, see the ``jobs`` table),
+        superseding the older generations' work as :meth:`start_generation` does. None when the
+        series is unknown, not a perfusion series, or receiving or waiting for images."""
+        now = time.time()
+        with self._transaction(durable=True) as db:
+            cursor = db.execute("UPDATE series SET generation = generation + 1 WHERE series_uid = ? "
+                                "AND state = 'ready' AND classification = 'CTP'", (series_uid,))
+            if cursor.rowcount != 1:
+                return None
+            generation = db.execute("SELECT generation FROM series WHERE series_uid = ?",
+                                    (series_uid,)).fetchone()[0]
+            superseded = _supersede_older(db, series_uid, generation, now)
+            _insert_job(db, series_uid, generation, "analyse", now, json.dumps(options, sort_keys=True))
             return Generation(generation, superseded)
 
     # Jobs
@@ -447,10 +478,23 @@ class JobStore:
         return Recovery(jobs_reset=reset, instances_registered=registered, unreadable=unreadable)
 
 
-def _insert_job(db: sqlite3.Connection, series_uid: str, generation: int, kind: str, now: float) -> None:
+def _insert_job(db: sqlite3.Connection, series_uid: str, generation: int, kind: str, now: float,
+                options: str | None = None) -> None:
     db.execute("INSERT OR IGNORE INTO jobs (series_uid, generation, kind, state, next_attempt_at, "
-               "created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
-               (series_uid, generation, kind, now, now, now))
+               "created_at, updated_at, options) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+               (series_uid, generation, kind, now, now, now, options))
+
+
+def _supersede_older(db: sqlite3.Connection, series_uid: str, generation: int, now: float) -> list[Job]:
+    """Mark the pending jobs and running analyses of generations before ``generation``
+    superseded; returns them as they were."""
+    older = ("series_uid = ? AND generation < ? AND "
+             "(state = 'pending' OR (kind = 'analyse' AND state = 'running'))")
+    superseded = [Job(**row) for row in db.execute(f"SELECT * FROM jobs WHERE {older} ORDER BY id",
+                                                   (series_uid, generation))]
+    db.execute(f"UPDATE jobs SET state = 'superseded', error = ?, updated_at = ? WHERE {older}",
+               (f"superseded by generation {generation}", now, series_uid, generation))
+    return superseded
 
 
 def _spool_files(root: Path):

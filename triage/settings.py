@@ -56,7 +56,8 @@ class Settings:
         time points is reported as incomplete (it is analysed once the rest arrives), or, when
         only its last time points lack slices (an aborted scan), its complete time points are
         analysed
-    http_port : status/alert HTTP port (0 = off); webhook : alert URL (see issue 4)
+    http_port : port of the web API and viewer (0 = off), on ``http_address`` (loopback by
+        default: put a TLS reverse proxy in front to serve other machines); webhook : alert URL
     tls_cert, tls_key, tls_ca : PEM files for DICOM over TLS (all empty = plain TCP)
     pacs_tls : send to the PACS over DICOM TLS: ``tls_cert``/``tls_key`` as our client
         certificate, the PACS's certificate (and host name) verified against ``tls_ca``, else
@@ -86,6 +87,7 @@ class Settings:
     quiet_seconds: float = 3.0
     incomplete_warn_seconds: float = 30.0
     http_port: int = 0
+    http_address: str = "127.0.0.1"
     webhook: str = ""
     tls_cert: str = ""
     tls_key: str = ""

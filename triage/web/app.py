@@ -1,0 +1,342 @@
+"""The web API and the viewer's pages (FastAPI), over a node's data directory.
+
+Routes (all need a session cookie from ``POST /api/login`` or ``Authorization: Bearer <API
+token>``, except ``GET /healthz``, the login itself, the login page and the static files the
+pages load; a page opened without a session redirects to ``/login``):
+
+- ``POST /api/login`` ``{"username", "password"}`` → 200 and an HttpOnly, SameSite=Strict
+  session cookie (``SESSION_HOURS``); 401 on a wrong name or password, 429 after too many
+  failures for the name or from the address (:meth:`Accounts.throttled`);
+  ``POST /api/logout``; ``GET /api/me`` → ``{"username", "role"}``.
+- ``GET /api/studies``, ``GET /api/studies/{id}`` (see :mod:`triage.web.studies`).
+- ``GET /api/studies/{id}/maps/{name}/{z}.png``, ``.../overlays/{core|hypoperfusion}/{z}.png``,
+  ``.../maps/{name}/colorbar.png``, ``.../summary.png``, ``.../images/{name}.png``: of the
+  shown generation, or of ``?generation=N``; see :mod:`triage.web.slices`. Each carries an
+  ETag naming its generation (a generation's files never change): revalidated when the URL
+  names no generation, cached for good when it does.
+- ``POST /api/studies/{id}/reprocess`` (admin) ``{"aif": [x, y, z]?, "profile": str?}`` → 202
+  ``{"generation": n}``: the series analysed again as a new generation with ``--aif X,Y,Z``
+  (source-image column, row, slice; within the acquisition matrix and slice count) and
+  ``--profile`` (one of :func:`models.profiles.available_profiles`).
+- ``GET /api/audit`` (admin): the audit log, newest first.
+- ``GET /metrics``: Prometheus text (:mod:`triage.web.metrics`); ``GET /docs``: the OpenAPI
+  description (``/openapi.json``) in Swagger UI.
+- Pages ``/``, ``/studies/{id}``, ``/login`` (``static/index.html``, ``study.html``,
+  ``login.html``) and ``/static/``.
+
+Every request for a study by a user is written to the audit log (``open_study``, once per user
+and study within ``AUDIT_REPEAT_S``), as are logins, failed logins, logouts and re-runs.
+Research use only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from models.profiles import available_profiles
+from triage import __version__
+from triage.jobstore import JobStore
+from triage.web import metrics, slices
+from triage.web.accounts import SESSION_HOURS, Accounts, User
+from triage.web.database import OUTBOX_SCHEMA, Database
+from triage.web.studies import MAP_NAMES, OVERLAY_NAMES, Studies, Study
+
+log = logging.getLogger("triage.web")
+
+STATIC_DIR = Path(__file__).parent / "static"
+COOKIE = "triage_session"
+AUDIT_REPEAT_S = 600.0
+IMAGE_NAME = re.compile(r"[a-z0-9_]{1,32}")
+REVALIDATE = "private, no-cache"
+FOREVER = "private, max-age=31536000, immutable"
+PNG = "image/png"
+
+
+class Login(BaseModel):
+    username: str
+    password: str
+
+
+class Reprocess(BaseModel):
+    aif: list[int] | None = Field(default=None, min_length=3, max_length=3,
+                                  description="source-image column x, row y, slice z (0-based)")
+    profile: str | None = Field(default=None, description="threshold profile name")
+
+
+def create_app(data_dir: Path, store: JobStore, *,
+               reprocess: Callable[[str, dict], int | None] | None = None) -> FastAPI:
+    """The application over ``data_dir`` (``triage.db``, ``results/``) and its job store.
+
+    ``reprocess(series_uid, options)`` queues a re-run and returns its generation (None when
+    the series cannot be re-run now); by default :meth:`JobStore.reprocess` (the node passes
+    its own, which also stops the older generation's running analysis and wakes a worker).
+    ``app.state.close()`` closes the API's database connection.
+    """
+    data_dir = Path(data_dir)
+    database = Database(data_dir / "triage.db", OUTBOX_SCHEMA)
+    accounts = Accounts(database)
+    studies = Studies(database, data_dir / "results")
+    if reprocess is None:
+        def reprocess(series_uid: str, options: dict) -> int | None:
+            started = store.reprocess(series_uid, options)
+            return None if started is None else started.number
+    opened = _RecentOpens()
+
+    app = FastAPI(title="stroke-triage", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None, description="CT perfusion triage node (research use only).")
+    app.state.close = database.close
+
+    def credentials(request: Request) -> User | None:
+        header = request.headers.get("authorization", "")
+        if header[:7].lower() == "bearer ":
+            return accounts.token_user(header[7:].strip())
+        session_id = request.cookies.get(COOKIE)
+        return accounts.session_user(session_id) if session_id else None
+
+    def user(request: Request) -> User:
+        found = credentials(request)
+        if found is None:
+            raise HTTPException(401, "authentication required: log in or send an API token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return found
+
+    def admin(current: User = Depends(user)) -> User:
+        if not current.is_admin:
+            raise HTTPException(403, "this needs the admin role")
+        return current
+
+    def study_for(study_id: str, request: Request, current: User) -> Study:
+        study = studies.get(study_id)
+        if study is None:
+            raise HTTPException(404, "no such study")
+        if opened.first_in_a_while(current.username, study_id):
+            accounts.audit(current.username, "open_study", target=study_id, client=_client(request))
+        return study
+
+    def result_dir(study: Study, generation: int | None) -> tuple[Path, int]:
+        if generation is None:
+            if study.result_dir is None:
+                raise HTTPException(404, "no result yet")
+            return study.result_dir, study.generation
+        folder = studies.results_root / study.id / str(generation)
+        if generation < 1 or not (folder / "result.json").is_file():
+            raise HTTPException(404, f"no result of generation {generation}")
+        return folder, generation
+
+    def cached(request: Request, tag: str, pinned: bool, media_type: str, body: Callable[[], bytes]) -> Response:
+        headers = {"ETag": f'"{tag}"', "Cache-Control": FOREVER if pinned else REVALIDATE}
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+        try:
+            content = body()
+        except (OSError, IndexError) as exc:
+            raise HTTPException(404, str(exc)) from None
+        return Response(content, media_type=media_type, headers=headers)
+
+    # Health, login, session
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        database.query("SELECT 1")
+        return {"status": "ok"}
+
+    @app.post("/api/login")
+    def login(body: Login, request: Request) -> JSONResponse:
+        client = _client(request)
+        if accounts.throttled(body.username, client):
+            log.warning("login of %r from %s refused: too many failed attempts", body.username, client)
+            raise HTTPException(429, "too many failed logins: wait a few minutes")
+        found = accounts.check_login(body.username, body.password)
+        if found is None:
+            accounts.audit(body.username, "login_failed", client=client)
+            log.warning("failed login for %r from %s", body.username, client)
+            raise HTTPException(401, "wrong user name or password")
+        session_id, expires = accounts.new_session(found)
+        accounts.audit(found.username, "login", client=client)
+        log.info("user %s logged in from %s", found.username, client)
+        response = JSONResponse({"username": found.username, "role": found.role})
+        response.set_cookie(COOKIE, session_id, max_age=int(SESSION_HOURS * 3600), httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https", path="/")
+        return response
+
+    @app.post("/api/logout")
+    def logout(request: Request, current: User = Depends(user)) -> JSONResponse:
+        session_id = request.cookies.get(COOKIE)
+        if session_id:
+            accounts.end_session(session_id)
+        accounts.audit(current.username, "logout", client=_client(request))
+        response = JSONResponse({"username": current.username, "logged_out": True})
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    @app.get("/api/me")
+    def me(current: User = Depends(user)) -> dict:
+        return {"username": current.username, "role": current.role}
+
+    # Studies
+
+    @app.get("/api/studies")
+    def study_list(current: User = Depends(user)) -> dict:
+        return {"studies": [study.summary() for study in studies.all()]}
+
+    @app.get("/api/studies/{study_id}")
+    def study_detail(study_id: str, request: Request, current: User = Depends(user)) -> dict:
+        return study_for(study_id, request, current).detail()
+
+    @app.get("/api/studies/{study_id}/maps/{name}/colorbar.png", response_class=Response)
+    def colorbar(study_id: str, name: str, request: Request, current: User = Depends(user)) -> Response:
+        study_for(study_id, request, current)
+        if name not in MAP_NAMES:
+            raise HTTPException(404, f"no map {name!r} (maps: {', '.join(MAP_NAMES)})")
+        return cached(request, f"colorbar/{name}/{__version__}", False, PNG, lambda: slices.colorbar_png(name))
+
+    @app.get("/api/studies/{study_id}/maps/{name}/{z}.png", response_class=Response)
+    def map_slice(study_id: str, name: str, z: int, request: Request, generation: int | None = None,
+                  current: User = Depends(user)) -> Response:
+        if name not in MAP_NAMES:
+            raise HTTPException(404, f"no map {name!r} (maps: {', '.join(MAP_NAMES)})")
+        folder, number = result_dir(study_for(study_id, request, current), generation)
+        return cached(request, f"{study_id}/{number}/map/{name}/{z}", generation is not None, PNG,
+                      lambda: slices.map_png(folder / "maps", name, z))
+
+    @app.get("/api/studies/{study_id}/overlays/{name}/{z}.png", response_class=Response)
+    def overlay_slice(study_id: str, name: str, z: int, request: Request, generation: int | None = None,
+                      current: User = Depends(user)) -> Response:
+        if name not in OVERLAY_NAMES:
+            raise HTTPException(404, f"no overlay {name!r} (overlays: {', '.join(OVERLAY_NAMES)})")
+        folder, number = result_dir(study_for(study_id, request, current), generation)
+        return cached(request, f"{study_id}/{number}/overlay/{name}/{z}", generation is not None, PNG,
+                      lambda: slices.overlay_png(folder / "maps", name, z))
+
+    @app.get("/api/studies/{study_id}/summary.png", response_class=Response)
+    def summary_picture(study_id: str, request: Request, generation: int | None = None,
+                        current: User = Depends(user)) -> Response:
+        folder, number = result_dir(study_for(study_id, request, current), generation)
+        return cached(request, f"{study_id}/{number}/summary", generation is not None, PNG,
+                      lambda: (folder / "summary.png").read_bytes())
+
+    @app.get("/api/studies/{study_id}/images/{name}.png", response_class=Response)
+    def result_picture(study_id: str, name: str, request: Request, generation: int | None = None,
+                       current: User = Depends(user)) -> Response:
+        if not IMAGE_NAME.fullmatch(name):
+            raise HTTPException(404, "no such picture")
+        folder, number = result_dir(study_for(study_id, request, current), generation)
+        return cached(request, f"{study_id}/{number}/image/{name}", generation is not None, PNG,
+                      lambda: (folder / "images" / f"{name}.png").read_bytes())
+
+    @app.post("/api/studies/{study_id}/reprocess", status_code=202)
+    def reprocess_study(study_id: str, body: Reprocess, request: Request,
+                        current: User = Depends(admin)) -> dict:
+        study = study_for(study_id, request, current)
+        if study.status in ("receiving", "incomplete", "ignored"):
+            raise HTTPException(409, f"the series is {study.status}: only a complete perfusion series "
+                                     "can be analysed again")
+        options: dict = {}
+        if body.aif is not None:
+            _check_aif(body.aif, database, study)
+            options["aif"] = body.aif
+        if body.profile is not None:
+            if body.profile not in available_profiles():
+                raise HTTPException(422, f"unknown profile {body.profile!r}; available: "
+                                         f"{', '.join(available_profiles())}")
+            options["profile"] = body.profile
+        generation = reprocess(study.row["series_uid"], options)
+        if generation is None:
+            raise HTTPException(409, "the series cannot be analysed again now (images arriving?)")
+        accounts.audit(current.username, "reprocess", target=study_id, client=_client(request),
+                       detail=json.dumps({"generation": generation, **options}, sort_keys=True))
+        log.info("user %s requested re-analysis of study %s as generation %d (%s)", current.username,
+                 study_id, generation, json.dumps(options, sort_keys=True) if options else "same options")
+        return {"generation": generation}
+
+    @app.get("/api/audit")
+    def audit(limit: int = 500, action: str | None = None, current: User = Depends(admin)) -> dict:
+        return {"entries": accounts.audit_log(min(max(limit, 1), 10000), action)}
+
+    # Monitoring and documentation
+
+    @app.get("/metrics", response_class=Response)
+    def prometheus(current: User = Depends(user)) -> Response:
+        return Response(metrics.exposition(database), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(current: User = Depends(user)) -> dict:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(current: User = Depends(user)) -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="stroke-triage API")
+
+    # Pages
+
+    @app.get("/login", include_in_schema=False)
+    def login_page() -> Response:
+        return _page("login.html")
+
+    @app.get("/", include_in_schema=False)
+    def index_page(request: Request) -> Response:
+        return _page("index.html") if credentials(request) else RedirectResponse("/login", 303)
+
+    @app.get("/studies/{study_id}", include_in_schema=False)
+    def study_page(study_id: str, request: Request) -> Response:
+        return _page("study.html") if credentials(request) else RedirectResponse("/login", 303)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    return app
+
+
+def _page(name: str) -> Response:
+    path = STATIC_DIR / name
+    if not path.is_file():
+        raise HTTPException(404, f"page {name} is not installed")
+    return FileResponse(path, media_type="text/html", headers={"Cache-Control": REVALIDATE})
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def _check_aif(aif: list[int], database: Database, study: Study) -> None:
+    """422 unless ``aif`` (x, y, z) lies in the acquisition matrix (the series' DICOM Columns
+    and Rows) and its slice positions."""
+    rows = database.query("SELECT path FROM instances WHERE series_uid = ? LIMIT 1", (study.row["series_uid"],))
+    try:
+        header = pydicom.dcmread(rows[0]["path"], stop_before_pixels=True, specific_tags=["Rows", "Columns"])
+        columns, rows_, slices_ = int(header.Columns), int(header.Rows), int(study.row["n_positions"])
+    except (IndexError, OSError, TypeError, ValueError, AttributeError, pydicom.errors.InvalidDicomError):
+        raise HTTPException(409, "the series' images cannot be read to check the AIF location") from None
+    x, y, z = aif
+    if not (0 <= x < columns and 0 <= y < rows_ and 0 <= z < slices_):
+        raise HTTPException(422, f"aif {x},{y},{z} is outside the images ({columns} columns x {rows_} rows "
+                                 f"x {slices_} slices; 0-based)")
+
+
+class _RecentOpens:
+    """Which (user, study) pairs were audited in the last ``AUDIT_REPEAT_S`` (in memory: after a
+    restart each pair is written once more)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str], float] = {}
+
+    def first_in_a_while(self, username: str, study_id: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get((username, study_id), -AUDIT_REPEAT_S) < AUDIT_REPEAT_S:
+                return False
+            self._last = {k: t for k, t in self._last.items() if now - t < AUDIT_REPEAT_S}
+            self._last[(username, study_id)] = now
+            return True
