@@ -38,7 +38,9 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     data_dir = Path(load_settings(args.config, data_dir=args.data_dir).data_dir)
-    if not data_dir.is_dir():
+    if args.action == "add":  # the first user may come before the node's first start
+        data_dir.mkdir(parents=True, exist_ok=True)
+    elif not data_dir.is_dir():
         raise InputError(f"no data directory {data_dir} (give the node's --data-dir)")
     accounts = Accounts.open(data_dir / "triage.db")
     try:
