@@ -1,0 +1,356 @@
+"""The viewer's pages in a real browser: Debian's headless Chromium driven by Playwright, against
+the web API served by a real uvicorn over a data directory with a phantom series analysed by
+``triage analyze`` (:mod:`tests.webdata`). The admin signs in with an account made by the
+``triage user add`` command.
+
+Checked: sign-in, the study list (volumes of result.json, refreshing by itself), the study page
+(volumes, criteria, quality, curves, AIF/VOF marks), scrolling slices by slider, wheel, keys and
+buttons, the overlays toggling, a re-run with the AIF clicked on a map (the clicked pixel mapped
+through the CSS scaling to the acquisition matrix: the job store holds the AIF of result.json),
+no re-run control for the viewer role, and no horizontal overflow at phone size. Screenshots of
+each page at workstation and phone size are written to ``tests/artifacts/`` (not kept in git).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.webdata import VIEWER, make_analysed_data, serve_api
+from triage.jobstore import JobStore
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ADMIN = ("lead", "lead-password-1")  # made with ``triage user add``
+RESEARCH_LINE = "Research use only — not for clinical decisions"
+WORKSTATION = {"viewport": {"width": 1920, "height": 1080}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
+         "device_scale_factor": 2}
+MAPS = ("cbf", "cbv", "mtt", "tmax")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The API over an analysed data directory: {"base", "data", "result", "detail_maps"}."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is missing: run scripts/setup.sh (apt-get install chromium)")
+    data = make_analysed_data(tmp_path_factory.mktemp("viewer"))
+    added = subprocess.run([sys.executable, "-m", "triage.cli", "user", "add", ADMIN[0], "--role", "admin",
+                            "--data-dir", str(data.data_dir)], input=ADMIN[1] + "\n", text=True,
+                           capture_output=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    result = json.loads((data.result_dir(1) / "result.json").read_text())
+    with serve_api(data.data_dir) as (base, _app, _store):
+        yield {"base": base, "data": data, "result": result}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def watched(page):
+    """``page`` with its uncaught JavaScript errors collected in ``page.errors``."""
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    return page
+
+
+def new_page(browser, device: dict):
+    """A page of a fresh browser context (no cookies)."""
+    return watched(browser.new_context(**device).new_page())
+
+
+def sign_in(page, site, user=ADMIN, path="/"):
+    page.goto(site["base"] + path)
+    page.wait_for_url("**/login*")
+    page.fill("#username", user[0])
+    page.fill("#password", user[1])
+    page.click("button[type=submit]")
+    page.wait_for_url(site["base"] + path)
+
+
+def open_study(page, site):
+    page.goto(f"{site['base']}/studies/{site['data'].study_id}")
+    page.wait_for_selector("#viewer:not([hidden])")
+    page.wait_for_function("""() => [...document.querySelectorAll('.map:not([hidden]) img')]
+                              .every(image => image.complete && image.naturalWidth > 0)""")
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def ml(value) -> str:
+    return "–" if value is None else f"{value:.1f} mL"
+
+
+def ratio(value) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def shown_slice(page, name="cbf") -> int:
+    """The slice of the map ``name`` on screen, from its image URL (``.../{z}.png?...``)."""
+    src = page.get_attribute(f".map[data-map={name}] .map-image", "src")
+    return int(src.split("/")[-1].split(".")[0])
+
+
+def no_horizontal_overflow(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def click_pixel(page, x: int, y: int, name="cbf") -> None:
+    """Click the middle of acquisition pixel (x, y) of map ``name`` as displayed (CSS-scaled)."""
+    box = page.locator(f".map[data-map={name}] .map-image").bounding_box()
+    columns, rows = page.evaluate(f"""(() => {{ const i = document.querySelector(
+        '.map[data-map={name}] .map-image'); return [i.naturalWidth, i.naturalHeight]; }})()""")
+    assert box["width"] != columns  # the image is scaled: the mapping is put to the test
+    page.mouse.click(box["x"] + (x + 0.5) * box["width"] / columns, box["y"] + (y + 0.5) * box["height"] / rows)
+
+
+def analyse_jobs(site) -> list:
+    store = JobStore(site["data"].data_dir / "triage.db")
+    try:
+        return store.jobs(site["data"].series_uid, "analyse")
+    finally:
+        store.close()
+
+
+def test_sign_in_then_the_list_shows_the_volumes_and_refreshes(site, browser):
+    page = new_page(browser, WORKSTATION)
+    page.goto(site["base"] + "/")
+    page.wait_for_url("**/login*")
+    assert page.inner_text(".ruo") == RESEARCH_LINE
+    page.fill("#username", ADMIN[0])
+    page.fill("#password", "not-the-password")
+    page.click("button[type=submit]")
+    expect(page.locator("#login-error")).to_have_text("Wrong user name or password.")
+    assert page.url.endswith("/login")
+    screenshot(page, "workstation-login")
+
+    page.fill("#password", ADMIN[1])
+    page.click("button[type=submit]")
+    page.wait_for_url(site["base"] + "/")
+    row = page.locator(f"#studies tr[data-id='{site['data'].study_id}']")
+    row.wait_for()
+    result = site["result"]
+    cells = {label: row.locator(f"td[data-label='{label}']").inner_text()
+             for label in ("Status", "Core", "Tmax > 6 s", "Mismatch", "Ratio", "DEFUSE 3", "Quality")}
+    assert cells == {"Status": "done", "Core": ml(result["core_ml"]), "Tmax > 6 s": ml(result["tmax6_ml"]),
+                     "Mismatch": ml(result["mismatch_ml"]), "Ratio": ratio(result["mismatch_ratio"]),
+                     "DEFUSE 3": "eligible" if result["eligibility"]["defuse3"] else "not eligible",
+                     "Quality": result["quality"]["level"]}
+    assert page.locator("#studies tbody tr").count() == 2  # and the ignored NCCT series
+    assert page.inner_text("#user") == f"{ADMIN[0]} (admin)"
+    assert page.inner_text(".ruo") == RESEARCH_LINE
+    with page.expect_response("**/api/studies", timeout=10_000) as polled:
+        pass
+    assert polled.value.status == 200
+    screenshot(page, "workstation-list")
+    assert no_horizontal_overflow(page) and page.errors == []
+
+
+def test_study_page_shows_the_result_curves_and_marks(site, browser):
+    page = new_page(browser, WORKSTATION)
+    sign_in(page, site)
+    page.click(f"#studies tr[data-id='{site['data'].study_id}'] a")
+    page.wait_for_url(f"**/studies/{site['data'].study_id}")
+    open_study(page, site)
+    result = site["result"]
+    assert page.inner_text(".ruo") == RESEARCH_LINE
+    for field in ("core_ml", "tmax6_ml", "tmax10_ml", "mismatch_ml"):
+        assert page.inner_text(f"dd[data-field={field}]") == ml(result[field])
+    for field in ("mismatch_ratio", "hir"):
+        assert page.inner_text(f"dd[data-field={field}]") == ratio(result[field])
+    reasons = result["eligibility"]["reasons"]
+    assert reasons["defuse3"] in page.inner_text("li[data-decision=defuse3]")
+    assert reasons["dawn"] in page.inner_text("li[data-decision=dawn]")
+    quality = result["quality"]
+    assert page.inner_text("#quality-level .chip") == quality["level"]
+    assert page.locator("#warnings li").all_inner_texts() == quality["warnings"]
+    assert page.locator("#quality-banner").is_visible() == (quality["level"] == "limited")
+
+    detail = page.evaluate(f"fetch('/api/studies/{site['data'].study_id}').then(r => r.json())")
+    for name in MAPS:
+        low, high = detail["maps"][name]["window"]
+        window = page.inner_text(f".map[data-map={name}] .window")
+        assert window.startswith(f"window {low:g}–{high:g} ") and window.endswith(detail["maps"][name]["units"])
+        image = page.locator(f".map[data-map={name}] .map-image")
+        assert image.evaluate("i => [i.naturalHeight, i.naturalWidth]") == result["acquisition"]["matrix"]
+        assert page.locator(f".map[data-map={name}] .colorbar").evaluate("i => i.naturalWidth") > 0
+        assert image.get_attribute("alt").startswith(name.upper() if name != "tmax" else "Tmax")
+
+    times = result["acquisition"]["times_s"]
+    for curve in ("aif", "vof", "tissue"):
+        points = page.get_attribute(f"polyline[data-curve={curve}]", "points").split()
+        assert len(points) == len(times)
+    axis_titles = page.locator("svg.curves .axis-title").all_text_contents()
+    assert "time (s)" in axis_titles and "AIF, VOF (HU)" in axis_titles
+    # The AIF peak is the highest point of its line (SVG y grows downwards).
+    aif_y = [float(p.split(",")[1]) for p in page.get_attribute("polyline[data-curve=aif]", "points").split()]
+    curve = quality["aif"]["curve_hu"]
+    assert aif_y.index(min(aif_y)) == curve.index(max(curve))
+
+    x, y, z = quality["aif"]["location"]["source_xyz"]
+    assert shown_slice(page) == z  # the page opens at the AIF's slice
+    ring = page.locator(".map[data-map=cbf] circle.mark-aif")
+    assert (float(ring.get_attribute("cx")), float(ring.get_attribute("cy"))) == (x + 0.5, y + 0.5)
+    assert f"column {x}, row {y}, slice {z}" in page.inner_text("#curve-caption")
+    screenshot(page, "workstation-study")
+    assert no_horizontal_overflow(page) and page.errors == []
+
+
+def test_slices_scroll_and_overlays_toggle(site, browser):
+    page = new_page(browser, WORKSTATION)
+    sign_in(page, site)
+    open_study(page, site)
+    slices = site["result"]["acquisition"]["slices"]
+    aif_z = site["result"]["quality"]["aif"]["location"]["source_xyz"][2]
+    page.focus("#slice")
+    page.keyboard.press("Home")
+    assert [shown_slice(page, name) for name in MAPS] == [0] * 4
+    assert page.get_attribute(".map[data-map=cbf] .map-image", "src").endswith("/maps/cbf/0.png?generation=1")
+    assert page.get_attribute(".map[data-map=cbf] .overlay-core", "src").endswith("/overlays/core/0.png?generation=1")
+    page.keyboard.press("ArrowRight")
+    assert shown_slice(page) == 1 and page.inner_text("#slice-label") == f"1 of 0–{slices - 1}"
+
+    box = page.locator(".map[data-map=mtt] .stack").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    scrolled = page.evaluate("window.scrollY")
+    page.mouse.wheel(0, 100)
+    page.wait_for_function("document.querySelector('#slice').value === '2'")
+    assert shown_slice(page, "tmax") == 2 and page.evaluate("window.scrollY") == scrolled
+    page.mouse.wheel(0, -100)
+    page.wait_for_function("document.querySelector('#slice').value === '1'")
+
+    page.click("h2#viewer-heading")  # focus leaves the slider: the page's own arrow keys
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowUp")
+    assert shown_slice(page) == 3
+    page.keyboard.press("End")
+    assert shown_slice(page) == slices - 1
+    page.click("#slice-up")  # stays at the last slice
+    assert shown_slice(page) == slices - 1
+    page.click("#slice-down")
+    assert shown_slice(page) == slices - 2
+    page.click("#to-aif")
+    assert shown_slice(page) == aif_z and page.input_value("#slice") == str(aif_z)
+
+    core = page.locator(".overlay-core")
+    hypoperfusion = page.locator(".overlay-hypoperfusion")
+    assert core.count() == hypoperfusion.count() == 4
+    assert all(core.nth(i).is_visible() and hypoperfusion.nth(i).is_visible() for i in range(4))
+    page.uncheck("#show-core")
+    assert not any(core.nth(i).is_visible() for i in range(4))
+    assert all(hypoperfusion.nth(i).is_visible() for i in range(4))
+    page.uncheck("#show-hypoperfusion")
+    assert not any(hypoperfusion.nth(i).is_visible() for i in range(4))
+    page.check("#show-core")
+    assert all(core.nth(i).is_visible() for i in range(4))
+    page.uncheck("#show-markers")
+    assert not page.locator(".map[data-map=cbf] circle.mark-aif").is_visible()
+
+    page.check("input[name=layout][value=tmax]")
+    assert [page.locator(f".map[data-map={name}]").is_visible() for name in MAPS] == [False, False, False, True]
+    page.check("input[name=layout][value=all]")
+    assert all(page.locator(f".map[data-map={name}]").is_visible() for name in MAPS)
+    assert page.errors == []
+
+
+def test_viewer_role_has_no_rerun_control(site, browser):
+    page = new_page(browser, WORKSTATION)
+    sign_in(page, site, VIEWER)
+    open_study(page, site)
+    assert page.inner_text("#user") == f"{VIEWER[0]} (viewer)"
+    assert page.locator("#pick-aif").count() == 1 and not page.locator("#pick-aif").is_visible()
+    page.locator(".map[data-map=cbf] .stack").click()
+    assert not page.locator("#confirm-aif").is_visible()
+    answer = page.request.post(f"{site['base']}/api/studies/{site['data'].study_id}/reprocess",
+                               data={"aif": [1, 1, 0]})
+    assert answer.status == 403
+    assert [job.generation for job in analyse_jobs(site)] == [1]
+
+
+def test_phone_layout_fits_and_maps_a_tap_to_the_acquisition_pixel(site, browser):
+    page = new_page(browser, PHONE)
+    page.goto(site["base"] + "/login")
+    assert page.inner_text(".ruo") == RESEARCH_LINE and no_horizontal_overflow(page)
+    screenshot(page, "phone-login")
+    sign_in(page, site)
+    page.locator("#studies tbody tr").first.wait_for()
+    assert no_horizontal_overflow(page)
+    assert page.locator("#studies thead").bounding_box()["height"] <= 1  # one card per study
+    row = page.locator(f"#studies tr[data-id='{site['data'].study_id}']")
+    assert row.bounding_box()["width"] <= 390
+    assert row.locator("td[data-label=Core]").inner_text() == ml(site["result"]["core_ml"])
+    screenshot(page, "phone-list")
+
+    open_study(page, site)
+    assert page.inner_text(".ruo") == RESEARCH_LINE
+    assert [page.locator(f".map[data-map={name}]").is_visible() for name in MAPS] == [True, False, False, False]
+    assert page.locator(".map[data-map=cbf] .map-image").bounding_box()["width"] <= 390
+    for control in ("#slice-up", "#slice-down", "#pick-aif", "#to-aif"):
+        assert page.locator(control).bounding_box()["height"] >= 44
+    start = shown_slice(page)
+    page.tap("#slice-down")
+    assert shown_slice(page) == start - 1
+    page.tap("#to-aif")
+    assert no_horizontal_overflow(page)
+    screenshot(page, "phone-study")
+
+    x, y, z = site["result"]["quality"]["aif"]["location"]["source_xyz"]
+    jobs_before = len(analyse_jobs(site))
+    page.tap("#pick-aif")
+    page.locator(".map[data-map=cbf] .map-image").scroll_into_view_if_needed()
+    click_pixel(page, x, y)
+    assert page.locator("#confirm-aif").is_visible()
+    assert f"column {x}, row {y}, slice {z}?" in page.inner_text("#confirm-aif-text")
+    page.click("#confirm-aif button[value=cancel]")
+    assert not page.locator("#confirm-aif").is_visible()
+    assert len(analyse_jobs(site)) == jobs_before and page.errors == []
+
+
+def test_admin_reruns_with_the_aif_clicked_on_a_map(site, browser):
+    """Last in the module: the re-run leaves generation 2 queued."""
+    page = new_page(browser, WORKSTATION)
+    sign_in(page, site)
+    listing = watched(page.context.new_page())  # the study list stays open beside the study
+    listing.goto(site["base"] + "/")
+    status = listing.locator(f"#studies tr[data-id='{site['data'].study_id}'] td[data-label=Status]")
+    assert status.inner_text() == "done"
+
+    open_study(page, site)
+    x, y, z = site["result"]["quality"]["aif"]["location"]["source_xyz"]
+    page.click("#pick-aif")
+    assert page.get_attribute("#pick-aif", "aria-pressed") == "true"
+    click_pixel(page, x, y, "tmax")
+    assert f"column {x}, row {y}, slice {z}?" in page.inner_text("#confirm-aif-text")
+    screenshot(page, "workstation-rerun-confirm")
+    page.click("#confirm-aif-ok")
+    page.wait_for_function("document.querySelector('#rerun-status').textContent.includes('queued')")
+    assert page.inner_text("#rerun-status") == f"Generation 2 queued: re-analysis with the AIF at column {x}, row {y}, slice {z}."
+
+    jobs = analyse_jobs(site)
+    assert [(job.generation, job.state) for job in jobs] == [(1, "done"), (2, "pending")]
+    assert jobs[1].analysis_options() == {"aif": [x, y, z]}
+    listing.wait_for_function(f"""document.querySelector("#studies tr[data-id='{site['data'].study_id}'] """
+                              """td[data-label=Status]").textContent === 'queued'""", timeout=10_000)
+    page.wait_for_function("document.querySelector('#rerun-status').textContent.startsWith('Generation 2 queued (')",
+                           timeout=10_000)
+    assert page.inner_text("dd[data-field=core_ml]") == ml(site["result"]["core_ml"])  # generation 1 until 2 is done
+    assert page.errors == [] and listing.errors == []
