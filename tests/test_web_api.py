@@ -27,7 +27,7 @@ from triage.render import MAP_STYLES
 from triage.web.accounts import MAX_FAILED_LOGINS, Accounts
 from triage.web.app import COOKIE, STATIC_DIR
 from triage.web.metrics import BUCKETS_S
-from tests.webdata import ADMIN, SMALL, VIEWER, make_analysed_data, serve_api
+from tests.webdata import ADMIN, SMALL, VIEWER, make_analysed_data, parse_metrics, serve_api
 
 PUBLIC = {("GET", "/healthz"), ("POST", "/api/login"), ("GET", "/login")}
 PAGES = {("GET", "/"), ("GET", "/studies/{study_id}")}  # redirect to /login without a session
@@ -308,26 +308,6 @@ def test_reprocess_is_validated_and_queues_a_generation_with_its_options(api_cop
     (row, _) = audit_rows(data_dir, "reprocess")
     assert (row["username"], row["target"]) == (ADMIN[0], analysed.study_id)
     assert json.loads(row["detail"]) == {"generation": 2, "aif": [n - 1, 7, SMALL.n_slices - 1], "profile": "rcbf38"}
-
-
-def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
-    """Samples of a Prometheus text exposition: (name, labels) -> value; every metric family
-    has HELP and TYPE lines before its samples."""
-    samples, typed = {}, set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            typed.add(line.split()[2])
-            continue
-        if line.startswith("#") or not line:
-            continue
-        match = re.fullmatch(r'([a-z_]+)(?:\{(.*)\})? (\S+)', line)
-        assert match, line
-        name, labels, value = match.groups()
-        family = re.sub(r"_(bucket|sum|count)$", "", name)
-        assert name in typed or family in typed, line
-        pairs = frozenset(re.findall(r'(\w+)="([^"]*)"', labels or ""))
-        samples[(name, pairs)] = float(value)
-    return samples
 
 
 def test_metrics_count_the_database(api_copy, analysed):

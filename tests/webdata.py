@@ -1,5 +1,5 @@
 """For the web API and viewer tests: a node data directory holding one analysed phantom series, and
-the API served by a real uvicorn on a free loopback port.
+the API served by a real uvicorn on a free loopback port; a parser of the metrics text.
 
 The data directory is what a node leaves behind: ``triage.db`` with the instances, the series
 (the perfusion series analysed, the NCCT series of the same study ignored) and the analysis job
@@ -9,6 +9,7 @@ done, and ``results/<id>/1/`` written by a real ``triage analyze`` of the phanto
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -97,3 +98,23 @@ def serve_api(data_dir: Path):
     finally:
         server.stop()
         store.close()
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
+    """Samples of a Prometheus text exposition: (name, labels) -> value; every metric family
+    has HELP and TYPE lines before its samples."""
+    samples, typed = {}, set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+            continue
+        if line.startswith("#") or not line:
+            continue
+        match = re.fullmatch(r'([a-z_]+)(?:\{(.*)\})? (\S+)', line)
+        assert match, line
+        name, labels, value = match.groups()
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in typed or family in typed, line
+        pairs = frozenset(re.findall(r'(\w+)="([^"]*)"', labels or ""))
+        samples[(name, pairs)] = float(value)
+    return samples

@@ -196,11 +196,9 @@ class Node:
         """Queue a re-run of an analysed series with ``options`` (``aif``, ``profile``) as its
         next generation, stopping the older generation's running analysis; the generation, or
         None when the series cannot be re-run now (see :meth:`JobStore.reprocess`)."""
-        started = self.store.reprocess(series_uid, options)
+        started = self.store.reprocess(series_uid, options)  # the web API logs who asked for what
         if started is None:
             return None
-        log.info("series %s: re-analysis requested (%s); analysis generation %d queued", series_uid,
-                 json.dumps(options, sort_keys=True) if options else "same options", started.number)
         self._supersede(started)
         with self._wake:
             self._wake.notify_all()

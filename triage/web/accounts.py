@@ -208,14 +208,15 @@ class Accounts:
         return User(rows[0]["username"], rows[0]["role"]) if rows else None
 
     def token_user(self, token: str) -> User | None:
-        """The user of an API token (its last use is recorded)."""
-        digest = _digest(token)
-        rows = self.db.query("SELECT u.username, u.role FROM api_tokens t JOIN users u ON u.username = "
-                             "t.username WHERE t.token_hash = ?", (digest,))
+        """The user of an API token (its last use is recorded, to the minute)."""
+        digest, now = _digest(token), time.time()
+        rows = self.db.query("SELECT u.username, u.role, t.last_used_at FROM api_tokens t JOIN users u "
+                             "ON u.username = t.username WHERE t.token_hash = ?", (digest,))
         if not rows:
             return None
-        with self.db.transaction() as db:
-            db.execute("UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ?", (time.time(), digest))
+        if rows[0]["last_used_at"] is None or now - rows[0]["last_used_at"] > 60.0:
+            with self.db.transaction() as db:
+                db.execute("UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ?", (now, digest))
         return User(rows[0]["username"], rows[0]["role"])
 
     # Audit log
