@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from dicom_node.spool import safe_name
 from tests.webdata import VIEWER, make_analysed_data, serve_api
+from triage.cli import main as triage_main
 from triage.jobstore import JobStore
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -121,6 +123,24 @@ def click_pixel(page, x: int, y: int, name="cbf") -> None:
         '.map[data-map={name}] .map-image'); return [i.naturalWidth, i.naturalHeight]; }})()""")
     assert box["width"] != columns  # the image is scaled: the mapping is put to the test
     page.mouse.click(box["x"] + (x + 0.5) * box["width"] / columns, box["y"] + (y + 0.5) * box["height"] / rows)
+
+
+def analyse_queued(site) -> dict:
+    """Play the node's part in a re-run: claim the queued analysis, run ``triage analyze`` on the
+    phantom series with the job's AIF into ``results/<id>/<generation>/``, finish the job; the
+    new result.json."""
+    data = site["data"]
+    store = JobStore(data.data_dir / "triage.db")
+    try:
+        job = store.claim_job("analyse")
+        aif = ",".join(str(v) for v in job.analysis_options()["aif"])
+        status = triage_main(["analyze", str(data.data_dir.parent / "dicom" / "perfusion"), "--out",
+                              str(data.result_dir(job.generation)), "--series", data.series_uid,
+                              "--aif", aif, "--quiet"])
+        assert status == 0 and store.finish_job(job.id)
+    finally:
+        store.close()
+    return json.loads((data.result_dir(job.generation) / "result.json").read_text())
 
 
 def analyse_jobs(site) -> list:
@@ -326,7 +346,7 @@ def test_phone_layout_fits_and_maps_a_tap_to_the_acquisition_pixel(site, browser
 
 
 def test_admin_reruns_with_the_aif_clicked_on_a_map(site, browser):
-    """Last in the module: the re-run leaves generation 2 queued."""
+    """Near the end of the module: the study's shown result becomes generation 2."""
     page = new_page(browser, WORKSTATION)
     sign_in(page, site)
     listing = watched(page.context.new_page())  # the study list stays open beside the study
@@ -353,4 +373,113 @@ def test_admin_reruns_with_the_aif_clicked_on_a_map(site, browser):
     page.wait_for_function("document.querySelector('#rerun-status').textContent.startsWith('Generation 2 queued (')",
                            timeout=10_000)
     assert page.inner_text("dd[data-field=core_ml]") == ml(site["result"]["core_ml"])  # generation 1 until 2 is done
+
+    second = analyse_queued(site)
+    expect(page.locator("#rerun-status")).to_have_text(
+        "Generation 2 is done; the result shown is the new one.", timeout=10_000)
+    assert second["quality"]["aif"]["manual"] and second["quality"]["aif"]["location"]["source_xyz"] == [x, y, z]
+    assert "AIF (chosen by hand) at" in page.inner_text("#curve-caption")
+    assert page.inner_text("dd[data-field=core_ml]") == ml(second["core_ml"])
+    assert page.get_attribute(".map[data-map=cbf] .map-image", "src").endswith(f"/maps/cbf/{z}.png?generation=2")
+    expect(status).to_have_text("done", timeout=10_000)
     assert page.errors == [] and listing.errors == []
+
+
+def test_a_rerun_with_a_wrong_aif_shows_its_limited_quality_prominently(site, browser):
+    """After the re-run above: the admin clicks brain tissue instead of an artery; the result of
+    that generation is flagged limited, on the study page (banner) and in the list."""
+    page = new_page(browser, WORKSTATION)
+    sign_in(page, site)
+    open_study(page, site)
+    assert not page.locator("#quality-banner").is_visible()
+    x, y, z = site["result"]["quality"]["aif"]["location"]["source_xyz"]
+    tissue = (site["result"]["acquisition"]["matrix"][1] // 2, 40)  # frontal white matter of the phantom
+    page.click("#pick-aif")
+    click_pixel(page, *tissue, "cbv")
+    page.click("#confirm-aif-ok")
+    expect(page.locator("#rerun-status")).to_contain_text("Generation 3 queued")
+    third = analyse_queued(site)
+    assert third["quality"]["level"] == "limited"
+    expect(page.locator("#quality-banner")).to_be_visible(timeout=10_000)
+    assert page.locator("#quality-banner li").all_inner_texts() == third["quality"]["warnings"]
+    assert page.inner_text("#quality-level .chip") == "limited"
+    assert f"column {tissue[0]}, row {tissue[1]}, slice {z}" in page.inner_text("#curve-caption")
+    screenshot(page, "workstation-study-limited")
+
+    phone = new_page(browser, PHONE)
+    sign_in(phone, site)
+    row = phone.locator(f"#studies tr[data-id='{site['data'].study_id}']")
+    assert row.locator("td[data-label=Quality]").inner_text() == "limited"
+    assert row.locator("td[data-label=Core]").inner_text() == ml(third["core_ml"])
+    open_study(phone, site)
+    banner = phone.locator("#quality-banner")
+    assert banner.is_visible() and banner.bounding_box()["y"] < 844  # in the first screenful
+    assert no_horizontal_overflow(phone)
+    screenshot(phone, "phone-study-limited")
+    assert page.errors == [] and phone.errors == []
+
+
+ACCESSIBILITY_PROBLEMS = """() => {
+  // WCAG 2 contrast of each visible element's own text against the first opaque background
+  // behind it (4.5:1, or 3:1 for large text), images without alt text, unlabelled controls.
+  const channels = (colour) => colour.match(/[\\d.]+/g).map(Number);
+  const luminance = (rgb) => {
+    const linear = rgb.slice(0, 3).map((c) => (c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2];
+  };
+  const background = (element) => {
+    for (let e = element; e; e = e.parentElement) {
+      const colour = channels(getComputedStyle(e).backgroundColor);
+      if (colour.length < 4 || colour[3] > 0) return colour;
+    }
+    return [255, 255, 255];
+  };
+  const visible = (e) => e.getClientRects().length > 0 && getComputedStyle(e).visibility === "visible";
+  const problems = [];
+  for (const element of document.body.querySelectorAll("*")) {
+    if (element.closest("svg") || !visible(element)) continue;
+    const text = [...element.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join("").trim();
+    if (text) {
+      const style = getComputedStyle(element);
+      const [a, b] = [luminance(channels(style.color)), luminance(background(element))];
+      const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5)) problems.push(`contrast ${ratio.toFixed(2)}: ${text.slice(0, 40)}`);
+    }
+    if (element.tagName === "IMG" && !element.getAttribute("alt")) problems.push(`no alt: ${element.src}`);
+    if (element.matches("input, select, textarea") && element.labels.length === 0 && !element.getAttribute("aria-label")) {
+      problems.push(`unlabelled ${element.tagName} ${element.id}`);
+    }
+    if (element.tagName === "BUTTON" && !element.textContent.trim() && !element.getAttribute("aria-label")) {
+      problems.push(`nameless button ${element.id}`);
+    }
+  }
+  return problems;
+}"""
+
+
+def test_pages_have_labels_alt_texts_and_contrast(site, browser):
+    page = new_page(browser, WORKSTATION)
+    page.goto(site["base"] + "/login")
+    assert page.evaluate(ACCESSIBILITY_PROBLEMS) == []
+    sign_in(page, site)
+    page.locator("#studies tbody tr").first.wait_for()
+    assert page.evaluate(ACCESSIBILITY_PROBLEMS) == []
+    open_study(page, site)
+    assert page.locator("img").count() >= 16  # 4 maps, 8 overlays, 4 colour bars
+    assert page.evaluate(ACCESSIBILITY_PROBLEMS) == []
+    assert page.errors == []
+
+
+def test_a_series_without_result_says_why(site, browser):
+    """The NCCT series of the study is recorded and ignored: its page has no maps, and says so."""
+    page = new_page(browser, WORKSTATION)
+    sign_in(page, site)
+    page.goto(f"{site['base']}/studies/{safe_name(site['data'].ncct_uid)}")
+    expect(page.locator("#no-result")).to_have_text("This series is not a CT perfusion series; it is not analysed.")
+    assert page.inner_text("#meta").startswith("Status ignored")
+    assert not page.locator("#viewer").is_visible() and not page.locator("#summary").is_visible()
+    page.goto(f"{site['base']}/studies/no-such-series")
+    expect(page.locator("#study-error")).to_have_text("The study could not be loaded: no such study.")
+    assert page.inner_text(".ruo") == RESEARCH_LINE and page.errors == []

@@ -15,7 +15,8 @@ function errorMessage(status, data) {
 
 /**
  * `method url` with an optional JSON body; resolves to the parsed JSON answer. A 401 sends the
- * browser to the sign-in page; any other failure rejects with an Error of one line.
+ * browser to the sign-in page; any other failure rejects with an Error of one line (its
+ * `status` the HTTP status, when there was an answer).
  */
 export async function api(method, url, body) {
   const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
@@ -34,7 +35,7 @@ export async function api(method, url, body) {
     toLogin();
     throw new Error("not signed in");
   }
-  if (!response.ok) throw new Error(errorMessage(response.status, data));
+  if (!response.ok) throw Object.assign(new Error(errorMessage(response.status, data)), { status: response.status });
   return data;
 }
 

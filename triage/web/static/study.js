@@ -8,6 +8,14 @@ import { MapViewer } from "./slices.js";
 
 const POLL_MS = 3000;
 const SETTLED = new Set(["done", "failed", "ignored"]);
+const NO_RESULT = {
+  receiving: "Images are arriving; the analysis starts once the series is complete.",
+  incomplete: "The series is incomplete; it waits for its missing images.",
+  ignored: "This series is not a CT perfusion series; it is not analysed.",
+  queued: "The analysis is queued.",
+  analysing: "The analysis is running.",
+  failed: "The analysis failed; there is no result.",
+};
 
 const id = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
 const url = `/api/studies/${encodeURIComponent(id)}`;
@@ -26,8 +34,14 @@ function renderHead(study) {
   const received = study.last_received ? ` · received ${formatTime(study.last_received)}` : "";
   const shown = study.generation ? ` · result of generation ${study.generation}` : "";
   $("meta").textContent = `Status ${study.status}${shown}${received} · series ${study.series_uid}`;
+  let problem = "Waiting for images";
+  if (study.status === "failed") {
+    problem = study.result ? `The newest analysis failed (shown: generation ${study.generation})` : "Analysis failed";
+  }
   $("study-error").hidden = !study.error;
-  $("study-error").textContent = study.error ? `Analysis failed: ${study.error}` : "";
+  $("study-error").textContent = study.error ? `${problem}: ${study.error}` : "";
+  $("no-result").hidden = Boolean(study.result);
+  $("no-result").textContent = study.result ? "" : NO_RESULT[study.status] || `Status: ${study.status}.`;
 }
 
 function volumeRow(label, field, text) {
@@ -91,10 +105,13 @@ function renderCurves(result) {
   plotCurves($("curve-plot"), { times, aif: quality.aif.curve_hu, vof: quality.vof?.curve_hu,
     tissue: quality.mean_tissue_curve_hu });
   const manual = quality.aif.manual ? " (chosen by hand)" : "";
+  const vof = quality.vof?.curve_hu
+    ? [el("span", { class: "key key-vof" }), ` VOF at ${locationText(quality.vof)}; `] : ["VOF not found; "];
+  const tissue = quality.mean_tissue_curve_hu
+    ? [el("span", { class: "key key-tissue" }), " mean tissue (right axis)."] : [];
   $("curve-caption").replaceChildren(
-    el("span", { class: "key key-aif" }), ` AIF${manual} at ${locationText(quality.aif)}; `,
-    el("span", { class: "key key-vof" }), ` VOF at ${locationText(quality.vof)}; `,
-    el("span", { class: "key key-tissue" }), " mean tissue (right axis). Enhancement in HU against time in s.");
+    el("span", { class: "key key-aif" }), ` AIF${manual} at ${locationText(quality.aif)}; `, ...vof, ...tissue,
+    " Enhancement in HU against time in s.");
   $("curves").hidden = false;
 }
 
@@ -170,10 +187,10 @@ async function poll() {
   let study = null;
   try {
     study = await refresh();
-    $("study-error").hidden = !study.error;
   } catch (error) {
     $("study-error").textContent = `The study could not be loaded: ${error.message}.`;
     $("study-error").hidden = false;
+    if (error.status === 404) return;
   }
   if (!study || !SETTLED.has(study.status) || pending) schedule();
 }
