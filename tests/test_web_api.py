@@ -72,8 +72,10 @@ def session_cookie(client: httpx.Client, user=VIEWER) -> dict:
 
 
 def concrete(path: str, study_id: str) -> str:
-    name = "core" if "/overlays/" in path else "aif" if "/images/" in path else "tmax"
-    return path.replace("{study_id}", study_id).replace("{name}", name).replace("{z}", "3")
+    """``path`` of a route with its parameters filled in (the slice routes' for the tmax map)."""
+    name = "aif" if "/images/" in path else "tmax"
+    return (path.replace("{study_id}", study_id).replace("{layer}", "maps").replace("{name}", name)
+            .replace("{z}", "3"))
 
 
 def protected_routes(app) -> list[tuple[str, str]]:
@@ -260,7 +262,7 @@ def test_slices_are_on_the_acquisition_grid_where_the_truth_is(api, analysed):
     for picture in ("summary.png", "images/aif.png", "images/tmax.png"):
         assert decoded(client.get(f"{base}/{picture}", headers=headers).content, "RGB").shape[0] > 100
     for missing in ("maps/tmax/8.png", "maps/ttp/0.png", "maps/tmax/-1.png", "overlays/penumbra/0.png",
-                    "images/nothing.png", "images/..%2Fresult.png", "maps/tmax/3.png?generation=7"):
+                    "images/nothing.png", "images/..%2Fresult.png", "maps/tmax/3.png?generation=7", "layers/core/3.png"):
         assert client.get(f"{base}/{missing}", headers=headers).status_code == 404, missing
 
 

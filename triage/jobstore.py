@@ -219,6 +219,22 @@ class JobStore:
         with self._lock:
             return self._db.execute(sql, parameters).fetchall()
 
+    # For the tables other modules keep in this database (the web API's accounts and audit log,
+    # the alerts' outbox) and their read-only views of the node's tables.
+
+    def create_tables(self, schema: str) -> None:
+        """Run ``schema`` (``CREATE ... IF NOT EXISTS`` statements)."""
+        with self._lock:
+            self._db.executescript(schema)
+
+    def query(self, sql: str, parameters=()) -> list[sqlite3.Row]:
+        """The rows of one statement."""
+        return self._query(sql, parameters)
+
+    def transaction(self):
+        """A durable immediate transaction (context manager yielding the connection)."""
+        return self._transaction(durable=True)
+
     # Instances and series
 
     def record_instance(self, info: InstanceInfo, received_at: float | None = None) -> Recorded:

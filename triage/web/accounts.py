@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triage.errors import InputError
-from triage.web.database import Database
+from triage.jobstore import JobStore
 
 ROLES = ("viewer", "admin")
 SESSION_HOURS = 12.0
@@ -110,16 +110,16 @@ def _digest(secret: str) -> str:
 
 
 class Accounts:
-    """The account tables in ``db`` (the node's database, ``DATA/triage.db``)."""
+    """The account tables in the node's database (``DATA/triage.db``), through its job store."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: JobStore):
         self.db = db
-        db.create(SCHEMA)
+        db.create_tables(SCHEMA)
 
     @classmethod
     def open(cls, path: Path) -> "Accounts":
-        """The accounts of the database file at ``path`` over a connection of their own."""
-        return cls(Database(path))
+        """The accounts of the database file at ``path`` (for the ``triage user`` command)."""
+        return cls(JobStore(path))
 
     def close(self) -> None:
         self.db.close()

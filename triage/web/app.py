@@ -51,7 +51,6 @@ from triage import __version__
 from triage.jobstore import JobStore
 from triage.web import metrics, slices
 from triage.web.accounts import SESSION_HOURS, Accounts, User
-from triage.web.database import OUTBOX_SCHEMA, Database
 from triage.web.studies import MAP_NAMES, OVERLAY_NAMES, Studies, Study
 
 log = logging.getLogger("triage.web")
@@ -63,6 +62,7 @@ IMAGE_NAME = re.compile(r"[a-z0-9_]{1,32}")
 REVALIDATE = "private, no-cache"
 FOREVER = "private, max-age=31536000, immutable"
 PNG = "image/png"
+SLICE_LAYERS = {"maps": (MAP_NAMES, slices.map_png), "overlays": (OVERLAY_NAMES, slices.overlay_png)}
 
 
 class Login(BaseModel):
@@ -83,12 +83,11 @@ def create_app(data_dir: Path, store: JobStore, *,
     ``reprocess(series_uid, options)`` queues a re-run and returns its generation (None when
     the series cannot be re-run now); by default :meth:`JobStore.reprocess` (the node passes
     its own, which also stops the older generation's running analysis and wakes a worker).
-    ``app.state.close()`` closes the API's database connection.
     """
     data_dir = Path(data_dir)
-    database = Database(data_dir / "triage.db", OUTBOX_SCHEMA)
-    accounts = Accounts(database)
-    studies = Studies(database, data_dir / "results")
+    store.create_tables(metrics.OUTBOX_SCHEMA)
+    accounts = Accounts(store)
+    studies = Studies(store, data_dir / "results")
     if reprocess is None:
         def reprocess(series_uid: str, options: dict) -> int | None:
             started = store.reprocess(series_uid, options)
@@ -97,7 +96,6 @@ def create_app(data_dir: Path, store: JobStore, *,
 
     app = FastAPI(title="stroke-triage", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None, description="CT perfusion triage node (research use only).")
-    app.state.close = database.close
 
     def credentials(request: Request) -> User | None:
         header = request.headers.get("authorization", "")
@@ -150,7 +148,7 @@ def create_app(data_dir: Path, store: JobStore, *,
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
-        database.query("SELECT 1")
+        store.query("SELECT 1")
         return {"status": "ok"}
 
     @app.post("/api/login")
@@ -196,46 +194,43 @@ def create_app(data_dir: Path, store: JobStore, *,
     def study_detail(study_id: str, request: Request, current: User = Depends(user)) -> dict:
         return study_for(study_id, request, current).detail()
 
+    def result_png(study_id: str, request: Request, current: User, generation: int | None, what: str,
+                   render: Callable[[Path], bytes]) -> Response:
+        """``render(result folder)`` of the study's shown generation (or ``generation``)."""
+        folder, number = result_dir(study_for(study_id, request, current), generation)
+        return cached(request, f"{study_id}/{number}/{what}", generation is not None, PNG, lambda: render(folder))
+
     @app.get("/api/studies/{study_id}/maps/{name}/colorbar.png", response_class=Response)
     def colorbar(study_id: str, name: str, request: Request, current: User = Depends(user)) -> Response:
         study_for(study_id, request, current)
-        if name not in MAP_NAMES:
-            raise HTTPException(404, f"no map {name!r} (maps: {', '.join(MAP_NAMES)})")
+        _known(name, MAP_NAMES, "map")
         return cached(request, f"colorbar/{name}/{__version__}", False, PNG, lambda: slices.colorbar_png(name))
 
-    @app.get("/api/studies/{study_id}/maps/{name}/{z}.png", response_class=Response)
-    def map_slice(study_id: str, name: str, z: int, request: Request, generation: int | None = None,
-                  current: User = Depends(user)) -> Response:
-        if name not in MAP_NAMES:
-            raise HTTPException(404, f"no map {name!r} (maps: {', '.join(MAP_NAMES)})")
-        folder, number = result_dir(study_for(study_id, request, current), generation)
-        return cached(request, f"{study_id}/{number}/map/{name}/{z}", generation is not None, PNG,
-                      lambda: slices.map_png(folder / "maps", name, z))
-
-    @app.get("/api/studies/{study_id}/overlays/{name}/{z}.png", response_class=Response)
-    def overlay_slice(study_id: str, name: str, z: int, request: Request, generation: int | None = None,
-                      current: User = Depends(user)) -> Response:
-        if name not in OVERLAY_NAMES:
-            raise HTTPException(404, f"no overlay {name!r} (overlays: {', '.join(OVERLAY_NAMES)})")
-        folder, number = result_dir(study_for(study_id, request, current), generation)
-        return cached(request, f"{study_id}/{number}/overlay/{name}/{z}", generation is not None, PNG,
-                      lambda: slices.overlay_png(folder / "maps", name, z))
+    @app.get("/api/studies/{study_id}/{layer}/{name}/{z}.png", response_class=Response)
+    def slice_picture(study_id: str, layer: str, name: str, z: str, request: Request,
+                      generation: int | None = None, current: User = Depends(user)) -> Response:
+        """Slice ``z`` of map ``name`` (layer ``maps``: cbf, cbv, mtt, tmax) or of mask ``name``
+        (layer ``overlays``: core, hypoperfusion) on the acquisition grid."""
+        if layer not in SLICE_LAYERS or not (z.isascii() and z.isdigit()):
+            raise HTTPException(404, "no such slice picture")
+        names, render = SLICE_LAYERS[layer]
+        _known(name, names, layer[:-1])
+        return result_png(study_id, request, current, generation, f"{layer}/{name}/{int(z)}",
+                          lambda folder: render(folder / "maps", name, int(z)))
 
     @app.get("/api/studies/{study_id}/summary.png", response_class=Response)
     def summary_picture(study_id: str, request: Request, generation: int | None = None,
                         current: User = Depends(user)) -> Response:
-        folder, number = result_dir(study_for(study_id, request, current), generation)
-        return cached(request, f"{study_id}/{number}/summary", generation is not None, PNG,
-                      lambda: (folder / "summary.png").read_bytes())
+        return result_png(study_id, request, current, generation, "summary",
+                          lambda folder: (folder / "summary.png").read_bytes())
 
     @app.get("/api/studies/{study_id}/images/{name}.png", response_class=Response)
     def result_picture(study_id: str, name: str, request: Request, generation: int | None = None,
                        current: User = Depends(user)) -> Response:
         if not IMAGE_NAME.fullmatch(name):
             raise HTTPException(404, "no such picture")
-        folder, number = result_dir(study_for(study_id, request, current), generation)
-        return cached(request, f"{study_id}/{number}/image/{name}", generation is not None, PNG,
-                      lambda: (folder / "images" / f"{name}.png").read_bytes())
+        return result_png(study_id, request, current, generation, f"image/{name}",
+                          lambda folder: (folder / "images" / f"{name}.png").read_bytes())
 
     @app.post("/api/studies/{study_id}/reprocess", status_code=202)
     def reprocess_study(study_id: str, body: Reprocess, request: Request,
@@ -246,7 +241,7 @@ def create_app(data_dir: Path, store: JobStore, *,
                                      "can be analysed again")
         options: dict = {}
         if body.aif is not None:
-            _check_aif(body.aif, database, study)
+            _check_aif(body.aif, store, study)
             options["aif"] = body.aif
         if body.profile is not None:
             if body.profile not in available_profiles():
@@ -270,7 +265,7 @@ def create_app(data_dir: Path, store: JobStore, *,
 
     @app.get("/metrics", response_class=Response)
     def prometheus(current: User = Depends(user)) -> Response:
-        return Response(metrics.exposition(database), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(metrics.exposition(store), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(current: User = Depends(user)) -> dict:
@@ -305,14 +300,19 @@ def _page(name: str) -> Response:
     return FileResponse(path, media_type="text/html", headers={"Cache-Control": REVALIDATE})
 
 
+def _known(name: str, names: tuple[str, ...], kind: str) -> None:
+    if name not in names:
+        raise HTTPException(404, f"no {kind} {name!r} ({kind}s: {', '.join(names)})")
+
+
 def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def _check_aif(aif: list[int], database: Database, study: Study) -> None:
+def _check_aif(aif: list[int], store: JobStore, study: Study) -> None:
     """422 unless ``aif`` (x, y, z) lies in the acquisition matrix (the series' DICOM Columns
     and Rows) and its slice positions."""
-    rows = database.query("SELECT path FROM instances WHERE series_uid = ? LIMIT 1", (study.row["series_uid"],))
+    rows = store.query("SELECT path FROM instances WHERE series_uid = ? LIMIT 1", (study.row["series_uid"],))
     try:
         header = pydicom.dcmread(rows[0]["path"], stop_before_pixels=True, specific_tags=["Rows", "Columns"])
         columns, rows_, slices_ = int(header.Columns), int(header.Rows), int(study.row["n_positions"])

@@ -17,7 +17,29 @@ from __future__ import annotations
 
 import math
 
-from triage.web.database import Database
+from triage.jobstore import JobStore
+
+# The alerts' outbox as the shared contract defines it, created by the web API when missing so
+# that the metrics can be read before the alerts feature has written anything.
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    series_uid TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    format TEXT NOT NULL,
+    url TEXT NOT NULL,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    delivered_at REAL,
+    last_error TEXT
+);
+"""
 
 BUCKETS_S = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
@@ -33,8 +55,9 @@ FROM jobs j WHERE j.kind = 'analyse' AND j.state = 'done' AND j.options IS NULL
 """
 
 
-def exposition(db: Database) -> str:
-    """The metrics text (``text/plain; version=0.0.4``)."""
+def exposition(db: JobStore) -> str:
+    """The metrics text (``text/plain; version=0.0.4``) of the node's database (with the
+    ``OUTBOX_SCHEMA`` table)."""
     lines: list[str] = []
     count = db.query("SELECT count(*) FROM instances")[0][0]
     _gauge(lines, "triage_instances", "Received instances recorded in the job store.", [({}, count)])

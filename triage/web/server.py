@@ -59,6 +59,3 @@ class WebServer:
             return
         self._server.should_exit = True
         self._thread.join(STOP_TIMEOUT_S)
-        close = getattr(self.app.state, "close", None)
-        if close is not None and not self._thread.is_alive():
-            close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dicom_node.spool import safe_name
 from triage.render import MAP_STYLES
-from triage.web.database import Database
+from triage.jobstore import JobStore
 
 MAP_NAMES = ("cbf", "cbv", "mtt", "tmax")
 OVERLAY_NAMES = ("core", "hypoperfusion")
@@ -79,9 +79,9 @@ class Study:
 
 
 class Studies:
-    """The series of the job store in ``db`` with their results under ``results_root``."""
+    """The series of the job store ``db`` with their results under ``results_root``."""
 
-    def __init__(self, db: Database, results_root: Path):
+    def __init__(self, db: JobStore, results_root: Path):
         self.db = db
         self.results_root = Path(results_root)
 
