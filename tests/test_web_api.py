@@ -371,6 +371,10 @@ def test_docs_and_pages_for_a_logged_in_browser(api, analysed):
     headers = session_cookie(client, VIEWER)
     docs = client.get("/docs", headers=headers)
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert assets and all(url.startswith("/docs-assets/") for url in assets)  # works without internet
+    for url in assets:
+        assert client.get(url).status_code == 200, url
     schema = client.get("/openapi.json", headers=headers).json()
     assert "/api/studies/{study_id}/reprocess" in schema["paths"]
     for page, name in (("/", "index.html"), (f"/studies/{analysed.study_id}", "study.html"),

@@ -2,7 +2,7 @@
 
 Routes (all need a session cookie from ``POST /api/login`` or ``Authorization: Bearer <API
 token>``, except ``GET /healthz``, the login itself, the login page and the static files the
-pages load; a page opened without a session redirects to ``/login``):
+pages and the API documentation load; a page opened without a session redirects to ``/login``):
 
 - ``POST /api/login`` ``{"username", "password"}`` → 200 and an HttpOnly, SameSite=Strict
   session cookie (``SESSION_HOURS``); 401 on a wrong name or password, 429 after too many
@@ -20,7 +20,8 @@ pages load; a page opened without a session redirects to ``/login``):
   ``--profile`` (one of :func:`models.profiles.available_profiles`).
 - ``GET /api/audit`` (admin): the audit log, newest first.
 - ``GET /metrics``: Prometheus text (:mod:`triage.web.metrics`); ``GET /docs``: the OpenAPI
-  description (``/openapi.json``) in Swagger UI.
+  description (``/openapi.json``) in Swagger UI (its files from the ``fastapi-offline``
+  package under ``/docs-assets/``: no CDN needed).
 - Pages ``/``, ``/studies/{id}``, ``/login`` (``static/index.html``, ``study.html``,
   ``login.html``) and ``/static/``.
 
@@ -39,6 +40,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import fastapi_offline
 import pydicom
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -56,6 +58,8 @@ from triage.web.studies import MAP_NAMES, OVERLAY_NAMES, Studies, Study
 log = logging.getLogger("triage.web")
 
 STATIC_DIR = Path(__file__).parent / "static"
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI, served here: no CDN
+DOCS_ASSETS_URL = "/docs-assets"
 COOKIE = "triage_session"
 AUDIT_REPEAT_S = 600.0
 IMAGE_NAME = re.compile(r"[a-z0-9_]{1,32}")
@@ -273,7 +277,10 @@ def create_app(data_dir: Path, store: JobStore, *,
 
     @app.get("/docs", include_in_schema=False)
     def docs(current: User = Depends(user)) -> Response:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="stroke-triage API")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="stroke-triage API",
+                                   swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png")
 
     # Pages
 
@@ -290,6 +297,7 @@ def create_app(data_dir: Path, store: JobStore, *,
         return _page("study.html") if credentials(request) else RedirectResponse("/login", 303)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     return app
 
 
