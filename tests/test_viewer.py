@@ -175,7 +175,11 @@ def test_sign_in_then_the_list_shows_the_volumes_and_refreshes(site, browser):
                      "Mismatch": ml(result["mismatch_ml"]), "Ratio": ratio(result["mismatch_ratio"]),
                      "DEFUSE 3": "eligible" if result["eligibility"]["defuse3"] else "not eligible",
                      "Quality": result["quality"]["level"]}
-    assert page.locator("#studies tbody tr").count() == 2  # and the ignored NCCT series
+    listed = page.evaluate("fetch('/api/studies').then(r => r.json())")["studies"]
+    assert len(listed) == 2  # and the ignored NCCT series
+    assert [s["last_received"] for s in listed] == sorted((s["last_received"] for s in listed), reverse=True)
+    assert [row.get_attribute("data-id") for row in page.locator("#studies tbody tr").all()] == [
+        s["id"] for s in listed]  # newest first
     assert page.inner_text("#user") == f"{ADMIN[0]} (admin)"
     assert page.inner_text(".ruo") == RESEARCH_LINE
     with page.expect_response("**/api/studies", timeout=10_000) as polled:
@@ -305,6 +309,24 @@ def test_viewer_role_has_no_rerun_control(site, browser):
     assert answer.status == 403
     assert [job.generation for job in analyse_jobs(site)] == [1]
 
+    page.click("#logout")
+    page.wait_for_url("**/login")
+    page.goto(site["base"] + "/")
+    page.wait_for_url("**/login")  # the session has ended
+
+
+def test_a_session_ending_under_the_list_leads_to_sign_in_and_back(site, browser):
+    page = new_page(browser, WORKSTATION)
+    sign_in(page, site, VIEWER)
+    page.locator("#studies tbody tr").first.wait_for()
+    assert page.request.post(f"{site['base']}/api/logout").status == 200  # as from another tab
+    page.wait_for_url("**/login?next=%2F", timeout=10_000)  # at the list's next refresh
+    page.fill("#username", VIEWER[0])
+    page.fill("#password", VIEWER[1])
+    page.click("button[type=submit]")
+    page.wait_for_url(site["base"] + "/")
+    page.locator("#studies tbody tr").first.wait_for()
+
 
 def test_phone_layout_fits_and_maps_a_tap_to_the_acquisition_pixel(site, browser):
     page = new_page(browser, PHONE)
@@ -358,6 +380,11 @@ def test_admin_reruns_with_the_aif_clicked_on_a_map(site, browser):
     x, y, z = site["result"]["quality"]["aif"]["location"]["source_xyz"]
     page.click("#pick-aif")
     assert page.get_attribute("#pick-aif", "aria-pressed") == "true"
+    page.keyboard.press("Escape")
+    assert page.get_attribute("#pick-aif", "aria-pressed") == "false"
+    click_pixel(page, x, y, "tmax")  # not armed: nothing happens
+    assert not page.locator("#confirm-aif").is_visible()
+    page.click("#pick-aif")
     click_pixel(page, x, y, "tmax")
     assert f"column {x}, row {y}, slice {z}?" in page.inner_text("#confirm-aif-text")
     screenshot(page, "workstation-rerun-confirm")

@@ -80,16 +80,29 @@ export class MapViewer {
     return { name, figure, image, overlays, marks };
   }
 
-  /** Show slice `z` (clamped to the series) in every panel; returns the slice shown. */
+  /** The URLs of slice `z` of a panel: its map and each overlay (by overlay name). */
+  urls(panel, z) {
+    const query = `${z}.png?generation=${this.generation}`;
+    return { map: `${this.base}/maps/${panel.name}/${query}`,
+      ...Object.fromEntries(Object.keys(OVERLAYS).map((overlay) => [overlay, `${this.base}/overlays/${overlay}/${query}`])) };
+  }
+
+  /**
+   * Show slice `z` (clamped to the series) in every panel, fetching the neighbouring slices of
+   * the panels in view ahead (a generation's images are cached for good); returns the slice.
+   */
   setSlice(z) {
     this.z = Math.max(0, Math.min(this.slices - 1, Math.round(z)));
     for (const panel of this.panels) {
-      panel.image.src = `${this.base}/maps/${panel.name}/${this.z}.png?generation=${this.generation}`;
+      const urls = this.urls(panel, this.z);
+      panel.image.src = urls.map;
       panel.image.alt = `${TITLES[panel.name]} map, slice ${this.z}`;
-      for (const [overlay, image] of Object.entries(panel.overlays)) {
-        image.src = `${this.base}/overlays/${overlay}/${this.z}.png?generation=${this.generation}`;
-      }
+      for (const [overlay, image] of Object.entries(panel.overlays)) image.src = urls[overlay];
       this.drawMarks(panel.marks);
+      if (panel.figure.hidden) continue;
+      for (const near of [this.z - 1, this.z + 1].filter((n) => n >= 0 && n < this.slices)) {
+        for (const url of Object.values(this.urls(panel, near))) new Image().src = url;
+      }
     }
     this.container.dispatchEvent(new CustomEvent("slice", { detail: this.z }));
     return this.z;

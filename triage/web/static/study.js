@@ -223,9 +223,14 @@ function confirmAif(x, y, z) {
   dialog.showModal();
 }
 
-/** Arrow keys, Page Up/Down, Home/End step through slices unless a control needs them. */
+/** Arrow keys, Page Up/Down, Home/End step through slices unless a control needs them; Escape
+ * disarms picking an AIF. */
 function onKey(event) {
   if (!viewer || $("viewer").hidden || $("confirm-aif").open) return;
+  if (event.key === "Escape" && viewer.picking) {
+    setPicking(false);
+    return;
+  }
   const target = event.target;
   if (target.matches?.("input[type=radio], input[type=range], input[type=text], input[type=password], select, textarea")) return;
   const steps = { ArrowUp: 1, ArrowRight: 1, ArrowDown: -1, ArrowLeft: -1, PageUp: 5, PageDown: -5 };
