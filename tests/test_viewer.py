@@ -3,12 +3,16 @@ the web API served by a real uvicorn over a data directory with a phantom series
 ``triage analyze`` (:mod:`tests.webdata`). The admin signs in with an account made by the
 ``triage user add`` command.
 
-Checked: sign-in, the study list (volumes of result.json, refreshing by itself), the study page
-(volumes, criteria, quality, curves, AIF/VOF marks), scrolling slices by slider, wheel, keys and
-buttons, the overlays toggling, a re-run with the AIF clicked on a map (the clicked pixel mapped
-through the CSS scaling to the acquisition matrix: the job store holds the AIF of result.json),
-no re-run control for the viewer role, and no horizontal overflow at phone size. Screenshots of
-each page at workstation and phone size are written to ``tests/artifacts/`` (not kept in git).
+Checked: sign-in and sign-out, the study list (volumes of result.json, newest first, refreshing
+by itself), the study page (volumes, criteria, quality, curves, AIF/VOF marks), scrolling slices
+by slider, wheel, keys and buttons, the overlays toggling, a re-run with the AIF clicked on a map
+(the clicked pixel mapped through the CSS scaling to the acquisition matrix: the job store holds
+the AIF of result.json) whose result then replaces the shown one, a limited result made
+prominent, no re-run control for the viewer role, no horizontal overflow at phone size, labels,
+alt texts and WCAG contrast. The re-run tests play the node's part (claim the job, ``triage
+analyze`` with its AIF) and run in file order: after them the shown result is generation 3.
+Screenshots of each page at workstation and phone size are written to ``tests/artifacts/`` (not
+kept in git).
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ MAPS = ("cbf", "cbv", "mtt", "tmax")
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The API over an analysed data directory: {"base", "data", "result", "detail_maps"}."""
+    """The API over an analysed data directory: {"base": its URL, "data": AnalysedData,
+    "result": generation 1's result.json}."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is missing: run scripts/setup.sh (apt-get install chromium)")
     data = make_analysed_data(tmp_path_factory.mktemp("viewer"))

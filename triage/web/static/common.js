@@ -79,11 +79,16 @@ export function formatRatio(value) {
   return value === null || value === undefined ? "–" : value.toFixed(2);
 }
 
-/** A DEFUSE 3 / DAWN imaging decision: true, false or null (unknown). */
-export function formatDecision(value) {
-  if (value === true) return "eligible";
-  if (value === false) return "not eligible";
-  return "unknown";
+/** A DEFUSE 3 / DAWN imaging decision (true, false or null = unknown) as a coloured word. */
+export function decisionBadge(value) {
+  const [text, name] = value === true ? ["eligible", "eligible"]
+    : value === false ? ["not eligible", "not-eligible"] : ["unknown", "unknown"];
+  return el("span", { class: `decision decision-${name}`, text });
+}
+
+/** A quality level (`good`, `limited`) as a chip; an en dash when there is none. */
+export function qualityChip(level) {
+  return level ? el("span", { class: `chip quality-${level}`, text: level }) : "–";
 }
 
 /** POSIX seconds as local date and time, or an en dash. */

@@ -5,7 +5,7 @@
 
 import { el } from "./common.js";
 
-export const MAP_NAMES = ["cbf", "cbv", "mtt", "tmax"];
+const MAP_NAMES = ["cbf", "cbv", "mtt", "tmax"];
 const TITLES = { cbf: "CBF", cbv: "CBV", mtt: "MTT", tmax: "Tmax" };
 const OVERLAYS = { hypoperfusion: "Tmax > 6 s", core: "core" }; // drawn in this order: core on top
 const SVG = "http://www.w3.org/2000/svg";

@@ -1,7 +1,7 @@
 // Study list: GET /api/studies (newest first, as the API orders them) every POLL_MS, one row
 // per analysed series with its status, volumes, decision and quality.
 
-import { api, el, formatDecision, formatMl, formatRatio, formatTime, signedInUser } from "./common.js";
+import { api, decisionBadge, el, formatMl, formatRatio, formatTime, qualityChip, signedInUser } from "./common.js";
 
 const POLL_MS = 4000;
 
@@ -21,16 +21,6 @@ function statusChip(study) {
   return chip;
 }
 
-function decisionText(value) {
-  return el("span", { class: `decision decision-${formatDecision(value).replace(" ", "-")}`,
-    text: formatDecision(value) });
-}
-
-function qualityText(level) {
-  if (!level) return "–";
-  return el("span", { class: `chip quality-${level}`, text: level });
-}
-
 function row(study) {
   const link = el("a", { href: `/studies/${encodeURIComponent(study.id)}`,
     text: study.description || study.series_uid });
@@ -45,9 +35,9 @@ function row(study) {
     cell("Tmax > 6 s", formatMl(study.tmax6_ml), "num"),
     cell("Mismatch", formatMl(study.mismatch_ml), "num"),
     cell("Ratio", formatRatio(study.mismatch_ratio), "num"),
-    cell("DEFUSE 3", decisionText(study.defuse3)),
-    cell("DAWN", decisionText(study.dawn)),
-    cell("Quality", qualityText(study.quality_level)));
+    cell("DEFUSE 3", decisionBadge(study.defuse3)),
+    cell("DAWN", decisionBadge(study.dawn)),
+    cell("Quality", qualityChip(study.quality_level)));
 }
 
 async function refresh() {

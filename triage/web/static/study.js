@@ -2,7 +2,7 @@
 // (volumes, imaging criteria, quality), its maps in a slice viewer and its AIF/VOF curves; for
 // admins, re-running the analysis with the AIF at a clicked pixel (POST .../reprocess).
 
-import { api, el, formatDecision, formatMl, formatRatio, formatTime, signedInUser } from "./common.js";
+import { api, decisionBadge, el, formatMl, formatRatio, qualityChip, signedInUser } from "./common.js";
 import { plotCurves } from "./curves.js";
 import { MapViewer } from "./slices.js";
 
@@ -31,9 +31,8 @@ function renderHead(study) {
   const title = result?.series_description || study.description || "Series";
   $("title").textContent = title;
   document.title = `${title} – stroke-triage`;
-  const received = study.last_received ? ` · received ${formatTime(study.last_received)}` : "";
   const shown = study.generation ? ` · result of generation ${study.generation}` : "";
-  $("meta").textContent = `Status ${study.status}${shown}${received} · series ${study.series_uid}`;
+  $("meta").textContent = `Status ${study.status}${shown} · series ${study.series_uid}`;
   let problem = "Waiting for images";
   if (study.status === "failed") {
     problem = study.result ? `The newest analysis failed (shown: generation ${study.generation})` : "Analysis failed";
@@ -59,22 +58,18 @@ function renderSummary(result, generation) {
     ...volumeRow(`Tmax > ${severe} s`, "tmax10_ml", formatMl(result.tmax10_ml)),
     ...volumeRow("Mismatch", "mismatch_ml", formatMl(result.mismatch_ml)),
     ...volumeRow("Mismatch ratio", "mismatch_ratio", formatRatio(result.mismatch_ratio)),
-    ...volumeRow("HIR (Tmax > 10 s / > 6 s)", "hir", formatRatio(result.hir)));
+    ...volumeRow(`HIR (Tmax > ${severe} s / > ${tmax} s)`, "hir", formatRatio(result.hir)));
 
   const eligibility = result.eligibility || {};
   const reasons = eligibility.reasons || {};
   $("decisions").replaceChildren(...[["defuse3", "DEFUSE 3"], ["dawn", "DAWN"]].map(([key, name]) => {
-    const decision = formatDecision(eligibility[key]);
-    return el("li", { "data-decision": key },
-      el("strong", { text: `${name}: ` }),
-      el("span", { class: `decision decision-${decision.replace(" ", "-")}`, text: decision }),
+    return el("li", { "data-decision": key }, el("strong", { text: `${name}: ` }), decisionBadge(eligibility[key]),
       reasons[key] ? el("div", { class: "small", text: reasons[key] }) : "");
   }));
 
   const quality = result.quality || {};
   const warnings = quality.warnings || [];
-  $("quality-level").replaceChildren(el("span", { class: `chip quality-${quality.level}`, text: quality.level || "unknown" }),
-    warnings.length ? "" : " no warnings");
+  $("quality-level").replaceChildren(qualityChip(quality.level), warnings.length ? "" : " no warnings");
   $("warnings").replaceChildren(...warnings.map((warning) => el("li", { text: warning })));
   const banner = $("quality-banner");
   banner.hidden = quality.level !== "limited";
