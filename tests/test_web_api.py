@@ -12,6 +12,7 @@ import re
 import shutil
 import sqlite3
 import time
+from dataclasses import replace
 
 import httpx
 import numpy as np
@@ -264,6 +265,24 @@ def test_slices_are_on_the_acquisition_grid_where_the_truth_is(api, analysed):
     for missing in ("maps/tmax/8.png", "maps/ttp/0.png", "maps/tmax/-1.png", "overlays/penumbra/0.png",
                     "images/nothing.png", "images/..%2Fresult.png", "maps/tmax/3.png?generation=7", "layers/core/3.png"):
         assert client.get(f"{base}/{missing}", headers=headers).status_code == 404, missing
+
+
+def test_a_512_acquisition_is_shown_on_its_own_grid_not_the_processing_one(tmp_path):
+    """512 x 512 images are analysed at 256 x 256; the slices are 512 x 512 like the source
+    images, the core where the phantom's truth (made at 512) has it, the AIF on a true artery."""
+    data = make_analysed_data(tmp_path, replace(SMALL, matrix=512))
+    with serve_api(data.data_dir) as (url, _, _):
+        with httpx.Client(base_url=url, timeout=30, headers=bearer(data.viewer_token)) as client:
+            detail = client.get(f"/api/studies/{data.study_id}").json()
+            assert detail["matrix"] == [512, 512] and detail["result"]["acquisition"]["processing_matrix"] == [256, 256]
+            core = np.stack([decoded(client.get(f"/api/studies/{data.study_id}/overlays/core/{z}.png").content,
+                                     "RGBA")[..., 3] > 0 for z in range(SMALL.n_slices)])
+            tmax = decoded(client.get(f"/api/studies/{data.study_id}/maps/tmax/3.png").content, "RGB")
+    assert core.shape == (SMALL.n_slices, 512, 512) and tmax.shape == (512, 512, 3)
+    truth = data.phantom.truth
+    assert (core & truth.core).sum() > 0.8 * core.sum() > 0 and (core[:, :, ::-1] & truth.core).sum() == 0
+    x, y, z = detail["result"]["quality"]["aif"]["location"]["source_xyz"]
+    assert [z, y, x] in truth.artery_voxels.tolist()
 
 
 def test_pngs_are_cached_by_generation(api, analysed):

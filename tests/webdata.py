@@ -21,7 +21,7 @@ from dicom_node.completion import OTHER
 from dicom_node.instance import instance_info
 from dicom_node.spool import safe_name
 from sample_data.dicom_writer import DicomVariant
-from sample_data.phantom import CASES, Phantom, make_phantom, write_dicom
+from sample_data.phantom import CASES, Phantom, PhantomConfig, make_phantom, write_dicom
 from tests import peers
 from triage.cli import main as triage_main
 from triage.jobstore import JobStore
@@ -51,10 +51,10 @@ class AnalysedData:
         return self.data_dir / "results" / self.study_id / str(generation)
 
 
-def make_analysed_data(root: Path) -> AnalysedData:
-    """The phantom (128 x 128 x 8 slices x 25 frames, and an NCCT) in ``root/dicom``, analysed
-    into the data directory ``root/data`` (about 3 s)."""
-    phantom = make_phantom(SMALL)
+def make_analysed_data(root: Path, config: PhantomConfig = SMALL) -> AnalysedData:
+    """The phantom (``SMALL``: 128 x 128 x 8 slices x 25 frames; and an NCCT) in ``root/dicom``,
+    analysed into the data directory ``root/data`` (about 3 s)."""
+    phantom = make_phantom(config)
     paths = write_dicom(phantom, root / "dicom", variant=DicomVariant(extra_series=True))
     uids = {path.parent.name: str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
             for path in (paths[0], paths[-1])}
@@ -65,7 +65,7 @@ def make_analysed_data(root: Path) -> AnalysedData:
             store.record_instance(instance_info(pydicom.dcmread(path, stop_before_pixels=True), path, "CT1"))
         store.set_series_state(uids["ncct"], "ignored", classification=OTHER, reason="not a perfusion series")
         ctp = uids["perfusion"]
-        store.start_generation(ctp, reason="complete", n_positions=SMALL.n_slices, n_times=SMALL.n_frames,
+        store.start_generation(ctp, reason="complete", n_positions=config.n_slices, n_times=config.n_frames,
                                unchanged_since=time.time())
         job = store.claim_job("analyse")
         out = data_dir / "results" / safe_name(ctp) / "1"

@@ -12,8 +12,8 @@ pages and the API documentation load; a page opened without a session redirects 
 - ``GET /api/studies/{id}/maps/{name}/{z}.png``, ``.../overlays/{core|hypoperfusion}/{z}.png``,
   ``.../maps/{name}/colorbar.png``, ``.../summary.png``, ``.../images/{name}.png``: of the
   shown generation, or of ``?generation=N``; see :mod:`triage.web.slices`. Each carries an
-  ETag naming its generation (a generation's files never change): revalidated when the URL
-  names no generation, cached for good when it does.
+  ETag naming its generation and when its result was written (a generation's files never
+  change): revalidated when the URL names no generation, else cached for a day.
 - ``POST /api/studies/{id}/reprocess`` (admin) ``{"aif": [x, y, z]?, "profile": str?}`` → 202
   ``{"generation": n}``: the series analysed again as a new generation with ``--aif X,Y,Z``
   (source-image column, row, slice; within the acquisition matrix and slice count) and
@@ -64,7 +64,7 @@ COOKIE = "triage_session"
 AUDIT_REPEAT_S = 600.0
 IMAGE_NAME = re.compile(r"[a-z0-9_]{1,32}")
 REVALIDATE = "private, no-cache"
-FOREVER = "private, max-age=31536000, immutable"
+PINNED = "private, max-age=86400, immutable"  # a day: see result_png
 PNG = "image/png"
 SLICE_LAYERS = {"maps": (MAP_NAMES, slices.map_png), "overlays": (OVERLAY_NAMES, slices.overlay_png)}
 
@@ -139,7 +139,7 @@ def create_app(data_dir: Path, store: JobStore, *,
         return folder, generation
 
     def cached(request: Request, tag: str, pinned: bool, media_type: str, body: Callable[[], bytes]) -> Response:
-        headers = {"ETag": f'"{tag}"', "Cache-Control": FOREVER if pinned else REVALIDATE}
+        headers = {"ETag": f'"{tag}"', "Cache-Control": PINNED if pinned else REVALIDATE}
         if request.headers.get("if-none-match") == headers["ETag"]:
             return Response(status_code=304, headers=headers)
         try:
@@ -202,7 +202,12 @@ def create_app(data_dir: Path, store: JobStore, *,
                    render: Callable[[Path], bytes]) -> Response:
         """``render(result folder)`` of the study's shown generation (or ``generation``)."""
         folder, number = result_dir(study_for(study_id, request, current), generation)
-        return cached(request, f"{study_id}/{number}/{what}", generation is not None, PNG, lambda: render(folder))
+        try:  # a series sent again after retention removed it starts again at generation 1
+            written = (folder / "result.json").stat().st_mtime_ns
+        except OSError:
+            raise HTTPException(404, "the result was removed") from None
+        return cached(request, f"{study_id}/{number}/{written}/{what}", generation is not None, PNG,
+                      lambda: render(folder))
 
     @app.get("/api/studies/{study_id}/maps/{name}/colorbar.png", response_class=Response)
     def colorbar(study_id: str, name: str, request: Request, current: User = Depends(user)) -> Response:
