@@ -42,6 +42,7 @@ def test_user_command(tmp_path):
             (("add", "ann", "--role", "viewer"), "another-password\n", "error: user ann exists already"),
             (("add", "bob", "--role", "viewer"), "short\n", "error: the password must have at least 8"),
             (("add", "b/b", "--role", "admin"), "long-enough\n", "error: user name 'b/b'"),
+            (("add", "bob", "--role", "boss"), "long-enough\n", "error: role 'boss': must be one of viewer, admin"),
             (("token", "zed"), "", "error: no user zed"),
             (("remove", "zed"), "", "error: no user zed")):
         run = triage("user", *args, "--data-dir", data, stdin=stdin)

@@ -28,6 +28,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from triage.errors import InputError
@@ -102,7 +103,10 @@ def check_password(password: str, stored: str) -> bool:
     return scheme == "scrypt" and hmac.compare_digest(computed.hex(), digest)
 
 
-_UNKNOWN_USER_HASH = hash_password(secrets.token_hex(16))  # checked against for unknown names
+@cache
+def _unknown_user_hash() -> str:
+    """A hash to check a password against for an unknown user name (the same work as a known one)."""
+    return hash_password(secrets.token_hex(16))
 
 
 def _digest(secret: str) -> str:
@@ -171,7 +175,7 @@ class Accounts:
     def check_login(self, username: str, password: str) -> User | None:
         """The user whose password this is, else None (an unknown name costs the same time)."""
         rows = self.db.query("SELECT username, role, password FROM users WHERE username = ?", (username,))
-        stored = rows[0]["password"] if rows else _UNKNOWN_USER_HASH
+        stored = rows[0]["password"] if rows else _unknown_user_hash()
         if check_password(password, stored) and rows:
             return User(rows[0]["username"], rows[0]["role"])
         return None

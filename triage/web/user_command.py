@@ -18,16 +18,16 @@ from pathlib import Path
 
 from triage.errors import InputError
 from triage.settings import load_settings
-from triage.web.accounts import ROLES, Accounts
 
 
 def add_parser(commands) -> None:
     user = commands.add_parser("user", help="manage the users and API tokens of the web API",
-                               description=__doc__.split("\n")[0])
+                               description="Manage the web API's users and API tokens (in the node's "
+                                           "data directory).")
     actions = user.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add a user (password from stdin or asked at the terminal)")
     add.add_argument("name")
-    add.add_argument("--role", choices=ROLES, required=True)
+    add.add_argument("--role", metavar="viewer|admin", required=True, help="what the user may do")
     actions.add_parser("token", help="print a new API token of a user (shown only once)").add_argument("name")
     actions.add_parser("list", help="list the users")
     actions.add_parser("remove", help="remove a user with their tokens and sessions").add_argument("name")
@@ -37,6 +37,8 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
+    from triage.web.accounts import ROLES, Accounts  # the job store's imports only when needed
+
     data_dir = Path(load_settings(args.config, data_dir=args.data_dir).data_dir)
     if args.action == "add":  # the first user may come before the node's first start
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +47,8 @@ def run(args) -> int:
     accounts = Accounts.open(data_dir / "triage.db")
     try:
         if args.action == "add":
+            if args.role not in ROLES:  # before asking for the password
+                raise InputError(f"role {args.role!r}: must be one of {', '.join(ROLES)}")
             accounts.add_user(args.name, args.role, _password())
             print(f"user {args.name} added ({args.role})")
         elif args.action == "token":
