@@ -11,6 +11,8 @@ the AIF of result.json) whose result then replaces the shown one, a limited resu
 prominent, no re-run control for the viewer role, no horizontal overflow at phone size, labels,
 alt texts and WCAG contrast. The re-run tests play the node's part (claim the job, ``triage
 analyze`` with its AIF) and run in file order: after them the shown result is generation 3.
+Last, the same pages over a real ``triage serve --http-port`` node fed by DCMTK storescu: the open
+list shows the series arriving, and the node itself analyses the re-run asked for on the page.
 Screenshots of each page at workstation and phone size are written to ``tests/artifacts/`` (not
 kept in git).
 """
@@ -25,7 +27,10 @@ from pathlib import Path
 import pytest
 
 from dicom_node.spool import safe_name
-from tests.webdata import VIEWER, make_analysed_data, serve_api
+from sample_data.phantom import make_phantom, write_dicom
+from tests import peers
+from tests.node import NodeProcess
+from tests.webdata import SMALL, VIEWER, make_analysed_data, serve_api
 from triage.cli import main as triage_main
 from triage.jobstore import JobStore
 
@@ -44,6 +49,14 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touc
 MAPS = ("cbf", "cbv", "mtt", "tmax")
 
 
+def add_admin(data_dir: Path) -> None:
+    """Make the ``ADMIN`` account with ``triage user add`` (the password on stdin)."""
+    added = subprocess.run([sys.executable, "-m", "triage.cli", "user", "add", ADMIN[0], "--role", "admin",
+                            "--data-dir", str(data_dir)], input=ADMIN[1] + "\n", text=True,
+                           capture_output=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The API over an analysed data directory: {"base": its URL, "data": AnalysedData,
@@ -51,10 +64,7 @@ def site(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is missing: run scripts/setup.sh (apt-get install chromium)")
     data = make_analysed_data(tmp_path_factory.mktemp("viewer"))
-    added = subprocess.run([sys.executable, "-m", "triage.cli", "user", "add", ADMIN[0], "--role", "admin",
-                            "--data-dir", str(data.data_dir)], input=ADMIN[1] + "\n", text=True,
-                           capture_output=True, timeout=60)
-    assert added.returncode == 0, added.stderr
+    add_admin(data.data_dir)
     result = json.loads((data.result_dir(1) / "result.json").read_text())
     with serve_api(data.data_dir) as (base, _app, _store):
         yield {"base": base, "data": data, "result": result}
@@ -515,3 +525,44 @@ def test_a_series_without_result_says_why(site, browser):
     page.goto(f"{site['base']}/studies/no-such-series")
     expect(page.locator("#study-error")).to_have_text("The study could not be loaded: no such study.")
     assert page.inner_text(".ruo") == RESEARCH_LINE and page.errors == []
+
+
+def test_a_series_sent_to_a_node_appears_in_the_open_list_and_is_rerun_by_it(browser, tmp_path):
+    """A real ``triage serve --http-port`` node: the list is open before DCMTK storescu sends the
+    phantom; the series appears and reaches "done" by itself; the admin's re-run at the AIF is
+    analysed by the node as generation 2 and the open study page switches to it."""
+    files = write_dicom(make_phantom(SMALL), tmp_path / "dicom")
+    data_dir = tmp_path / "node"
+    add_admin(data_dir)
+    http_port = peers.free_port()
+    node = NodeProcess(data_dir, extra=("--http-port", str(http_port))).start()
+    try:
+        peers.wait_for_port(http_port, process=node.process)
+        site = {"base": f"http://127.0.0.1:{http_port}"}
+        page = new_page(browser, WORKSTATION)
+        sign_in(page, site)
+        expect(page.locator("#empty")).to_be_visible()
+        sent = peers.storescu(node.port, files, calling="CT1")
+        assert sent.returncode == 0, sent.stderr[-2000:]
+        status = page.locator("#studies tbody tr td[data-label=Status]")
+        expect(status).to_have_text("done", timeout=90_000)
+        study_id = page.get_attribute("#studies tbody tr", "data-id")
+        result = json.loads((data_dir / "results" / study_id / "1" / "result.json").read_text())
+        assert page.inner_text("#studies tbody td[data-label=Core]") == ml(result["core_ml"])
+
+        page.click("#studies tbody a")
+        page.wait_for_selector("#viewer:not([hidden])")
+        x, y, z = result["quality"]["aif"]["location"]["source_xyz"]
+        page.click("#pick-aif")
+        click_pixel(page, x, y)
+        page.click("#confirm-aif-ok")
+        expect(page.locator("#rerun-status")).to_contain_text("Generation 2 queued")
+        expect(page.locator("#rerun-status")).to_have_text(
+            "Generation 2 is done; the result shown is the new one.", timeout=90_000)
+        second = json.loads((data_dir / "results" / study_id / "2" / "result.json").read_text())
+        assert second["quality"]["aif"]["location"]["source_xyz"] == [x, y, z]
+        assert page.inner_text("dd[data-field=core_ml]") == ml(second["core_ml"])
+        assert "AIF (chosen by hand) at" in page.inner_text("#curve-caption")
+        assert page.errors == []
+    finally:
+        assert node.stop() == 0
