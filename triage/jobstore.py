@@ -20,6 +20,10 @@ Tables
     requested (:meth:`JobStore.reprocess`): ``{"aif": [x, y, z], "profile": name}``, each key
     optional (``{}``: the same analysis again).
 
+Other modules keep tables of their own in this database through :meth:`JobStore.create_tables`
+and :meth:`JobStore.transaction`: the web API's ``users``, ``api_tokens``, ``sessions`` and
+``audit`` (:mod:`triage.web.accounts`) and the alerts' ``outbox``.
+
 Times are POSIX seconds (``time.time()``), so they survive a restart. The database runs in WAL
 mode; instance rows are committed with ``synchronous=NORMAL`` (durable across a crash of the
 process; after a power cut the spool is rescanned by :meth:`JobStore.recover`), job state
