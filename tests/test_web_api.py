@@ -402,3 +402,19 @@ def test_docs_and_pages_for_a_logged_in_browser(api, analysed):
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
         assert response.content == (STATIC_DIR / name).read_bytes()
     assert client.get("/login").status_code == 200  # no session needed to log in
+
+
+def test_a_series_uid_that_is_not_url_safe_has_a_hashed_id(api_copy, analysed):
+    client, data_dir, store = api_copy
+    hostile = "1.2.3/../../etc?x=<y>"
+    with sqlite3.connect(data_dir / "triage.db") as db:
+        db.execute("INSERT INTO series (series_uid, study_uid, patient_id, description, calling_aet, state, "
+                   "first_received, last_received, n_instances) VALUES (?, '1.2', 'P', 'odd', 'CT1', "
+                   "'receiving', 1, 2, 1)", (hostile,))
+    headers = bearer(analysed.viewer_token)
+    (odd,) = [s for s in client.get("/api/studies", headers=headers).json()["studies"] if s["series_uid"] == hostile]
+    assert re.fullmatch(r"h[0-9a-f]{40}", odd["id"]) and odd["status"] == "receiving"
+    detail = client.get(f"/api/studies/{odd['id']}", headers=headers).json()
+    assert (detail["series_uid"], detail["result"], detail["generation"], detail["matrix"]) == (hostile, None, None, None)
+    assert client.get(f"/api/studies/h{'0' * 40}", headers=headers).status_code == 404
+    assert client.get(f"/api/studies/{odd['id']}/summary.png", headers=headers).status_code == 404

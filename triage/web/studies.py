@@ -11,6 +11,7 @@ never part of it (the series description is).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +22,7 @@ from triage.jobstore import JobStore
 
 MAP_NAMES = ("cbf", "cbv", "mtt", "tmax")
 OVERLAY_NAMES = ("core", "hypoperfusion")
+_HASHED_NAME = re.compile(r"h[0-9a-f]{40}")  # see dicom_node.spool.safe_name
 JOB_STATUS = {"pending": "queued", "running": "analysing", "done": "done", "failed": "failed",
               "superseded": "queued"}
 
@@ -92,11 +94,11 @@ class Studies:
 
     def get(self, study_id: str) -> Study | None:
         """The series whose ``safe_name`` is ``study_id``."""
-        rows = self.db.query(_SERIES_SQL + " WHERE s.series_uid = ?", (study_id,))
-        if not rows:  # a hashed name: not the UID itself
+        uid = study_id
+        if _HASHED_NAME.fullmatch(study_id):  # the name of a UID that is not URL-safe
             uids = [row[0] for row in self.db.query("SELECT series_uid FROM series")]
             uid = next((u for u in uids if safe_name(u) == study_id), None)
-            rows = self.db.query(_SERIES_SQL + " WHERE s.series_uid = ?", (uid,)) if uid else []
+        rows = self.db.query(_SERIES_SQL + " WHERE s.series_uid = ?", (uid,)) if uid else []
         study = self._study(dict(rows[0])) if rows else None
         return study if study is not None and study.id == study_id else None
 
