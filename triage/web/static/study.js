@@ -32,7 +32,8 @@ function renderHead(study) {
   $("title").textContent = title;
   document.title = `${title} – stroke-triage`;
   const shown = study.generation ? ` · result of generation ${study.generation}` : "";
-  $("meta").textContent = `Status ${study.status}${shown} · series ${study.series_uid}`;
+  $("meta").replaceChildren(`Status ${study.status}${shown}`,
+    el("span", { class: "uid small", text: `Series ${study.series_uid}` }));
   let problem = "Waiting for images";
   if (study.status === "failed") {
     problem = study.result ? `The newest analysis failed (shown: generation ${study.generation})` : "Analysis failed";
