@@ -97,6 +97,40 @@ def test_a_newer_generation_supersedes_pending_sends_and_running_analyses(store)
         (2, "analyse", "superseded", "superseded by generation 3"), (3, "analyse", "pending", None)]
 
 
+def test_a_requested_re_run_is_a_generation_with_its_options(store):
+    """Only an analysed perfusion series (state ready) can be re-run; the re-run supersedes the
+    running analysis and pending send of the older generation and carries its options."""
+    store.record_instance(info("1.1"), received_at=100.0)
+    assert store.reprocess("1.2.3.4", {}) is None  # still receiving
+    store.start_generation("1.2.3.4", reason="r", n_positions=1, n_times=1, unchanged_since=100.0)
+    assert store.finish_job(store.claim_job("analyse").id, then=("1.2.3.4", 1, "send"))
+    rerun = store.reprocess("1.2.3.4", {"aif": [3, 4, 0], "profile": "rcbf38"})
+    assert rerun.number == 2 and [(j.kind, j.state) for j in rerun.superseded] == [("send", "pending")]
+    running = store.claim_job("analyse")
+    assert running.analysis_options() == {"aif": [3, 4, 0], "profile": "rcbf38"}
+    again = store.reprocess("1.2.3.4", {})
+    assert again.number == 3 and [(j.id, j.state) for j in again.superseded] == [(running.id, "running")]
+    assert [(j.generation, j.state, j.options) for j in store.jobs("1.2.3.4", "analyse")] == [
+        (1, "done", None), (2, "superseded", '{"aif": [3, 4, 0], "profile": "rcbf38"}'), (3, "pending", "{}")]
+    assert store.reprocess("9.9.9", {}) is None
+
+
+def test_a_database_of_the_previous_version_gains_the_options_column(tmp_path):
+    path = tmp_path / "triage.db"
+    with sqlite3.connect(path) as db:  # the jobs table as it was before options
+        db.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, series_uid TEXT NOT NULL, "
+                   "generation INTEGER NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER "
+                   "NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL, error TEXT, created_at REAL NOT NULL, "
+                   "updated_at REAL NOT NULL, UNIQUE (series_uid, generation, kind))")
+        db.execute("INSERT INTO jobs (series_uid, generation, kind, state, next_attempt_at, created_at, "
+                   "updated_at) VALUES ('1.2', 1, 'analyse', 'done', 0, 0, 0)")
+    store = JobStore(path)
+    (job,) = store.jobs("1.2")
+    assert (job.state, job.options, job.analysis_options()) == ("done", None, {})
+    store.close()
+    JobStore(path).close()  # opening it again changes nothing
+
+
 def test_decision_is_not_recorded_when_an_instance_arrived_meanwhile(store):
     store.record_instance(info("1.1"), received_at=100.0)
     store.record_instance(info("1.2"), received_at=105.0)

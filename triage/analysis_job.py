@@ -2,12 +2,14 @@
 
     python -m triage.analysis_job SERIES_DIR OUT_DIR --series UID --uid-seed SEED
                                   [--generation N] [--references LIST] [--config FILE]
-                                  [--allow-incomplete-end] [--parent-pid PID]
+                                  [--allow-incomplete-end] [--aif X,Y,Z] [--profile NAME]
+                                  [--parent-pid PID]
 
 Runs ``triage analyze`` on ``SERIES_DIR`` into ``OUT_DIR`` (with ``--allow-incomplete-end``: the
 complete time points of a series whose last ones lack slices; skipped when ``OUT_DIR/result.json``
 exists: an earlier run completed the analysis before the node stopped; outputs are renamed into
-place only when whole), then writes the Secondary Capture, Segmentation and SR objects to
+place only when whole; ``--aif`` and ``--profile`` as in ``triage analyze``, for a re-run a user
+requested), then writes the Secondary Capture, Segmentation and SR objects to
 ``OUT_DIR/dicom`` with UIDs derived from ``SEED``, so a re-run writes the same instances
 (``N`` > 1, the node's re-analysis of a series, is named in their Series Descriptions). The
 segmentation references the first time point: ``LIST`` (one path a line) names its files, which
@@ -40,10 +42,13 @@ def _has_complete_result(out_dir: Path) -> bool:
 
 
 def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config: Path | None,
-        references: Path | None = None, generation: int = 1, allow_incomplete_end: bool = False) -> int:
+        references: Path | None = None, generation: int = 1, allow_incomplete_end: bool = False,
+        aif: str | None = None, profile: str | None = None) -> int:
     if not _has_complete_result(out_dir):
         command = ["analyze", str(series_dir), "--out", str(out_dir), "--series", series_uid, "--quiet"]
         command += ["--config", str(config)] if config else []
+        command += ["--aif", aif] if aif else []
+        command += ["--profile", profile] if profile else []
         status = triage_main(command + (["--allow-incomplete-end"] if allow_incomplete_end else []))
         if status != 0:
             return status
@@ -78,12 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path)
     parser.add_argument("--allow-incomplete-end", action="store_true",
                         help="analyse the complete time points when the last ones lack slices")
+    parser.add_argument("--aif", metavar="X,Y,Z", help="force the AIF at this source-image column,row,slice")
+    parser.add_argument("--profile", help="threshold profile name or JSON file")
     parser.add_argument("--parent-pid", type=int)
     args = parser.parse_args(argv)
     if args.parent_pid and not die_with_parent(args.parent_pid):
         return EXIT_INTERNAL  # the node died before the request took effect
     return run(args.series_dir, args.out_dir, args.series, args.uid_seed, args.config, args.references,
-               args.generation, args.allow_incomplete_end)
+               args.generation, args.allow_incomplete_end, args.aif, args.profile)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Command line: ``triage analyze INPUT --out OUT`` and ``triage serve`` (the DICOM node).
+"""Command line: ``triage analyze INPUT --out OUT``, ``triage serve`` (the DICOM node) and
+``triage user`` (the web API's accounts).
 
 Errors in the input end the run with ``error: <one-line reason>`` on stderr and exit status 2;
 an internal failure says which stage failed and exits 3. Tracebacks are shown only with
@@ -20,6 +21,7 @@ from models.profiles import available_profiles, load_profile
 from triage import __version__
 from triage.errors import EXIT_INPUT, EXIT_INTERNAL, InputError
 from triage.settings import MODEL_NAMES, Settings, load_settings
+from triage.web import user_command
 
 
 class Progress:
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--quiet", action="store_true", help="no progress lines")
     analyze.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     _add_serve(commands)
+    user_command.add_parser(commands)
     return parser
 
 
@@ -192,7 +195,10 @@ def _add_serve(commands) -> None:
         help="after S quiet seconds, report a perfusion series still missing images, or analyse "
              "its complete time points when only the last ones lack slices (an aborted scan) "
              f"(default {d.incomplete_warn_seconds:g})")
-    add("--http-port", type=int, metavar="PORT", help=f"status/alert HTTP port, 0 = off (default {d.http_port})")
+    add("--http-port", type=int, metavar="PORT",
+        help=f"port of the web API and viewer, 0 = off (default {d.http_port}); users: triage user")
+    add("--http-address", metavar="ADDRESS",
+        help=f"address the HTTP port binds to (default {d.http_address})")
     add("--webhook", action="append", metavar="URL",
         help="URL each result, failed analysis and incomplete perfusion series is POSTed to as a "
              "signed JSON alert (repeatable; see docs/alerts.md); needs --webhook-secret-file or webhook_secret "
@@ -225,9 +231,10 @@ def _add_serve(commands) -> None:
 
 
 SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_aet", "accept_any_aet",
-                 "pacs", "quiet_seconds", "incomplete_warn_seconds", "http_port", "webhook", "tls_cert",
-                 "tls_key", "tls_ca", "pacs_tls", "max_associations", "max_jobs", "spool_reserve_mb", "retention_days",
-                 "webhook_secret_file", "alert_patient_details", "alert_fhir", "alert_expiry_hours", "public_url")
+                 "pacs", "quiet_seconds", "incomplete_warn_seconds", "http_port", "http_address", "webhook",
+                 "tls_cert", "tls_key", "tls_ca", "pacs_tls", "max_associations", "max_jobs", "spool_reserve_mb",
+                 "retention_days", "webhook_secret_file", "alert_patient_details", "alert_fhir",
+                 "alert_expiry_hours", "public_url")
 
 
 def run_serve(args) -> int:
@@ -245,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_analyze(args)
         if args.command == "serve":
             return run_serve(args)
+        if args.command == "user":
+            return user_command.run(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT

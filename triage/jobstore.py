@@ -15,11 +15,19 @@ Tables
 ``jobs``
     ``analyse`` and ``send`` jobs per (series, generation), with ``state`` (``pending`` →
     ``running`` → ``done`` | ``failed``, or ``superseded`` when a newer generation of the series
-    started first), ``attempts``, ``next_attempt_at`` and the last error.
+    started first), ``attempts``, ``next_attempt_at`` and the last error. ``options`` (analyse
+    jobs) is NULL for an analysis the images started, or the JSON object of a re-run a user
+    requested (:meth:`JobStore.reprocess`): ``{"aif": [x, y, z], "profile": name}``, each key
+    optional (``{}``: the same analysis again).
+
 ``outbox``
     Alerts to the stroke team's endpoints (:mod:`triage.alerts`), written in the transaction
     that records the result or the failure they announce (an incomplete series' alert on its
     own), delivered by :mod:`triage.outbox`: ``state`` ``pending`` → ``delivered`` | ``expired``.
+
+Other modules keep tables of their own in this database through :meth:`JobStore.create_tables`
+and :meth:`JobStore.transaction`: the web API's ``users``, ``api_tokens``, ``sessions`` and
+``audit`` (:mod:`triage.web.accounts`).
 
 Times are POSIX seconds (``time.time()``), so they survive a restart. The database runs in WAL
 mode; instance rows are committed with ``synchronous=NORMAL`` (durable across a crash of the
@@ -94,6 +102,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    options TEXT,                      -- JSON analysis options of a requested re-run, or NULL
     UNIQUE (series_uid, generation, kind)
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -115,6 +124,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 """
+MIGRATIONS = (("jobs", "options", "ALTER TABLE jobs ADD COLUMN options TEXT"),)
+"""Columns added after the first release: (table, column, statement adding it)."""
 
 INSTANCE_COLUMNS = ("sop_uid", "series_uid", "study_uid", "sop_class_uid", "path", "calling_aet",
                     "patient_id", "modality", "series_description", "image_type", "position",
@@ -167,6 +178,11 @@ class Job:
     error: str | None
     created_at: float
     updated_at: float
+    options: str | None = None
+
+    def analysis_options(self) -> dict:
+        """The requested re-run's options (``aif``, ``profile``); empty for an ordinary analysis."""
+        return json.loads(self.options) if self.options else {}
 
 
 @dataclass(frozen=True)
@@ -215,6 +231,14 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns of :data:`MIGRATIONS` that a database of an older version lacks."""
+        with self._lock:
+            for table, column, statement in MIGRATIONS:
+                if column not in {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -236,6 +260,22 @@ class JobStore:
     def _query(self, sql: str, parameters=()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, parameters).fetchall()
+
+    # For the tables other modules keep in this database (the web API's accounts and audit log,
+    # the alerts' outbox) and their read-only views of the node's tables.
+
+    def create_tables(self, schema: str) -> None:
+        """Run ``schema`` (``CREATE ... IF NOT EXISTS`` statements)."""
+        with self._lock:
+            self._db.executescript(schema)
+
+    def query(self, sql: str, parameters=()) -> list[sqlite3.Row]:
+        """The rows of one statement."""
+        return self._query(sql, parameters)
+
+    def transaction(self):
+        """A durable immediate transaction (context manager yielding the connection)."""
+        return self._transaction(durable=True)
 
     # Instances and series
 
@@ -337,13 +377,25 @@ class JobStore:
                 return None
             generation = db.execute("SELECT generation FROM series WHERE series_uid = ?",
                                     (series_uid,)).fetchone()[0]
-            older = ("series_uid = ? AND generation < ? AND "
-                     "(state = 'pending' OR (kind = 'analyse' AND state = 'running'))")
-            superseded = [Job(**row) for row in db.execute(f"SELECT * FROM jobs WHERE {older} ORDER BY id",
-                                                           (series_uid, generation))]
-            db.execute(f"UPDATE jobs SET state = 'superseded', error = ?, updated_at = ? WHERE {older}",
-                       (f"superseded by generation {generation}", now, series_uid, generation))
+            superseded = _supersede_older(db, series_uid, generation, now)
             _insert_job(db, series_uid, generation, "analyse", now)
+            return Generation(generation, superseded)
+
+    def reprocess(self, series_uid: str, options: dict) -> Generation | None:
+        """Queue a re-run of an analysed perfusion series (state ``ready``) as its next
+        generation with the analysis ``options`` (JSON-ready, see the ``jobs`` table),
+        superseding the older generations' work as :meth:`start_generation` does. None when the
+        series is unknown, not a perfusion series, or receiving or waiting for images."""
+        now = time.time()
+        with self._transaction(durable=True) as db:
+            cursor = db.execute("UPDATE series SET generation = generation + 1 WHERE series_uid = ? "
+                                "AND state = 'ready' AND classification = 'CTP'", (series_uid,))
+            if cursor.rowcount != 1:
+                return None
+            generation = db.execute("SELECT generation FROM series WHERE series_uid = ?",
+                                    (series_uid,)).fetchone()[0]
+            superseded = _supersede_older(db, series_uid, generation, now)
+            _insert_job(db, series_uid, generation, "analyse", now, json.dumps(options, sort_keys=True))
             return Generation(generation, superseded)
 
     # Jobs
@@ -500,10 +552,23 @@ class JobStore:
         return Recovery(jobs_reset=reset, instances_registered=registered, unreadable=unreadable)
 
 
-def _insert_job(db: sqlite3.Connection, series_uid: str, generation: int, kind: str, now: float) -> None:
+def _insert_job(db: sqlite3.Connection, series_uid: str, generation: int, kind: str, now: float,
+                options: str | None = None) -> None:
     db.execute("INSERT OR IGNORE INTO jobs (series_uid, generation, kind, state, next_attempt_at, "
-               "created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
-               (series_uid, generation, kind, now, now, now))
+               "created_at, updated_at, options) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+               (series_uid, generation, kind, now, now, now, options))
+
+
+def _supersede_older(db: sqlite3.Connection, series_uid: str, generation: int, now: float) -> list[Job]:
+    """Mark the pending jobs and running analyses of generations before ``generation``
+    superseded; returns them as they were."""
+    older = ("series_uid = ? AND generation < ? AND "
+             "(state = 'pending' OR (kind = 'analyse' AND state = 'running'))")
+    superseded = [Job(**row) for row in db.execute(f"SELECT * FROM jobs WHERE {older} ORDER BY id",
+                                                   (series_uid, generation))]
+    db.execute(f"UPDATE jobs SET state = 'superseded', error = ?, updated_at = ? WHERE {older}",
+               (f"superseded by generation {generation}", now, series_uid, generation))
+    return superseded
 
 
 def _insert_alerts(db: sqlite3.Connection, alerts: list[OutboxMessage], now: float) -> None:

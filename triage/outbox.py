@@ -68,17 +68,17 @@ class OutboxStore:
         sql, parameters = "SELECT * FROM outbox", ()
         if series_uid is not None:
             sql, parameters = sql + " WHERE series_uid = ?", (series_uid,)
-        return [OutboxRow(**row) for row in self._store._query(sql + " ORDER BY id", parameters)]
+        return [OutboxRow(**row) for row in self._store.query(sql + " ORDER BY id", parameters)]
 
     def due(self, now: float) -> OutboxRow | None:
         """The pending message due first, if it is due at ``now``."""
-        rows = self._store._query("SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
+        rows = self._store.query("SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
                                   "ORDER BY next_attempt_at, id LIMIT 1", (now,))
         return OutboxRow(**rows[0]) if rows else None
 
     def next_due(self) -> float | None:
         """When the next pending message is due (None: none pending)."""
-        return self._store._query("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'")[0][0]
+        return self._store.query("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'")[0][0]
 
     def delivered(self, row_id: int, now: float) -> None:
         self._update("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, "
@@ -95,12 +95,12 @@ class OutboxStore:
 
     def expire_pending(self, error: str) -> int:
         """Expire every pending message (the node runs without webhooks); how many."""
-        with self._store._transaction(durable=True) as db:
+        with self._store.transaction() as db:
             return db.execute("UPDATE outbox SET state = 'expired', last_error = ? WHERE state = 'pending'",
                               (error,)).rowcount
 
     def _update(self, sql: str, parameters: tuple) -> None:
-        with self._store._transaction(durable=True) as db:
+        with self._store.transaction() as db:
             db.execute(sql, parameters)
 
 

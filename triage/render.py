@@ -243,6 +243,16 @@ def render_map(path: Path, values: np.ndarray, *, name: str, units: str, window:
     return replace(layout, colorbar=bar)
 
 
+def render_colorbar(name: str, width: int = 720) -> Image.Image:
+    """The colour bar of map ``name`` (a key of ``MAP_STYLES``) as drawn under its map picture:
+    its window, ticks, values and units, ``width`` pixels wide, on the black background."""
+    units, window, colormap = MAP_STYLES[name]
+    picture = Image.new("RGB", (width, 140), BACKGROUND)
+    _draw_colorbar(picture, ImageDraw.Draw(picture), (40, 8, width - 80, 36), get_lut(colormap), window,
+                   f"{DISPLAY_NAMES[name]} [{units}]")
+    return picture
+
+
 # ----------------------------------------------------------------------------- input checks
 
 def _volume(array: np.ndarray, label: str) -> np.ndarray:

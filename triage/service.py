@@ -98,6 +98,7 @@ class Node:
             raise InputError(str(exc)) from None
         self.store: JobStore | None = None
         self.scp: StorageSCP | None = None
+        self.web = None  # triage.web.server.WebServer when http_port is set
         self._pacs_tls: ssl.SSLContext | None = None
         self._stopping = threading.Event()
         self._wake = threading.Condition()
@@ -145,6 +146,13 @@ class Node:
             self.store.close()
             raise InputError(f"cannot listen on {s.listen_address}:{s.dicom_port}: "
                              f"{exc.strerror or exc}") from None
+        if s.http_port:
+            try:
+                self._start_web()
+            except InputError:
+                self.scp.stop()
+                self.store.close()
+                raise
         self._threads = [threading.Thread(target=self._monitor, name="completion", daemon=True),
                          threading.Thread(target=self._run_jobs, name="sender", daemon=True,
                                           args=("send", self._send, self._send_failed_in_node))]
@@ -164,6 +172,8 @@ class Node:
         in the queue, the database is closed."""
         log.info("stopping: the DICOM port closes; open transfers get a few seconds to finish")
         self._stopping.set()
+        if self.web is not None:
+            self.web.stop()
         if self.scp is not None:
             self.scp.stop()
         with self._wake:
@@ -181,6 +191,30 @@ class Node:
         elif self.store is not None:
             self.store.close()
         log.info("stopped")
+
+    def _start_web(self) -> None:
+        """Serve the web API and viewer on ``http_address``:``http_port`` (imported only then)."""
+        from triage.web.app import create_app
+        from triage.web.server import WebServer
+
+        s = self.settings
+        self.web = WebServer(create_app(self.data_dir, self.store, reprocess=self.reprocess),
+                             s.http_address, s.http_port)
+        self.web.start()
+        log.info("web API and viewer on http://%s:%d/ (users: triage user add NAME --role viewer|admin)",
+                 s.http_address, s.http_port)
+
+    def reprocess(self, series_uid: str, options: dict) -> int | None:
+        """Queue a re-run of an analysed series with ``options`` (``aif``, ``profile``) as its
+        next generation, stopping the older generation's running analysis; the generation, or
+        None when the series cannot be re-run now (see :meth:`JobStore.reprocess`)."""
+        started = self.store.reprocess(series_uid, options)  # the web API logs who asked for what
+        if started is None:
+            return None
+        self._supersede(started)
+        with self._wake:
+            self._wake.notify_all()
+        return started.number
 
     def _log_startup(self, allowed: frozenset | None) -> None:
         s = self.settings
@@ -202,8 +236,6 @@ class Node:
         else:
             log.info("series are kept for ever (--retention-days 0): the spool and results grow "
                      "until the disk reserve refuses new images")
-        if s.http_port:
-            log.info("http_port is set: it is served by the web feature (issue 4), not by this version")
         if self._alerts:
             log.info("alerts go to %d webhook(s), signed (%s)%s%s", len(self._alerts.urls),
                      ", ".join(where(url) for url in self._alerts.urls),
@@ -413,6 +445,7 @@ class Node:
                    "--references", str(references), "--parent-pid", str(os.getpid())]
         if self.config_file:
             command += ["--config", str(self.config_file)]
+        command += _option_flags(job.analysis_options())
         assessment = self._assess(uid, instances)  # incomplete: the monitor chose its whole time points
         if not assessment.complete and assessment.whole_times:
             command.append("--allow-incomplete-end")
@@ -679,6 +712,12 @@ def _check(s: Settings) -> None:
         value = getattr(s, name)
         if value and not Path(value).is_file():
             raise InputError(f"--{name.replace('_', '-')} {value}: no such file")
+
+
+def _option_flags(options: dict) -> list[str]:
+    """The ``triage.analysis_job`` flags of a requested re-run's ``options`` (``aif``, ``profile``)."""
+    flags = ["--aif", ",".join(str(int(v)) for v in options["aif"])] if options.get("aif") else []
+    return flags + (["--profile", options["profile"]] if options.get("profile") else [])
 
 
 def _record_sent(ledger: Path, names: list[str]) -> None:

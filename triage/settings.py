@@ -56,7 +56,8 @@ class Settings:
         time points is reported as incomplete (it is analysed once the rest arrives), or, when
         only its last time points lack slices (an aborted scan), its complete time points are
         analysed
-    http_port : status/alert HTTP port (0 = off)
+    http_port : port of the web API and viewer (0 = off), on ``http_address`` (loopback by
+        default: put a TLS reverse proxy in front to serve other machines)
     webhook : URLs (http or https) each result, failed analysis and incomplete perfusion series
         is POSTed to, as a signed JSON alert (see ``docs/alerts.md``); in the environment
         comma-separated
@@ -98,6 +99,7 @@ class Settings:
     quiet_seconds: float = 3.0
     incomplete_warn_seconds: float = 30.0
     http_port: int = 0
+    http_address: str = "127.0.0.1"
     webhook: tuple[str, ...] = ()
     webhook_secret: str = ""
     webhook_secret_file: str = ""
