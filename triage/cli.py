@@ -1,5 +1,5 @@
-"""Command line: ``triage analyze INPUT --out OUT``, ``triage serve`` (the DICOM node) and
-``triage user`` (the web API's accounts).
+"""Command line: ``triage analyze INPUT --out OUT``, ``triage serve`` (the DICOM node),
+``triage user`` (the web API's accounts) and ``triage demo`` (the whole loop on a phantom).
 
 Errors in the input end the run with ``error: <one-line reason>`` on stderr and exit status 2;
 an internal failure says which stage failed and exits 3. Tracebacks are shown only with
@@ -74,7 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     _add_serve(commands)
     user_command.add_parser(commands)
+    _add_demo(commands)
     return parser
+
+
+def _add_demo(commands) -> None:
+    demo = commands.add_parser(
+        "demo", help="try the whole loop: a phantom study sent to a node over DICOM, its alert printed",
+        description="Generates a synthetic CT perfusion study (known truth), sends it with DICOM to a node, "
+                    "receives the node's signed alert on a loopback HTTP port and prints it beside the "
+                    "truth, with the viewer link. Without --node it starts a node of its own (and an "
+                    "admin user 'demo' for the viewer) and keeps it running until Ctrl-C. "
+                    "Research use only.")
+    demo.add_argument("--case", default="mismatch", help="phantom case (default mismatch)")
+    demo.add_argument("--work", type=Path, default=Path("triage-demo"),
+                      help="folder for the study, the node's data and its log (emptied first; "
+                           "default ./triage-demo)")
+    demo.add_argument("--node", metavar="AET@HOST:PORT",
+                      help="send to this running node instead (its --webhook must point at --listen)")
+    demo.add_argument("--listen", metavar="HOST:PORT",
+                      help="where the alert is received (default a free loopback port)")
+    demo.add_argument("--secret", help="the node's webhook secret, to check the alert's signature")
+    demo.add_argument("--timeout", type=float, default=180.0,
+                      help="seconds to wait for the alert (default 180)")
+    demo.add_argument("--exit-after-alert", action="store_true",
+                      help="stop the node and exit once the alert is printed")
 
 
 def _aif_on_processing_grid(series, xyz) -> tuple[int, int, int]:
@@ -254,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_serve(args)
         if args.command == "user":
             return user_command.run(args)
+        if args.command == "demo":
+            from triage.demo import run_demo
+            return run_demo(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
