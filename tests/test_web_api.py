@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import shutil
 import sqlite3
@@ -419,3 +420,14 @@ def test_a_series_uid_that_is_not_url_safe_has_a_hashed_id(api_copy, analysed):
     assert (detail["series_uid"], detail["result"], detail["generation"], detail["matrix"]) == (hostile, None, None, None)
     assert client.get(f"/api/studies/h{'0' * 40}", headers=headers).status_code == 404
     assert client.get(f"/api/studies/{odd['id']}/summary.png", headers=headers).status_code == 404
+
+
+def test_a_failed_login_logs_no_name_that_is_not_a_user(api, caplog):
+    client, _ = api
+    with caplog.at_level(logging.INFO, logger="triage.web"):
+        assert login(client, "Secret-Typed-Into-The-Name", "x").status_code == 401
+        assert login(client, VIEWER[0], "wrong").status_code == 401
+    lines = [r.getMessage() for r in caplog.records if r.name == "triage.web"]
+    assert any("failed login for an unknown user name" in line for line in lines), lines
+    assert any(f"failed login for {VIEWER[0]} " in line for line in lines), lines
+    assert not any("Secret-Typed-Into-The-Name" in line for line in lines), lines

@@ -155,18 +155,24 @@ def create_app(data_dir: Path, store: JobStore, *,
         store.query("SELECT 1")
         return {"status": "ok"}
 
+    def named(username: str) -> str:
+        """A user name for the log only when it is one (a password typed into the name field
+        must not end up in the log)."""
+        known = any(user["username"] == username for user in accounts.users())
+        return f"for {username}" if known else "for an unknown user name"
+
     @app.post("/api/login")
     def login(body: Login, request: Request) -> JSONResponse:
         client = _client(request)
         if accounts.throttled(body.username, client):
-            log.warning("login of %r from %s refused: too many failed attempts", body.username, client)
+            log.warning("login %s from %s refused: too many failed attempts", named(body.username), client)
             raise HTTPException(429, "too many failed logins: wait a few minutes")
         found = accounts.check_login(body.username, body.password)
         if found is None:
             accounts.audit(body.username, "login_failed", client=client)
-            log.warning("failed login for %r from %s", body.username, client)
+            log.warning("failed login %s from %s", named(body.username), client)
             raise HTTPException(401, "wrong user name or password")
-        session_id, expires = accounts.new_session(found)
+        session_id, _ = accounts.new_session(found)
         accounts.audit(found.username, "login", client=client)
         log.info("user %s logged in from %s", found.username, client)
         response = JSONResponse({"username": found.username, "role": found.role})
