@@ -1,5 +1,5 @@
-"""Latency of the node: last image received to the SR stored in PACS, for a clinical-size series
-(512 x 512, 32 slices x 40 time points: 1,280 images).
+"""Latency of the node: last image received to the SR stored in PACS and to the stroke team's
+alert, for a clinical-size series (512 x 512, 32 slices x 40 time points: 1,280 images).
 
 Run from the repository root: ``python3 benchmarks/bench_latency.py [--data DIR] [--pacs orthanc]``.
 
@@ -7,13 +7,15 @@ The series is written once with ``sample_data`` into ``DIR/dicom`` (the layout o
 ``bench_analyze.py``: the same ``--data`` folder serves both). Each run starts fresh processes
 on loopback ports: a receiving PACS (Orthanc, the realistic one, or DCMTK ``storescp``) and
 ``triage serve`` with its default settings (series complete after 3 quiet seconds) sending
-there. DCMTK ``storescu`` sends the series to the node with Nagle's algorithm off
-(``TCP_NODELAY=1`` in its environment). Printed per run: the transfer (seconds, images/s,
-MB/s), the latency from the last image acknowledged (``storescu`` exiting) to the SR found at
-the PACS (polled every 0.1 s), and its breakdown from the node's log lines and the result files'
-modification times.
+there, and alerting a real HTTP endpoint on loopback (``--webhook``, signed). DCMTK ``storescu``
+sends the series to the node with Nagle's algorithm off (``TCP_NODELAY=1`` in its environment).
+Printed per run: the transfer (seconds, images/s, MB/s), the latency from the last image
+acknowledged (``storescu`` exiting) to the SR found at the PACS and to the alert received by the
+endpoint (both polled every 0.1 s), and its breakdown from the node's log lines and the result
+files' modification times.
 
-Goal (issue 3): <= 30 s from the last image to the SR in PACS on a 2-core machine.
+Goals: <= 30 s from the last image to the SR in PACS on a 2-core machine (issue 3); the stroke
+team alerted within seconds of the result (issue 4).
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ sys.path.insert(0, str(REPO))
 
 from bench_analyze import prepare  # noqa: E402  (this folder is on sys.path when run as a script)
 from tests import peers  # noqa: E402
+from tests.endpoint import Endpoint  # noqa: E402
 from tests.node import NodeProcess  # noqa: E402
 from tests.orthanc import orthanc  # noqa: E402
 
 GOAL_S = 30.0
+WEBHOOK_SECRET = "bench-latency-webhook-secret"
 POLL_S = 0.1
 TIMEOUT_S = 600.0
 
@@ -86,23 +90,30 @@ def run_once(series_dir: Path, n_files: int, megabytes: float, pacs_kind: str, s
     root.mkdir()
     with ExitStack() as stack:
         pacs = PACS_KINDS[pacs_kind](stack, root)
-        node = NodeProcess(root / "node", pacs=pacs.address, allow=("CT1",), quiet_seconds=None).start()
+        endpoint = stack.enter_context(Endpoint())
+        os.environ["TRIAGE_WEBHOOK_SECRET"] = WEBHOOK_SECRET  # the node inherits it
+        node = NodeProcess(root / "node", pacs=pacs.address, allow=("CT1",), quiet_seconds=None,
+                           extra=("--webhook", endpoint.url())).start()
         stack.callback(node.stop)
         start = time.time()
         sent = peers.storescu(node.port, series_dir, calling="CT1", nodelay=True, timeout=TIMEOUT_S)
         last_ack = time.time()
         if sent.returncode != 0:
             sys.exit(f"storescu failed: {sent.stderr.strip()[-300:]}")
-        while not pacs.has_sr():
+        sr_stored = alerted = None
+        while sr_stored is None or alerted is None:
             if time.time() - last_ack > TIMEOUT_S or node.process.poll() is not None:
-                sys.exit(f"no SR at the PACS; node log:\n{node.log()[-3000:]}")
+                sys.exit(f"no SR at the PACS or no alert; node log:\n{node.log()[-3000:]}")
             time.sleep(POLL_S)
-        sr_stored = time.time()
+            if sr_stored is None and pacs.has_sr():
+                sr_stored = time.time()
+            if alerted is None and endpoint.requests:
+                alerted = time.time()
         (uid,) = [p.name for p in (root / "node" / "results").iterdir()]
         out_dir = root / "node" / "results" / uid / "1"
         sent_line = node.wait_for_log(r"sent \d+ objects of series")[0]
         timeline = {
-            "start": start, "last_ack": last_ack, "sr_stored": sr_stored,
+            "start": start, "last_ack": last_ack, "sr_stored": sr_stored, "alerted": alerted,
             "first_image": log_time(node, r"series .*: first image from"),
             "queued": log_time(node, r"analysis generation 1 queued"),
             "started": log_time(node, r"generation 1 started"),
@@ -123,6 +134,9 @@ def report(t: dict, result: dict, sent_line: str, n_files: int, megabytes: float
           f"by the node {t['first_image'] - t['start']:.2f} s after storescu started")
     print(f"latency, last image acknowledged -> SR stored at the PACS: {latency:.1f} s "
           f"(goal <= {GOAL_S:.0f} s: {'met' if latency <= GOAL_S else 'NOT met'})")
+    print(f"latency, last image acknowledged -> alert received by the endpoint: "
+          f"{t['alerted'] - t['last_ack']:.1f} s ({t['alerted'] - t['finished']:.1f} s after the "
+          f"analysis finished)")
     stages = (("quiet period and completion check", "last_ack", "queued"),
               ("queued -> analysis process started", "queued", "started"),
               ("analysis (process start -> result.json)", "started", "result_json"),
