@@ -135,8 +135,8 @@ def report(t: dict, result: dict, sent_line: str, n_files: int, megabytes: float
     print(f"latency, last image acknowledged -> SR stored at the PACS: {latency:.1f} s "
           f"(goal <= {GOAL_S:.0f} s: {'met' if latency <= GOAL_S else 'NOT met'})")
     print(f"latency, last image acknowledged -> alert received by the endpoint: "
-          f"{t['alerted'] - t['last_ack']:.1f} s ({t['alerted'] - t['finished']:.1f} s after the "
-          f"analysis finished)")
+          f"{t['alerted'] - t['last_ack']:.1f} s ({t['alerted'] - t['result_json']:.1f} s after "
+          f"result.json, {t['sr_stored'] - t['alerted']:.1f} s before the SR at the PACS)")
     stages = (("quiet period and completion check", "last_ack", "queued"),
               ("queued -> analysis process started", "queued", "started"),
               ("analysis (process start -> result.json)", "started", "result_json"),

@@ -8,7 +8,9 @@ import base64
 import io
 import json
 import logging
+import os
 import re
+import signal
 import ssl
 import subprocess
 import sys
@@ -313,8 +315,10 @@ def test_result_failure_and_reanalysis_alerts_reach_every_endpoint_signed(series
             endpoint.wait_for(6, log=node.log)  # failure x 2 URLs x (JSON, FHIR); incomplete x 2 URLs
             send(node, [missing])
             endpoint.wait_for(10, log=node.log)
+            node.wait_for_log(r"generation 1 finished")  # announced before its DICOM export ended
             send(node, last_frame)
             requests = endpoint.wait_for(14, log=node.log)
+            node.wait_for_log(r"generation 2 finished")
             time.sleep(1.0)  # room for a duplicate to show up
         finally:
             assert node.stop() == 0
@@ -322,7 +326,11 @@ def test_result_failure_and_reanalysis_alerts_reach_every_endpoint_signed(series
     assert len({r.headers["Idempotency-Key"] for r in requests}) == 14
     store = node.store()
     try:
-        ready = {j.generation: j.updated_at for j in store.jobs(uid, "analyse") if j.state == "done"}
+        finished = {j.generation: j.updated_at for j in store.jobs(uid, "analyse") if j.state == "done"}
+        written = {}  # generation -> when its result alerts were written (one transaction)
+        for row in OutboxStore(store).rows():
+            if row.kind == "result":
+                written.setdefault(row.generation, set()).add(row.created_at)
         last_received = store.series(uid).last_received
         assert [row.state for row in OutboxStore(store).rows()] == ["delivered"] * 14
     finally:
@@ -338,7 +346,12 @@ def test_result_failure_and_reanalysis_alerts_reach_every_endpoint_signed(series
             assert alert["quality"] == {"level": result["quality"]["level"], "warnings": result["quality"]["warnings"]}
             assert alert["study"]["id"] == safe_name(uid) and alert["study"]["reanalysis"] == (generation == 2)
             assert alert["links"]["study"] == f"https://viewer.example/triage/studies/{safe_name(uid)}"
-            assert alert["times"]["result_ready"] == ready[generation]
+            # Announced once the result was in place, before the DICOM export ended the job.
+            result_json_at = (node.result_dir(uid, generation) / "result.json").stat().st_mtime
+            ready = alert["times"]["result_ready"]
+            assert result_json_at - 0.01 <= ready <= finished[generation]
+            (created_at,) = written[generation]
+            assert ready == pytest.approx(created_at, abs=0.01)
             assert alert["idempotency_key"] == request.headers["Idempotency-Key"]
             thumbnail = Image.open(io.BytesIO(base64.b64decode(alert["thumbnail_png_base64"])))
             thumbnail.load()
@@ -369,6 +382,48 @@ def test_result_failure_and_reanalysis_alerts_reach_every_endpoint_signed(series
     log = node.log()
     assert not [v for v in series["patient"].values() if v in log] and "token=abc" not in log
     assert len(re.findall(r"result alert \(json\) of series .* delivered", log)) == 4
+
+
+def test_an_announced_result_is_kept_when_late_images_supersede_it(series, tmp_path):
+    """The result alert goes out as soon as result.json is in place, while the DICOM export still
+    runs; a late time point then starts generation 2 but does not stop generation 1: what the
+    stroke team was told of stays on disk. Only generation 2 goes to the PACS; each generation
+    is announced once."""
+    uid = series["uid"]
+    with Endpoint() as endpoint, peers.storescp(tmp_path / "pacs", extra=("+uf",)) as (pacs_port, _):
+        node = alert_node(tmp_path, [endpoint.url()], "--pacs", f"PACS@127.0.0.1:{pacs_port}").start()
+        try:
+            send(node, series["ctp"][:-N_SLICES])
+            (started,) = node.wait_for_log(r"analysis of .* generation 1 started .*pid \d+")
+            child = int(re.search(r"pid (\d+)", started).group(1))
+            result_json = node.result_dir(uid, 1) / "result.json"
+            deadline = time.monotonic() + 120
+            while not result_json.exists():
+                assert time.monotonic() < deadline, node.log()[-3000:]
+                time.sleep(0.005)
+            os.killpg(child, signal.SIGSTOP)  # in its DICOM export, paused: still running
+            try:
+                (announced,) = endpoint.wait_for(1, log=node.log)
+                assert json.loads(announced.body)["study"]["generation"] == 1
+                assert not (node.result_dir(uid, 1) / "dicom" / ".sent").exists()
+                send(node, series["ctp"][-N_SLICES:])
+                node.wait_for_log(r"generation 1 superseded by generation 2 after its result was announced")
+            finally:
+                os.killpg(child, signal.SIGCONT)
+            node.wait_for_log(r"generation 1 superseded by generation 2: finished, not sent")
+            node.wait_for_log(r"sent \d+ objects of series .* generation 2")
+            requests = endpoint.wait_for(2, log=node.log)
+            time.sleep(1.0)  # room for a duplicate to show up
+        finally:
+            assert node.stop() == 0
+    assert sorted(json.loads(r.body)["study"]["generation"] for r in endpoint.requests) == [1, 2]
+    kept = node.result_dir(uid, 1)
+    assert json.loads((kept / "result.json").read_text())["core_ml"] == json.loads(requests[0].body)["volumes"]["core_ml"]
+    assert sorted(p.name for p in (kept / "dicom").glob("*.dcm"))  # the export ran to its end
+    sent = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in (tmp_path / "pacs").iterdir()}
+    generation_2 = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+                    for p in (node.result_dir(uid, 2) / "dicom").glob("*.dcm")}
+    assert sent == generation_2
 
 
 def test_endpoint_down_node_killed_then_up_the_alert_arrives_once(series, tmp_path):

@@ -340,11 +340,14 @@ def test_metrics_count_the_database(api_copy, analysed):
     with sqlite3.connect(data_dir / "triage.db") as db:
         received = db.execute("SELECT max(received_at) FROM instances WHERE series_uid = ?",
                               (analysed.series_uid,)).fetchone()[0]
-        for key, state, delivered in (("a", "delivered", job.updated_at + 7.5), ("b", "pending", None)):
+        # The result alert is written when the result is in place, 2 s before the DICOM export
+        # ends the job: the result is ready then.
+        ready = job.updated_at - 2.0
+        for key, state, delivered in (("a", "delivered", ready + 7.5), ("b", "pending", None)):
             db.execute("INSERT INTO outbox (key, series_uid, generation, kind, format, url, body, state, "
                        "next_attempt_at, expires_at, created_at, delivered_at) VALUES "
-                       "(?, ?, 1, 'result', 'json', 'http://x', x'', ?, 0, 0, 0, ?)",
-                       (key, analysed.series_uid, state, delivered))
+                       "(?, ?, 1, 'result', 'json', 'http://x', x'', ?, 0, 0, ?, ?)",
+                       (key, analysed.series_uid, state, ready, delivered))
     # a re-run a user requested is not a scanner-to-result latency
     client.post(f"/api/studies/{analysed.study_id}/reprocess", json={}, headers=bearer(analysed.admin_token))
     rerun = store.claim_job("analyse")
@@ -359,9 +362,9 @@ def test_metrics_count_the_database(api_copy, analysed):
     assert m[("triage_jobs", f({("kind", "analyse"), ("state", "done")}))] == 2
     assert m[("triage_outbox_messages", f({("state", "delivered")}))] == 1
     assert m[("triage_outbox_messages", f({("state", "pending")}))] == 1
-    expected = {"triage_receive_to_result_seconds": job.updated_at - received,
+    expected = {"triage_receive_to_result_seconds": ready - received,
                 "triage_result_to_alert_seconds": 7.5,
-                "triage_receive_to_alert_seconds": job.updated_at + 7.5 - received}
+                "triage_receive_to_alert_seconds": ready + 7.5 - received}
     for name, seconds in expected.items():
         assert m[(f"{name}_count", f())] == 1 == m[(f"{name}_bucket", f({("le", "+Inf")}))]
         assert m[(f"{name}_sum", f())] == pytest.approx(seconds, abs=1e-6)

@@ -21,9 +21,11 @@ Tables
     optional (``{}``: the same analysis again).
 
 ``outbox``
-    Alerts to the stroke team's endpoints (:mod:`triage.alerts`), written in the transaction
-    that records the result or the failure they announce (an incomplete series' alert on its
-    own), delivered by :mod:`triage.outbox`: ``state`` ``pending`` → ``delivered`` | ``expired``.
+    Alerts to the stroke team's endpoints (:mod:`triage.alerts`), delivered by
+    :mod:`triage.outbox`: ``state`` ``pending`` → ``delivered`` | ``expired``. A result's alert is
+    written as soon as the result is in place, while its DICOM objects are still being made, and
+    again (the same key: kept once) in the transaction that finishes the analysis, so a crash in
+    between loses none; a failure's in the transaction that records the failure.
 
 Other modules keep tables of their own in this database through :meth:`JobStore.create_tables`
 and :meth:`JobStore.transaction`: the web API's ``users``, ``api_tokens``, ``sessions`` and
@@ -456,10 +458,10 @@ class JobStore:
                 _insert_alerts(db, alerts, now)
             return failed
 
-    def add_alerts(self, alerts: list[OutboxMessage]) -> None:
-        """Put ``alerts`` in the outbox (a key already there is kept as it is)."""
+    def add_alerts(self, alerts: list[OutboxMessage], now: float | None = None) -> None:
+        """Put ``alerts`` in the outbox, written at ``now`` (a key already there is kept as it is)."""
         with self._transaction(durable=True) as db:
-            _insert_alerts(db, alerts, time.time())
+            _insert_alerts(db, alerts, time.time() if now is None else now)
 
     def supersede_job(self, job_id: int, generation: int) -> bool:
         """Mark a running job ``superseded by generation <generation>``."""

@@ -21,8 +21,9 @@
   ``MAX_ANALYSIS_ATTEMPTS`` times.
 - With ``--webhook``, each result, each analysis failed for good and each perfusion series
   reported incomplete is announced to the stroke team's endpoints (:mod:`triage.alerts`): the
-  messages are written to the job store's outbox with the result or failure, and a delivery
-  thread POSTs them (:mod:`triage.outbox`).
+  messages are written to the job store's outbox (a result's as soon as its ``result.json`` is
+  in place, before the DICOM export; a failure's with the failure), and a delivery thread POSTs
+  them (:mod:`triage.outbox`).
 - The sender pushes ``dicom/*.dcm`` of each result to the PACS, retrying with exponential
   backoff (capped at ``SEND_BACKOFF_CAP_S``) while the PACS is unreachable. A send job is done
   only when every object was acknowledged; result UIDs are deterministic, so a repeated send
@@ -78,6 +79,7 @@ MAX_SEND_REFUSALS = 10         # sends the PACS answered with failure statuses b
 SEND_TIMEOUT_S = 30.0
 SENT_LEDGER = ".sent"            # in a result's dicom/: names of the objects the PACS acknowledged
 ANALYSIS_TIMEOUT_S = 900.0     # a child analysis running longer is killed and retried
+RESULT_POLL_S = 0.1            # how often a running analysis is looked at for its result (alerts)
 CHILD_STOP_S = 5.0
 RETENTION_SWEEP_S = 600.0     # how often expired series are looked for (more often for short retention)
 
@@ -106,6 +108,7 @@ class Node:
         self._children_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._reported: set[tuple[str, int]] = set()
+        self._announced: set[int] = set()  # running analyses whose result alert is written
         self._alerts = alert_config(settings)  # None without --webhook
         self._deliverer: Deliverer | None = None
 
@@ -360,12 +363,18 @@ class Node:
 
     def _supersede(self, started: Generation) -> None:
         """Act on the jobs of older generations that ``started`` superseded: stop their running
-        analyses (the worker logs the outcome, see :meth:`_analyse`), log the others."""
+        analyses (the worker logs the outcome, see :meth:`_analyse`) unless their result was
+        already announced to the stroke team (then it is kept: it finishes, not sent), log the
+        others."""
         for job in started.superseded:
             if job.state == "running":
                 with self._children_lock:
                     child = self._children.get(job.id)
-                    if child is not None and child.returncode is None:
+                    if job.id in self._announced:
+                        log.info("analysis of %s generation %d superseded by generation %d after its "
+                                 "result was announced: it finishes, its results are kept and not sent",
+                                 job.series_uid, job.generation, started.number)
+                    elif child is not None and child.returncode is None:
                         _signal_group(child, signal.SIGTERM)
             elif job.kind == "analyse":
                 log.info("analysis of %s generation %d superseded by generation %d before it started",
@@ -462,8 +471,9 @@ class Node:
             _terminate(child)
         log.info("analysis of %s generation %d started (%d images, attempt %d, pid %d)", uid,
                  generation, len(instances), job.attempts, child.pid)
+        announced = False
         try:
-            status = child.wait(ANALYSIS_TIMEOUT_S)
+            status, announced = self._wait_for_analysis(job, child, out_dir)
         except subprocess.TimeoutExpired:
             child.kill()
             status = child.wait()
@@ -472,6 +482,7 @@ class Node:
         finally:
             with self._children_lock:
                 self._children.pop(job.id, None)
+                self._announced.discard(job.id)
         seconds = time.monotonic() - started
         if self.store.job(job.id).state == "superseded":
             # Never sent: a stopped analysis leaves nothing behind (its outputs may have been
@@ -485,7 +496,7 @@ class Node:
             log.info("analysis of %s generation %d interrupted by the stop; it runs again after "
                      "the next start", uid, generation)
         elif status == 0:
-            self._analysed(job, out_dir, seconds)
+            self._analysed(job, out_dir, seconds, announced)
         elif status == EXIT_INPUT:
             reason = _last_error(log_path) or "bad input"
             self._fail_analysis(job, reason)
@@ -496,13 +507,48 @@ class Node:
             reason = _last_error(log_path) or _exit_text(status)
             self._retry_or_fail(job, f"{reason} ({_exit_text(status)})")
 
-    def _analysed(self, job: Job, out_dir: Path, seconds: float) -> None:
+    def _wait_for_analysis(self, job: Job, child: subprocess.Popen, out_dir: Path) -> tuple[int, bool]:
+        """The child's exit status, and whether the result was announced while it ran: the
+        result alert goes out as soon as ``result.json`` is in place (the analysis output is
+        renamed there whole), not after the DICOM export that follows (seconds). Raises
+        TimeoutExpired after ``ANALYSIS_TIMEOUT_S``."""
+        deadline = time.monotonic() + ANALYSIS_TIMEOUT_S
+        announced = False
+        while True:
+            watching = self._alerts is not None and not announced
+            try:
+                return child.wait(RESULT_POLL_S if watching else max(0.0, deadline - time.monotonic())), announced
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    raise
+                if watching and (out_dir / "result.json").exists():
+                    announced = self._announce_result(job, out_dir)
+
+    def _announce_result(self, job: Job, out_dir: Path) -> bool:
+        """Put the result alert of a running analysis in the outbox; whether it was. From then
+        on a newer generation does not stop the analysis (:meth:`_supersede`): the results the
+        stroke team was told of stay on disk."""
+        with self._children_lock:  # against _supersede: stopped, or announced, never both
+            if self.store.job(job.id).state != "running":  # superseded meanwhile
+                return False
+            self._announced.add(job.id)
+        result, now = json.loads((out_dir / "result.json").read_text()), time.time()
+        alerts = self._alert_messages(job.series_uid, job.generation, "result", now, result=result,
+                                      out_dir=out_dir)
+        if alerts:
+            self.store.add_alerts(alerts, now=now)
+            self._deliverer.notify()
+        return bool(alerts)
+
+    def _analysed(self, job: Job, out_dir: Path, seconds: float, announced: bool = False) -> None:
+        """Record a finished analysis (and its result alert, unless ``announced`` already) and
+        queue its send."""
         result = json.loads((out_dir / "result.json").read_text())
         objects = sorted((out_dir / "dicom").glob("*.dcm"))
         send = (job.series_uid, job.generation, "send") if self.remote else None
         now = time.time()
-        alerts = self._alert_messages(job.series_uid, job.generation, "result", now, result=result,
-                                      out_dir=out_dir)
+        alerts = [] if announced else self._alert_messages(job.series_uid, job.generation, "result",
+                                                           now, result=result, out_dir=out_dir)
         if not self.store.finish_job(job.id, then=send, alerts=alerts, now=now):  # superseded as it finished
             self._log_superseded(job, "finished, not sent")
             return

@@ -22,11 +22,13 @@ from triage.jobstore import JobStore
 BUCKETS_S = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 # Per analysis generation started by the images: when its last image arrived, when its
-# result was ready, when its first result alert was delivered (NULL if not yet).
+# result was ready (its result alert written, else its analysis job done: the alert goes out
+# before the DICOM export ends the job), when its first result alert was delivered (NULL if not yet).
 _LATENCY_SQL = """
 SELECT (SELECT max(i.received_at) FROM instances i WHERE i.series_uid = j.series_uid
         AND i.received_at <= j.created_at) AS received,
-       j.updated_at AS result,
+       min(j.updated_at, coalesce((SELECT min(o.created_at) FROM outbox o WHERE o.series_uid = j.series_uid
+           AND o.generation = j.generation AND o.kind = 'result'), j.updated_at)) AS result,
        (SELECT min(o.delivered_at) FROM outbox o WHERE o.series_uid = j.series_uid
         AND o.generation = j.generation AND o.kind = 'result' AND o.state = 'delivered') AS alerted
 FROM jobs j WHERE j.kind = 'analyse' AND j.state = 'done' AND j.options IS NULL
