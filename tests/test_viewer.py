@@ -233,6 +233,16 @@ def test_study_page_shows_the_result_curves_and_marks(site, browser):
         assert image.evaluate("i => [i.naturalHeight, i.naturalWidth]") == result["acquisition"]["matrix"]
         assert page.locator(f".map[data-map={name}] .colorbar").evaluate("i => i.naturalWidth") > 0
         assert image.get_attribute("alt").startswith(name.upper() if name != "tmax" else "Tmax")
+        # patient right at the image's left (the phantom is axial), each letter at its edge
+        box = image.bounding_box()
+        for side, letter in detail["edges"].items():
+            mark = page.locator(f".map[data-map={name}] .edge-{side}")
+            assert mark.inner_text() == letter
+            at = mark.bounding_box()
+            centre = (at["x"] + at["width"] / 2 - box["x"]) / box["width"], (at["y"] + at["height"] / 2 - box["y"]) / box["height"]
+            assert {"left": centre[0] < 0.1, "right": centre[0] > 0.9, "top": centre[1] < 0.1,
+                    "bottom": centre[1] > 0.9}[side], (side, centre)
+    assert detail["edges"] == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
 
     times = result["acquisition"]["times_s"]
     for curve in ("aif", "vof", "tissue"):

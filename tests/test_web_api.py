@@ -29,6 +29,7 @@ from triage.render import MAP_STYLES
 from triage.web.accounts import MAX_FAILED_LOGINS, Accounts
 from triage.web.app import COOKIE, STATIC_DIR
 from triage.web.metrics import BUCKETS_S
+from triage.web.studies import edge_letters
 from tests.webdata import ADMIN, SMALL, VIEWER, make_analysed_data, parse_metrics, serve_api
 
 PUBLIC = {("GET", "/healthz"), ("POST", "/api/login"), ("GET", "/login")}
@@ -193,6 +194,8 @@ def test_study_list_and_detail_are_the_result_on_disk(api, analysed):
         "done", 1, SMALL.n_slices, [SMALL.matrix, SMALL.matrix])
     assert detail["maps"] == {name: {"units": MAP_STYLES[name][0], "window": list(MAP_STYLES[name][1])}
                               for name in ("cbf", "cbv", "mtt", "tmax")}
+    # The phantom is axial (1\\0\\0\\0\\1\\0): patient right at the image's left, anterior on top.
+    assert detail["edges"] == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
     # no patient name or ID in what the API shows
     patient = pydicom.dcmread(next((analysed.data_dir.parent / "dicom" / "perfusion").iterdir()))
     for text in (listing.text, json.dumps(detail)):
@@ -434,3 +437,16 @@ def test_a_failed_login_logs_no_name_that_is_not_a_user(api, caplog):
     assert any("failed login for an unknown user name" in line for line in lines), lines
     assert any(f"failed login for {VIEWER[0]} " in line for line in lines), lines
     assert not any("Secret-Typed-Into-The-Name" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("orientation, edges", [
+    ([1, 0, 0, 0, 1, 0], "RLAP"),                   # axial, as scanners write it
+    ([-1, 0, 0, 0, 1, 0], "LRAP"),                  # axial, mirrored left to right
+    ([0, 1, 0, -1, 0, 0], "APLR"),                  # axial, rotated by 90 degrees
+    ([1, 0, 0, 0, 0, -1], "RLSI"),                  # coronal
+    ([0.995, 0.0998, 0, -0.0998, 0.995, 0], "RLAP"),  # axial, tilted by 5.7 degrees
+    (None, None),
+])
+def test_edge_letters_name_the_patient_direction_at_each_edge(orientation, edges):
+    expected = None if edges is None else dict(zip(("left", "right", "top", "bottom"), edges))
+    assert edge_letters(orientation) == expected

@@ -288,7 +288,7 @@ def _choose_slices(coverage: np.ndarray) -> list[int]:
     return [int(z) for z in covered]
 
 
-def _axis_letters(direction: tuple[float, ...]) -> tuple[tuple[str, str], tuple[str, str]]:
+def axis_letters(direction: tuple[float, ...]) -> tuple[tuple[str, str], tuple[str, str]]:
     """Patient directions (toward low index, toward high index) of the x and y array axes."""
     matrix = np.asarray(direction, dtype=np.float64).reshape(3, 3)
     letters = []
@@ -304,7 +304,7 @@ def _radiological_flips(geometry: Geometry | None) -> tuple[bool, bool]:
     """Mirror x when it runs toward patient right, y when it runs toward anterior."""
     if geometry is None:
         return False, False
-    (x_low, _), (y_low, _) = _axis_letters(geometry.direction)
+    (x_low, _), (y_low, _) = axis_letters(geometry.direction)
     return x_low == "L", y_low == "P"
 
 
@@ -456,7 +456,7 @@ def _outlined_text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, fo
 
 def _label_tiles(draw: ImageDraw.ImageDraw, layout: Layout, geometry: Geometry | None) -> None:
     """Frame, slice number (1-based z) top-left, orientation letters in the bottom corners."""
-    (x_low, x_high), _ = _axis_letters(geometry.direction if geometry else (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    (x_low, x_high), _ = axis_letters(geometry.direction if geometry else (1, 0, 0, 0, 1, 0, 0, 0, 1))
     left_letter, right_letter = (x_high, x_low) if layout.flip_x else (x_low, x_high)
     number_font, letter_font = _font(26, bold=True), _font(28, bold=True)
     for z, (left, top, width, height) in zip(layout.slices, layout.tiles):

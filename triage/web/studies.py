@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from dicom_node.spool import safe_name
-from triage.render import MAP_STYLES
+from triage.render import MAP_STYLES, axis_letters
 from triage.jobstore import JobStore
 
 MAP_NAMES = ("cbf", "cbv", "mtt", "tmax")
@@ -29,6 +31,7 @@ JOB_STATUS = {"pending": "queued", "running": "analysing", "done": "done", "fail
 _SERIES_SQL = """
 SELECT s.series_uid, s.study_uid, s.description, s.state, s.reason, s.first_received,
        s.last_received, s.n_positions,
+       (SELECT orientation FROM instances WHERE series_uid = s.series_uid LIMIT 1) AS orientation,
        newest.state AS job_state, newest.error AS job_error,
        shown.generation AS result_generation, shown.updated_at AS result_at
 FROM series s
@@ -76,8 +79,21 @@ class Study:
             "slices": acquisition.get("slices"), "matrix": acquisition.get("matrix"),
             "maps": {name: {"units": MAP_STYLES[name][0], "window": list(MAP_STYLES[name][1])}
                      for name in MAP_NAMES},
+            "edges": edge_letters(json.loads(self.row["orientation"]) if self.row["orientation"] else None),
             "result": self.result,
         }
+
+
+def edge_letters(orientation: list[float] | None) -> dict | None:
+    """The patient directions (R/L, A/P, S/I) at the edges of a slice as the API serves it,
+    from the DICOM Image Orientation (Patient) (row and column direction cosines, LPS):
+    ``{"left", "right", "top", "bottom"}``; None when the orientation is unknown."""
+    if orientation is None or len(orientation) != 6:
+        return None
+    row, column = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
+    direction = np.column_stack([row, column, np.cross(row, column)]).ravel()
+    (left, right), (top, bottom) = axis_letters(tuple(direction))
+    return {"left": left, "right": right, "top": top, "bottom": bottom}
 
 
 class Studies:

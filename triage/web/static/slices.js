@@ -9,6 +9,8 @@ const MAP_NAMES = ["cbf", "cbv", "mtt", "tmax"];
 const TITLES = { cbf: "CBF", cbv: "CBV", mtt: "MTT", tmax: "Tmax" };
 const OVERLAYS = { hypoperfusion: "Tmax > 6 s", core: "core" }; // drawn in this order: core on top
 const SVG = "http://www.w3.org/2000/svg";
+const DIRECTIONS = { R: "patient right", L: "patient left", A: "anterior", P: "posterior",
+  S: "superior", I: "inferior" };
 const WHEEL_STEP = 60; // wheel delta (pixels) per slice; a mouse notch is about 100
 
 function svgNode(tag, attributes) {
@@ -68,7 +70,10 @@ export class MapViewer {
         width: this.columns, height: this.rows })]));
     const marks = svgNode("svg", { class: "marks", viewBox: `0 0 ${this.columns} ${this.rows}`,
       preserveAspectRatio: "none", "aria-hidden": "true" });
-    const stack = el("div", { class: "stack" }, image, ...Object.values(overlays), marks);
+    // The patient directions at the image's edges (R/L, A/P, S/I), from the series' orientation.
+    const edges = Object.entries(this.study.edges || {}).map(([side, letter]) =>
+      el("span", { class: `edge edge-${side}`, text: letter, title: DIRECTIONS[letter] }));
+    const stack = el("div", { class: "stack" }, image, ...Object.values(overlays), marks, ...edges);
     stack.style.aspectRatio = `${this.columns} / ${this.rows}`;
     stack.addEventListener("click", (event) => this.onClick(event, image));
     const colorbar = el("img", { class: "colorbar", src: `${this.base}/maps/${name}/colorbar.png`,
