@@ -450,3 +450,26 @@ def test_a_failed_login_logs_no_name_that_is_not_a_user(api, caplog):
 def test_edge_letters_name_the_patient_direction_at_each_edge(orientation, edges):
     expected = None if edges is None else dict(zip(("left", "right", "top", "bottom"), edges))
     assert edge_letters(orientation) == expected
+
+
+def test_a_running_analysis_is_shown_once_its_result_is_in_place(api_copy, analysed):
+    """The stroke team's alert goes out when result.json is in place, before the DICOM export
+    ends the job: the study it links to shows that result already."""
+    client, data_dir, store = api_copy
+    headers = bearer(analysed.viewer_token)
+    client.post(f"/api/studies/{analysed.study_id}/reprocess", json={}, headers=bearer(analysed.admin_token))
+    running = store.claim_job("analyse")
+    assert running.generation == 2
+    detail = client.get(f"/api/studies/{analysed.study_id}", headers=headers).json()
+    assert (detail["status"], detail["generation"]) == ("analysing", 1)  # nothing of generation 2 yet
+    second = data_dir / "results" / analysed.study_id / "2"
+    second.mkdir()
+    result = json.loads((data_dir / "results" / analysed.study_id / "1" / "result.json").read_text())
+    result["core_ml"] += 1.0  # told apart from generation 1's
+    (second / "result.json").write_text(json.dumps(result))
+    detail = client.get(f"/api/studies/{analysed.study_id}", headers=headers).json()
+    assert (detail["status"], detail["generation"], detail["result"]) == ("analysing", 2, result)
+    (entry,) = [s for s in client.get("/api/studies", headers=headers).json()["studies"]
+                if s["id"] == analysed.study_id]
+    assert (entry["generation"], entry["core_ml"]) == (2, result["core_ml"])
+    assert entry["result_at"] == (second / "result.json").stat().st_mtime

@@ -1,7 +1,8 @@
 """What the API shows of each received series: its state in the job store and its newest result.
 
 A *study* of the API is one series, ``id = safe_name(series_uid)`` (URL-safe). The result shown
-is that of the newest generation whose analysis is done, read from
+is that of the newest generation whose analysis is done, or of the one running when its result
+is already in place (its DICOM objects still being made), read from
 ``DATA/results/<id>/<generation>/result.json``. ``status`` is one of ``receiving``,
 ``incomplete``, ``ignored`` (the series' state), or, for a complete perfusion series, that of
 its newest analysis: ``queued``, ``analysing``, ``done``, ``failed``. Patient name and ID are
@@ -32,7 +33,7 @@ _SERIES_SQL = """
 SELECT s.series_uid, s.study_uid, s.description, s.state, s.reason, s.first_received,
        s.last_received, s.n_positions,
        (SELECT orientation FROM instances WHERE series_uid = s.series_uid LIMIT 1) AS orientation,
-       newest.state AS job_state, newest.error AS job_error,
+       newest.state AS job_state, newest.error AS job_error, newest.generation AS newest_generation,
        shown.generation AS result_generation, shown.updated_at AS result_at
 FROM series s
 LEFT JOIN jobs newest ON newest.id = (SELECT id FROM jobs WHERE series_uid = s.series_uid
@@ -127,6 +128,16 @@ class Studies:
         elif status == "incomplete":
             error = row["reason"]
         generation, result_dir, result = row["result_generation"], None, None
+        if row["job_state"] == "running":
+            # Its result is in place (announced to the stroke team) while its DICOM objects are
+            # still being made: shown already.
+            running = self.results_root / study_id / str(row["newest_generation"]) / "result.json"
+            try:
+                if _read_result(running) is not None:
+                    generation = row["newest_generation"]
+                    row = {**row, "result_at": running.stat().st_mtime}
+            except OSError:  # removed meanwhile (retention)
+                pass
         if generation is not None:
             result_dir = self.results_root / study_id / str(generation)
             result = _read_result(result_dir / "result.json")
