@@ -11,9 +11,11 @@ import logging
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -187,10 +189,13 @@ def test_refused_alert_is_retried_logged_then_expires(tmp_path, caplog):
         try:
             outbox = OutboxStore(store)
             (row,) = outbox.rows()
+            before = time.time()
             deliverer.deliver(row)
+            after = time.time()
             (row,) = outbox.rows()
             assert (row.state, row.attempts, row.last_error) == ("pending", 1, "HTTP 401 Unauthorized")
-            assert 1.0 <= row.next_attempt_at - time.time() <= 1.0 + JITTER
+            # 1 s after the answer, plus up to JITTER of it
+            assert before + 1.0 <= row.next_attempt_at <= after + 1.0 + JITTER
             deliverer.deliver(row)
             (row,) = outbox.rows()
             assert (row.state, row.attempts, row.last_error) == ("pending", 2, "HTTP 503 Service Unavailable")
@@ -501,3 +506,38 @@ def test_webhook_settings_errors_are_one_line(tmp_path):
     for flag in ("--webhook URL", "--webhook-secret-file", "--alert-patient-details", "--alert-fhir",
                  "--alert-expiry-hours", "--public-url"):
         assert flag in help_text
+
+
+def test_an_endpoint_that_does_not_answer_delays_no_other(tmp_path):
+    """Each webhook has its own delivery thread: while one endpoint holds its connection open
+    without answering (up to the 10 s timeout), the other gets its alert at once; at the next
+    start, messages to a webhook no longer configured are given up."""
+    with socket.socket() as silent, Endpoint() as endpoint:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepts (the kernel does) and never answers
+        dead_url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+        urls = (dead_url, endpoint.url("/hook"))
+        store = JobStore(tmp_path / "triage.db")
+        stopping = threading.Event()
+        try:
+            messages = result_messages(_config(urls=urls, fhir=False), _record(), 1, result=_result(),
+                                       out_dir=tmp_path, at=time.time())
+            store.add_alerts(sorted(messages, key=lambda m: m.url != dead_url))  # the silent one first
+            threads = [threading.Thread(target=Deliverer(store, SECRET.encode(), stopping, url).run, daemon=True)
+                       for url in urls]
+            started = time.monotonic()
+            for thread in threads:
+                thread.start()
+            (request,) = endpoint.wait_for(1, timeout=5)
+            assert time.monotonic() - started < 2.0
+            assert verify_signature(SECRET, request.headers[SIGNATURE_HEADER], request.body)
+            outbox = OutboxStore(store)
+            assert {r.url: r.state for r in outbox.rows()} == {dead_url: "pending", urls[1]: "delivered"}
+            stopping.set()
+            for thread in threads:
+                thread.join(15)
+            assert outbox.expire_pending("its webhook is no longer configured", keep_urls=(urls[1],)) == 1
+            assert {r.url: r.state for r in outbox.rows()} == {dead_url: "expired", urls[1]: "delivered"}
+        finally:
+            stopping.set()
+            store.close()

@@ -14,7 +14,9 @@ error level.
 The state is in SQLite: after a restart the pending messages are picked up again, and a message
 that was being sent when the node died is sent again with the same key (the receiver keeps one
 copy). Log lines name the endpoint by scheme, host and port only: a webhook's path or query
-may hold a token. One thread delivers in the order the messages are due.
+may hold a token. Each endpoint has a delivery thread of its own (:class:`Deliverer` with its
+``url``), which sends its messages in the order they are due: an endpoint that does not answer
+delays none of the others.
 """
 
 from __future__ import annotations
@@ -70,15 +72,17 @@ class OutboxStore:
             sql, parameters = sql + " WHERE series_uid = ?", (series_uid,)
         return [OutboxRow(**row) for row in self._store.query(sql + " ORDER BY id", parameters)]
 
-    def due(self, now: float) -> OutboxRow | None:
-        """The pending message due first, if it is due at ``now``."""
+    def due(self, now: float, url: str | None = None) -> OutboxRow | None:
+        """The pending message (to ``url``, or to any) due first, if it is due at ``now``."""
         rows = self._store.query("SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
-                                  "ORDER BY next_attempt_at, id LIMIT 1", (now,))
+                                 "AND (? IS NULL OR url = ?) ORDER BY next_attempt_at, id LIMIT 1",
+                                 (now, url, url))
         return OutboxRow(**rows[0]) if rows else None
 
-    def next_due(self) -> float | None:
-        """When the next pending message is due (None: none pending)."""
-        return self._store.query("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'")[0][0]
+    def next_due(self, url: str | None = None) -> float | None:
+        """When the next pending message (to ``url``, or to any) is due (None: none pending)."""
+        return self._store.query("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' "
+                                 "AND (? IS NULL OR url = ?)", (url, url))[0][0]
 
     def delivered(self, row_id: int, now: float) -> None:
         self._update("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, "
@@ -93,11 +97,13 @@ class OutboxStore:
         self._update("UPDATE outbox SET state = 'expired', attempts = attempts + ?, last_error = ? "
                      "WHERE id = ? AND state = 'pending'", (int(attempted), error, row_id))
 
-    def expire_pending(self, error: str) -> int:
-        """Expire every pending message (the node runs without webhooks); how many."""
+    def expire_pending(self, error: str, keep_urls: tuple[str, ...] = ()) -> int:
+        """Expire the pending messages to URLs not in ``keep_urls`` (webhooks no longer
+        configured; every pending message when none is); how many."""
+        marks = ", ".join("?" * len(keep_urls))
         with self._store.transaction() as db:
-            return db.execute("UPDATE outbox SET state = 'expired', last_error = ? WHERE state = 'pending'",
-                              (error,)).rowcount
+            return db.execute(f"UPDATE outbox SET state = 'expired', last_error = ? WHERE state = 'pending' "
+                              f"AND url NOT IN ({marks})", (error, *keep_urls)).rowcount
 
     def _update(self, sql: str, parameters: tuple) -> None:
         with self._store.transaction() as db:
@@ -112,12 +118,14 @@ def backoff(attempts: int, rng=random.random) -> float:
 
 
 class Deliverer:
-    """The thread body that drains the outbox of ``store``, signing with ``secret``, until
-    ``stopping`` is set. :meth:`notify` after writing messages delivers them at once."""
+    """The thread body that drains the outbox of ``store`` (the messages to ``url``, or all),
+    signing with ``secret``, until ``stopping`` is set. :meth:`notify` after writing messages
+    delivers them at once."""
 
-    def __init__(self, store: JobStore, secret: bytes, stopping: threading.Event):
+    def __init__(self, store: JobStore, secret: bytes, stopping: threading.Event, url: str | None = None):
         self.outbox = OutboxStore(store)
         self.secret = secret
+        self.url = url
         self._stopping = stopping
         self._wake = threading.Event()
 
@@ -128,11 +136,11 @@ class Deliverer:
         while not self._stopping.is_set():
             self._wake.clear()  # a notify from here on ends the wait below
             try:
-                row = self.outbox.due(time.time())
+                row = self.outbox.due(time.time(), self.url)
                 if row is not None:
                     self.deliver(row)
                     continue
-                due = self.outbox.next_due()
+                due = self.outbox.next_due(self.url)
             except Exception as exc:  # the database busy or closing: one failed look, not the thread
                 log.error("alert delivery: %s; retrying", one_line(exc, 300, with_type=True))
                 due = None

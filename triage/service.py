@@ -22,8 +22,8 @@
 - With ``--webhook``, each result, each analysis failed for good and each perfusion series
   reported incomplete is announced to the stroke team's endpoints (:mod:`triage.alerts`): the
   messages are written to the job store's outbox (a result's as soon as its ``result.json`` is
-  in place, before the DICOM export; a failure's with the failure), and a delivery thread POSTs
-  them (:mod:`triage.outbox`).
+  in place, before the DICOM export; a failure's with the failure), and a delivery thread per
+  webhook POSTs them (:mod:`triage.outbox`).
 - The sender pushes ``dicom/*.dcm`` of each result to the PACS, retrying with exponential
   backoff (capped at ``SEND_BACKOFF_CAP_S``) while the PACS is unreachable. A send job is done
   only when every object was acknowledged; result UIDs are deterministic, so a repeated send
@@ -110,7 +110,7 @@ class Node:
         self._reported: set[tuple[str, int]] = set()
         self._announced: set[int] = set()  # running analyses whose result alert is written
         self._alerts = alert_config(settings)  # None without --webhook
-        self._deliverer: Deliverer | None = None
+        self._deliverers: list[Deliverer] = []  # one per webhook
 
     # Life cycle
 
@@ -163,8 +163,10 @@ class Node:
                                            args=("analyse", self._analyse, self._retry_or_fail))
                           for k in range(s.max_jobs)]
         if self._alerts:
-            self._deliverer = Deliverer(self.store, self._alerts.secret, self._stopping)
-            self._threads.append(threading.Thread(target=self._deliverer.run, name="alerts", daemon=True))
+            self._deliverers = [Deliverer(self.store, self._alerts.secret, self._stopping, url)
+                                for url in self._alerts.urls]
+            self._threads += [threading.Thread(target=d.run, name=f"alerts-{k + 1}", daemon=True)
+                              for k, d in enumerate(self._deliverers)]
         for thread in self._threads:
             thread.start()
         self._log_startup(allowed)
@@ -247,10 +249,11 @@ class Node:
             if unencrypted(self._alerts.urls):
                 log.warning("alerts to %s go over plain http: anyone on the way can read them (signed, "
                             "not encrypted; use https)", ", ".join(unencrypted(self._alerts.urls)))
-        else:
-            dropped = OutboxStore(self.store).expire_pending("no --webhook set")
-            if dropped:
-                log.warning("%d undelivered alert(s) of an earlier run dropped: no --webhook set", dropped)
+        urls = self._alerts.urls if self._alerts else ()
+        dropped = OutboxStore(self.store).expire_pending("its webhook is no longer configured", keep_urls=urls)
+        if dropped:
+            log.warning("%d undelivered alert(s) of an earlier run dropped: their webhook is no longer "
+                        "configured (--webhook)", dropped)
 
     # Receiving
 
@@ -407,7 +410,7 @@ class Node:
                                       missing=record.reason, quiet_s=now - record.last_received)
         if alerts:
             self.store.add_alerts(alerts)
-            self._deliverer.notify()
+            self._notify_alerts()
 
     # Analysis
 
@@ -537,7 +540,7 @@ class Node:
                                       out_dir=out_dir)
         if alerts:
             self.store.add_alerts(alerts, now=now)
-            self._deliverer.notify()
+            self._notify_alerts()
         return bool(alerts)
 
     def _analysed(self, job: Job, out_dir: Path, seconds: float, announced: bool = False) -> None:
@@ -553,7 +556,7 @@ class Node:
             self._log_superseded(job, "finished, not sent")
             return
         if alerts:
-            self._deliverer.notify()
+            self._notify_alerts()
         log.info("analysis of %s generation %d finished in %.1f s: core %.1f mL, Tmax>6 s %.1f mL, "
                  "mismatch %.1f mL; %d result objects in %s%s", job.series_uid, job.generation,
                  seconds, result["core_ml"], result["tmax6_ml"], result["mismatch_ml"], len(objects),
@@ -578,12 +581,17 @@ class Node:
                       job.generation, job.attempts, reason)
             self._fall_back(job)
 
+    def _notify_alerts(self) -> None:
+        """Wake the delivery threads: alerts were written."""
+        for deliverer in self._deliverers:
+            deliverer.notify()
+
     def _fail_analysis(self, job: Job, reason: str) -> None:
         """Fail an analysis for good, and alert the stroke team in the same transaction."""
         now = time.time()
         alerts = self._alert_messages(job.series_uid, job.generation, "failure", now, reason=reason)
         if self.store.fail_job(job.id, reason, alerts=alerts, now=now) and alerts:
-            self._deliverer.notify()
+            self._notify_alerts()
 
     def _alert_messages(self, series_uid: str, generation: int, kind: str, at: float,
                         **facts) -> list[OutboxMessage]:
