@@ -88,8 +88,8 @@ def _add_demo(commands) -> None:
                     "Research use only.")
     demo.add_argument("--case", default="mismatch", help="phantom case (default mismatch)")
     demo.add_argument("--work", type=Path, default=Path("triage-demo"),
-                      help="folder for the study, the node's data and its log (emptied first; "
-                           "default ./triage-demo)")
+                      help="folder for the study, the node's data and its log (an earlier demo's "
+                           "folder is emptied first, any other must be empty; default ./triage-demo)")
     demo.add_argument("--node", metavar="AET@HOST:PORT",
                       help="send to this running node instead (its --webhook must point at --listen)")
     demo.add_argument("--listen", metavar="HOST:PORT",

@@ -162,9 +162,14 @@ class Node:
         self._threads += [threading.Thread(target=self._run_jobs, name=f"analysis-{k + 1}", daemon=True,
                                            args=("analyse", self._analyse, self._retry_or_fail))
                           for k in range(s.max_jobs)]
+        urls = self._alerts.urls if self._alerts else ()
+        dropped = OutboxStore(self.store).expire_pending("its webhook is no longer configured", keep_urls=urls)
+        if dropped:
+            log.warning("%d undelivered alert(s) of an earlier run dropped: their webhook is no longer "
+                        "configured (--webhook)", dropped)
         if self._alerts:
             self._deliverers = [Deliverer(self.store, self._alerts.secret, self._stopping, url)
-                                for url in self._alerts.urls]
+                                for url in urls]
             self._threads += [threading.Thread(target=d.run, name=f"alerts-{k + 1}", daemon=True)
                               for k, d in enumerate(self._deliverers)]
         for thread in self._threads:
@@ -249,11 +254,6 @@ class Node:
             if unencrypted(self._alerts.urls):
                 log.warning("alerts to %s go over plain http: anyone on the way can read them (signed, "
                             "not encrypted; use https)", ", ".join(unencrypted(self._alerts.urls)))
-        urls = self._alerts.urls if self._alerts else ()
-        dropped = OutboxStore(self.store).expire_pending("its webhook is no longer configured", keep_urls=urls)
-        if dropped:
-            log.warning("%d undelivered alert(s) of an earlier run dropped: their webhook is no longer "
-                        "configured (--webhook)", dropped)
 
     # Receiving
 
@@ -516,15 +516,15 @@ class Node:
         renamed there whole), not after the DICOM export that follows (seconds). Raises
         TimeoutExpired after ``ANALYSIS_TIMEOUT_S``."""
         deadline = time.monotonic() + ANALYSIS_TIMEOUT_S
-        announced = False
+        watching, announced = self._alerts is not None, False
         while True:
-            watching = self._alerts is not None and not announced
             try:
                 return child.wait(RESULT_POLL_S if watching else max(0.0, deadline - time.monotonic())), announced
             except subprocess.TimeoutExpired:
                 if time.monotonic() >= deadline:
                     raise
                 if watching and (out_dir / "result.json").exists():
+                    watching = False  # one try: an alert that cannot be built is tried again at the end
                     announced = self._announce_result(job, out_dir)
 
     def _announce_result(self, job: Job, out_dir: Path) -> bool:
@@ -535,7 +535,12 @@ class Node:
             if self.store.job(job.id).state != "running":  # superseded meanwhile
                 return False
             self._announced.add(job.id)
-        result, now = json.loads((out_dir / "result.json").read_text()), time.time()
+        try:
+            result, now = json.loads((out_dir / "result.json").read_text()), time.time()
+        except (OSError, ValueError) as exc:  # the job's end reads it again, and fails it if need be
+            log.error("series %s generation %d: result.json unreadable for the alert (%s)", job.series_uid,
+                      job.generation, one_line(exc, 300, with_type=True))
+            return False
         alerts = self._alert_messages(job.series_uid, job.generation, "result", now, result=result,
                                       out_dir=out_dir)
         if alerts:
