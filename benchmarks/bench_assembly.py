@@ -19,8 +19,8 @@ from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.dicom_factory import ct_instance, slice_positions  # noqa: E402
-from triage.assembly import assemble, scan, select  # noqa: E402
+from tests.support.dicom_factory import ct_instance, slice_positions  # noqa: E402
+from triage.imaging.assembly import assemble, scan, select  # noqa: E402
 
 N_SLICES, N_FRAMES, MATRIX = 32, 40, 512
 

@@ -35,10 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench_analyze import prepare  # noqa: E402  (this folder is on sys.path when run as a script)
+
 from tests import peers  # noqa: E402
-from tests.endpoint import Endpoint  # noqa: E402
-from tests.node import NodeProcess  # noqa: E402
-from tests.orthanc import orthanc  # noqa: E402
+from tests.support.endpoint import Endpoint  # noqa: E402
+from tests.support.node import NodeProcess  # noqa: E402
+from tests.support.orthanc import orthanc  # noqa: E402
 
 GOAL_S = 30.0
 WEBHOOK_SECRET = "bench-latency-webhook-secret"

@@ -6,12 +6,12 @@ Enhanced CT multi-frame objects, the per-frame planes read by :func:`frame_plane
 - :func:`assess` classifies the series (``CTP``: CT with slice positions repeated over at least
   ``MIN_PERFUSION_FRAMES`` time points; anything else is ``other``, with the reason) and checks
   that the grid is whole: every slice position present at every time point, evenly spaced.
-  Positions and times are grouped with the tolerances of :mod:`triage.assembly`, which reads the
+  Positions and times are grouped with the tolerances of :mod:`triage.imaging.assembly`, which reads the
   series for the analysis.
 - :func:`decide` turns an assessment and the seconds since the last instance arrived into what
   the node does next.
 
-The analysis (``triage.assembly.assemble``) refuses a grid with a position missing a time point
+The analysis (``triage.imaging.assembly.assemble``) refuses a grid with a position missing a time point
 ("N of M slice positions are incomplete"), so an incomplete perfusion series waits for its
 missing instances. After ``incomplete_warn_seconds`` of silence it is reported as incomplete --
 unless the missing images all come after its first K >= ``MIN_PERFUSION_FRAMES`` time points
@@ -27,10 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from dicom_node.instance import ENHANCED_CT_IMAGE_STORAGE, InstanceInfo
-from triage.assembly import (MIN_PERFUSION_FRAMES, POSITION_TOLERANCE_MM, SAME_TIME_S,
-                             SLICE_SPACING_TOLERANCE, cluster_positions, describe_incomplete_end,
-                             whole_leading_time_points)
-from triage.dicom_read import read_header
+from triage.base.dicom_header import read_header
+from triage.base.grid import (
+    MIN_PERFUSION_FRAMES,
+    POSITION_TOLERANCE_MM,
+    SAME_TIME_S,
+    SLICE_SPACING_TOLERANCE,
+    cluster_positions,
+    describe_incomplete_end,
+    whole_leading_time_points,
+)
 
 CTP, OTHER = "CTP", "other"
 # What decide() asks for.

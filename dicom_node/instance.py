@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from triage.dicom_read import parse_tm
+from triage.base.dicom_header import parse_tm
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, UID
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
-from triage.errors import one_line
+from triage.base.errors import one_line
 
 LOGGER = logging.getLogger("dicom_node.scu")
 ADDRESS_FORM = "expected AET@HOST:PORT, e.g. PACS@10.0.0.5:104 or PACS@[fd00::5]:104"

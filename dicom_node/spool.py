@@ -14,9 +14,7 @@ instance acknowledged to a sender is never removed with the series it arrived fo
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
-import re
 import secrets
 import shutil
 import struct
@@ -26,25 +24,11 @@ from pathlib import Path
 
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
-from triage.durable import fsync_directory
+from triage.base.durable import fsync_directory
+from triage.base.names import safe_name
 
-_PLAIN_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 INCOMING = ".incoming"
-
-
-def safe_name(uid: str) -> str:
-    """The file or directory name for ``uid``.
-
-    A UID of digits and dots (no empty component, at most 64 characters, DICOM padding
-    stripped) is used as it is; anything else becomes ``h`` + 40 hex digits of its SHA-256, a
-    name that cannot be mistaken for a UID, ``.``/``..`` or the spool's own ``.incoming``.
-    """
-    text = str(uid).rstrip("\0 ")
-    if len(text) <= 64 and _PLAIN_UID.fullmatch(text):
-        return text
-    digest = hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
-    return "h" + digest[:40]
 
 
 class SpoolFull(Exception):

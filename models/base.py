@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from triage.errors import InputError
+from triage.base.errors import InputError
 
 RHO_BRAIN = 1.04  # brain density, g/mL
 K_H = (1.0 - 0.45) / (1.0 - 0.25)  # large- to small-vessel hematocrit correction

@@ -27,10 +27,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from triage.errors import InputError
+from triage.base.errors import InputError
 
-from .base import (FLOW_TO_CBF, K_H, RHO_BRAIN, PerfusionFit, assemble_fit, check_aif_and_times,
-                   curve_blocks, masked_curves)
+from .base import (
+    FLOW_TO_CBF,
+    K_H,
+    RHO_BRAIN,
+    PerfusionFit,
+    assemble_fit,
+    check_aif_and_times,
+    curve_blocks,
+    masked_curves,
+)
 
 DEFAULT_DELAYS = tuple(np.arange(-5.0, 30.01, 0.5))  # s
 DEFAULT_MTTS = tuple(np.geomspace(1.0, 40.0, 21))  # s, ratio 1.2 between neighbours

@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from triage.errors import InputError
+from triage.base.errors import InputError
 
 from .dicom_writer import VARIANTS, parse_variant, write_dicom
 from .phantom import CASES, make_phantom, write_truth

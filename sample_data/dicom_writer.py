@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 import datetime as dt
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,10 +20,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
-                         JPEG2000Lossless, PYDICOM_IMPLEMENTATION_UID, RLELossless, generate_uid)
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+    generate_uid,
+)
 
-from triage.errors import InputError
+from triage.base.errors import InputError
 
 if TYPE_CHECKING:                 # phantom.py re-exports write_dicom, so no runtime import here
     from .phantom import Phantom

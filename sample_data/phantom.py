@@ -24,12 +24,28 @@ from pathlib import Path
 
 import numpy as np
 
-from triage.errors import InputError
-from triage.series import Geometry
+from triage.base.errors import InputError
+from triage.base.grid import Geometry
 
 from . import acquisition, curves
-from .anatomy import (AIR, ARTERY, BONE, CORE, CSF, GM, LABEL_NAMES, NORMAL, PENUMBRA, RIM,
-                      SCALP, SEVERE, VEIN, WM, ZONE_NAMES, build_anatomy)
+from .anatomy import (
+    AIR,
+    ARTERY,
+    BONE,
+    CORE,
+    CSF,
+    GM,
+    LABEL_NAMES,
+    NORMAL,
+    PENUMBRA,
+    RIM,
+    SCALP,
+    SEVERE,
+    VEIN,
+    WM,
+    ZONE_NAMES,
+    build_anatomy,
+)
 from .dicom_writer import DicomVariant, write_dicom  # re-exported: the phantom's public API
 
 __all__ = ["PhantomConfig", "CASES", "Truth", "Phantom", "make_phantom", "write_truth",

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from sample_data.dicom_writer import VARIANTS
 from sample_data.phantom import CASES, make_phantom, write_dicom
 from triage.cli import main
-from triage.eligibility import defuse3_imaging
+from triage.imaging.eligibility import defuse3_imaging
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tests.perfusion_curves import (make_series, truncated_times, uniform_times,
-                                    variable_times)
-from triage.aif import select_arterial_input
-from triage.bolus import analyse_bolus, baseline_image
-from triage.errors import InputError
+from tests.support.perfusion_curves import make_series, truncated_times, uniform_times, variable_times
+from triage.base.errors import InputError
+from triage.imaging.aif import select_arterial_input
+from triage.imaging.bolus import analyse_bolus, baseline_image
 
 
 def prepare(series):

@@ -26,16 +26,25 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from PIL import Image
 
 from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo
-from dicom_node.spool import safe_name
 from sample_data.phantom import CASES, make_phantom, write_dicom
 from tests import peers
-from tests.endpoint import Endpoint
-from tests.node import ROOT, NodeProcess
-from triage.alerts import (SIGNATURE_HEADER, THUMBNAIL_WIDTH_PX, AlertConfig, alert_config,
-                           failure_messages, result_messages, sign, unencrypted, verify_signature)
-from triage.jobstore import JobStore, SeriesRecord
-from triage.outbox import BACKOFF_CAP_S, JITTER, Deliverer, OutboxStore, backoff, post
+from tests.support.endpoint import Endpoint
+from tests.support.node import ROOT, NodeProcess
+from triage.base.names import safe_name
+from triage.node.alerts import (
+    SIGNATURE_HEADER,
+    THUMBNAIL_WIDTH_PX,
+    AlertConfig,
+    alert_config,
+    failure_messages,
+    result_messages,
+    sign,
+    unencrypted,
+    verify_signature,
+)
+from triage.node.delivery import BACKOFF_CAP_S, JITTER, Deliverer, OutboxStore, backoff, post
 from triage.settings import load_settings
+from triage.store.jobs import JobStore, SeriesRecord
 
 N_SLICES, N_FRAMES = 8, 25
 SECRET = "s3cret-shared-with-the-stroke-team"
@@ -183,7 +192,7 @@ def _outbox_with_one_alert(tmp_path, url: str, expires_in: float) -> tuple[JobSt
 
 
 def test_refused_alert_is_retried_logged_then_expires(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="triage.alerts")
+    caplog.set_level(logging.INFO, logger="triage.node.alerts")
     with Endpoint(answers=[401, 503]) as endpoint:
         store, deliverer = _outbox_with_one_alert(tmp_path, endpoint.url("/hook?token=secret-token"), 3.0)
         try:
@@ -206,7 +215,7 @@ def test_refused_alert_is_retried_logged_then_expires(tmp_path, caplog):
             assert outbox.due(time.time() + 10**6) is None
         finally:
             store.close()
-    lines = [r for r in caplog.records if r.name == "triage.alerts"]
+    lines = [r for r in caplog.records if r.name == "triage.node.alerts"]
     assert [r.levelname for r in lines] == ["ERROR", "WARNING", "ERROR"]
     assert "refused: HTTP 401" in lines[0].getMessage() and "webhook secret" in lines[0].getMessage()
     assert "expired undelivered after 2 attempt(s)" in lines[2].getMessage()

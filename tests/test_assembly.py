@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
-from tests.dicom_factory import (
+from tests.support.dicom_factory import (
     AXIAL,
     COMPRESSED,
     TRANSFER_SYNTAXES,
@@ -20,8 +20,8 @@ from tests.dicom_factory import (
     slice_positions,
     write_perfusion_series,
 )
-from triage.assembly import assemble, scan, select
-from triage.errors import InputError
+from triage.base.errors import InputError
+from triage.imaging.assembly import assemble, scan, select
 
 TIMES = np.array([0.0, 1.0, 2.0, 3.5, 6.0])
 

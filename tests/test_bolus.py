@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from tests.perfusion_curves import (make_series, truncated_times, uniform_times,
-                                    variable_times)
-from triage.bolus import GammaVariate, analyse_bolus, baseline_image, fit_first_pass
-from triage.errors import InputError
+from tests.support.perfusion_curves import make_series, truncated_times, uniform_times, variable_times
+from triage.base.errors import InputError
+from triage.imaging.bolus import GammaVariate, analyse_bolus, baseline_image, fit_first_pass
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.dicom_factory import ct_instance, slice_positions, write_perfusion_series
+from tests.support.dicom_factory import ct_instance, slice_positions, write_perfusion_series
 
 REPO = Path(__file__).resolve().parents[1]
 

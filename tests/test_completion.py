@@ -7,11 +7,23 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_node.completion import (ANALYSE, ANALYSE_WHOLE_TIMES, CTP, IGNORE, INCOMPLETE, OTHER,
-                                   REPORT_INCOMPLETE, WAIT, assess, decide,
-                                   first_time_point_files, frame_planes, is_multiframe)
+from dicom_node.completion import (
+    ANALYSE,
+    ANALYSE_WHOLE_TIMES,
+    CTP,
+    IGNORE,
+    INCOMPLETE,
+    OTHER,
+    REPORT_INCOMPLETE,
+    WAIT,
+    assess,
+    decide,
+    first_time_point_files,
+    frame_planes,
+    is_multiframe,
+)
 from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo, instance_info
-from tests.dicom_factory import AXIAL, enhanced_ct_frame_object, slice_positions
+from tests.support.dicom_factory import AXIAL, enhanced_ct_frame_object, slice_positions
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 

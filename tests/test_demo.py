@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 
-from tests.node import ROOT
+from tests.support.node import ROOT
 
 
 def _lines(process: subprocess.Popen) -> queue.Queue:
@@ -99,7 +99,7 @@ def test_demo_refuses_a_work_folder_that_is_not_its_own(tmp_path):
 
 def test_demo_sends_to_a_running_node_and_checks_its_signature(tmp_path, monkeypatch):
     from tests import peers
-    from tests.node import NodeProcess
+    from tests.support.node import NodeProcess
 
     secret, listen = "a-shared-secret-of-the-demo", peers.free_port()
     monkeypatch.setenv("TRIAGE_WEBHOOK_SECRET", secret)

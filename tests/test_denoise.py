@@ -3,9 +3,15 @@
 import numpy as np
 from scipy import ndimage
 
-from triage.denoise import (bilateral_within_mask, denoise_curves, geometric_smooth_within_mask, median_within_mask,
-                            smooth_within_mask, temporal_basis)
-from triage.series import Geometry
+from triage.base.grid import Geometry
+from triage.imaging.denoise import (
+    bilateral_within_mask,
+    denoise_curves,
+    geometric_smooth_within_mask,
+    median_within_mask,
+    smooth_within_mask,
+    temporal_basis,
+)
 
 
 def test_noise_reduced_and_outside_untouched():

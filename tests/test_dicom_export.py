@@ -26,21 +26,21 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from PIL import Image
-from pydicom.uid import RLELossless
 from pydicom.sr.codedict import codes
+from pydicom.uid import RLELossless
 
 from models.profiles import load_profile
 from sample_data.dicom_writer import VARIANTS
 from sample_data.phantom import CASES, make_phantom, write_dicom
-from tests.dicom_factory import enhanced_ct_frame_object
-from tests.peers import dcmtk
-from triage.assembly import assemble, scan, select
-from triage.dicom_export import write_atomically, write_result_objects
-from triage.dicom_read import parse_tm
-from triage.dicom_sr import DAWN, DEFUSE3, HIR, MISMATCH_RATIO, QUALITY_WARNING, qualitative_evaluations
-from triage.errors import InputError
-from triage.outputs import write_outputs
-from triage.pipeline import analyse
+from tests.support.dicom_factory import enhanced_ct_frame_object
+from tests.support.peers import dcmtk
+from triage.base.dicom_header import parse_tm
+from triage.base.errors import InputError
+from triage.dicom_out.export import write_atomically, write_result_objects
+from triage.dicom_out.sr import DAWN, DEFUSE3, HIR, MISMATCH_RATIO, QUALITY_WARNING, qualitative_evaluations
+from triage.imaging.assembly import assemble, scan, select
+from triage.imaging.pipeline import analyse
+from triage.report.outputs import write_outputs
 from triage.settings import Settings
 
 SMALL = dict(matrix=64, n_slices=6, n_frames=24)

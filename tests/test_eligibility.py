@@ -2,7 +2,7 @@
 
 import pytest
 
-from triage.eligibility import assess, dawn, defuse3_imaging
+from triage.imaging.eligibility import assess, dawn, defuse3_imaging
 
 
 @pytest.mark.parametrize(

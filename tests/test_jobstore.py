@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo
-from tests.dicom_factory import ct_instance
-from triage.jobstore import JobStore
+from tests.support.dicom_factory import ct_instance
+from triage.store.jobs import JobStore
 
 
 def info(sop="1.2.3.1", series="1.2.3.4", *, path=None, time_s=36000.0, z=0.0):
@@ -237,7 +237,7 @@ def test_a_recorded_instance_survives_kill_9(tmp_path):
     code = (
         "import os, signal\n"
         "from tests.test_jobstore import info\n"
-        "from triage.jobstore import JobStore\n"
+        "from triage.store.jobs import JobStore\n"
         f"store = JobStore({str(db)!r})\n"
         "store.record_instance(info('7.7.7'))\n"
         "store.add_job('1.2.3.4', 1, 'send')\n"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from models.profiles import load_profile
-from triage.lesion import drop_small_clusters, segment_lesion, split_hemispheres
-from triage.series import Geometry
+from triage.base.grid import Geometry
+from triage.imaging.lesion import drop_small_clusters, segment_lesion, split_hemispheres
 
 GEOMETRY = Geometry(spacing=(1.0, 1.0, 5.0), origin=(0.0, 0.0, 0.0))  # 5 µL voxels... 0.005 mL
 

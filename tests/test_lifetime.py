@@ -8,7 +8,7 @@ import time
 
 PARENT = textwrap.dedent("""
     import multiprocessing, os, signal, sys, time
-    from triage.lifetime import die_with_parent
+    from triage.base.lifetime import die_with_parent
 
     def wait_forever():
         time.sleep(600)

@@ -1,9 +1,19 @@
 import numpy as np
 import pytest
-from tests.head_model import BONE, CALC, GM, VENTRICLE, VESSEL, WM, bolus_shape, correlated_noise, make_head
 
-from triage.errors import InputError
-from triage.masks import segment_brain, segment_tissue
+from tests.support.head_model import (
+    BONE,
+    CALC,
+    GM,
+    VENTRICLE,
+    VESSEL,
+    WM,
+    bolus_shape,
+    correlated_noise,
+    make_head,
+)
+from triage.base.errors import InputError
+from triage.imaging.masks import segment_brain, segment_tissue
 
 NOISE_HU = 8.0  # per voxel and frame at 256 x 256, spatially correlated
 

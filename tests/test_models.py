@@ -10,7 +10,7 @@ import pytest
 
 from models import BlockCirculantSVDModel, ExponentialResidueModel, PerfusionFit, TikhonovModel
 from models.parametric import DISPERSION_SEARCH, dispersed_peak
-from triage.errors import InputError
+from triage.base.errors import InputError
 
 RHO, K_H = 1.04, (1 - 0.45) / (1 - 0.25)
 FINE_STEP = 0.05

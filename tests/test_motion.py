@@ -1,13 +1,22 @@
 import numpy as np
 import pytest
-from tests.head_model import (
-    CALC, CSF, GM, VENTRICLE, VESSEL, WM, bolus_shape, correlated_noise, make_head, rigid_motion,
-)
 from scipy import ndimage
 
-from triage.errors import InputError
-from triage.motion import correct_motion
-from triage.series import PerfusionSeries
+from tests.support.head_model import (
+    CALC,
+    CSF,
+    GM,
+    VENTRICLE,
+    VESSEL,
+    WM,
+    bolus_shape,
+    correlated_noise,
+    make_head,
+    rigid_motion,
+)
+from triage.base.errors import InputError
+from triage.imaging.motion import correct_motion
+from triage.imaging.series import PerfusionSeries
 
 SHAPE, PIXEL_MM, SLICE_MM = (12, 128, 128), 1.875, 5.0
 N_FRAMES = 14

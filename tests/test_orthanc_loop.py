@@ -21,8 +21,8 @@ import pytest
 from pydicom.sr.codedict import codes
 
 from sample_data.phantom import CASES, make_phantom, write_dicom
-from tests.node import NodeProcess
-from tests.orthanc import orthanc
+from tests.support.node import NodeProcess
+from tests.support.orthanc import orthanc
 
 N_SLICES, N_FRAMES = 8, 30
 IDENTIFIERS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",

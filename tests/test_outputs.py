@@ -9,11 +9,11 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image, ImageFont
 
-from triage.colormaps import PERFUSION_LUT, lut_indices
-from triage.errors import InputError
-from triage.nifti import write_maps
-from triage.render import MAP_STYLES, _nice_ticks, _printable, render_map, render_summary
-from triage.series import Geometry
+from triage.base.errors import InputError
+from triage.base.grid import Geometry
+from triage.report.colormaps import PERFUSION_LUT, lut_indices
+from triage.report.nifti import write_maps
+from triage.report.render import MAP_STYLES, _nice_ticks, _printable, render_map, render_summary
 
 
 def rotation_z(degrees: float) -> tuple[float, ...]:
@@ -299,7 +299,7 @@ def test_text_falls_back_to_ascii_for_the_builtin_font():
 
 
 def test_pictures_render_without_system_fonts(tmp_path, monkeypatch):
-    import triage.render as render
+    import triage.report.render as render
 
     truetype = render.ImageFont.truetype
 

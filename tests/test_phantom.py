@@ -14,9 +14,15 @@ from sample_data import curves
 from sample_data.__main__ import main
 from sample_data.anatomy import ARTERY, CORE, GM, NORMAL, VEIN, WM
 from sample_data.dicom_writer import VARIANTS, DicomVariant, parse_variant, read_hu, write_dicom
-from sample_data.phantom import (CASES, PhantomConfig, design_margin_violations, make_phantom,
-                                 truth_summary, write_truth)
-from triage.errors import InputError
+from sample_data.phantom import (
+    CASES,
+    PhantomConfig,
+    design_margin_violations,
+    make_phantom,
+    truth_summary,
+    write_truth,
+)
+from triage.base.errors import InputError
 
 SMALL = dict(matrix=128, noise_hu=0.0)
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from triage.motion import MotionReport
-from triage.pipeline import peak_enhancement
+from triage.imaging.motion import MotionReport
+from triage.imaging.pipeline import peak_enhancement
 
 
 def test_peak_enhancement_ignores_resampled_frames():
@@ -24,7 +24,7 @@ def test_peak_enhancement_uses_every_frame_when_too_few_are_clean():
 
 
 def test_plausibility_warns_when_normal_brain_looks_delayed_or_early():
-    from triage.pipeline import plausibility_warnings
+    from triage.imaging.pipeline import plausibility_warnings
 
     parenchyma = np.ones((2, 8, 8), bool)
     assert plausibility_warnings(np.full((2, 8, 8), 1.0, np.float32), parenchyma) == []

@@ -6,8 +6,8 @@ from scipy import ndimage
 
 from models.profiles import load_profile
 from sample_data.phantom import CASES, make_phantom
-from triage.pipeline import analyse
-from triage.series import PerfusionSeries
+from triage.imaging.pipeline import analyse
+from triage.imaging.series import PerfusionSeries
 from triage.settings import Settings
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 from PIL import Image
 
-from triage.render import MARGIN
-from triage.render_curves import AIF_COLOUR, PANEL, VOF_COLOUR, render_arterial_input
+from triage.report.render import MARGIN
+from triage.report.render_curves import AIF_COLOUR, PANEL, VOF_COLOUR, render_arterial_input
 
 
 def test_markers_and_curves(tmp_path):

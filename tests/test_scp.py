@@ -18,18 +18,27 @@ from types import SimpleNamespace
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLossless,
-                         JPEGLosslessSV1, JPEGLSLossless, MRImageStorage, RLELossless,
-                         generate_uid)
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    MRImageStorage,
+    RLELossless,
+    generate_uid,
+)
 from pynetdicom import AE
 
 from dicom_node.scp import OUT_OF_RESOURCES, STORE_FAILED, StorageSCP, TlsConfig
-from dicom_node.spool import INCOMING, Spool, safe_name
+from dicom_node.spool import INCOMING, Spool
 from sample_data.dicom_writer import VARIANTS
 from sample_data.phantom import CASES, make_phantom, write_dicom
 from tests import peers
-from tests.dicom_factory import ct_instance
+from tests.support.dicom_factory import ct_instance
+from triage.base.names import safe_name
 
 SMALL = replace(CASES["mismatch"], matrix=64, n_slices=2, n_frames=3)
 

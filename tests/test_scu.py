@@ -19,9 +19,9 @@ from dicom_node.scp import TlsConfig
 from dicom_node.scu import RemoteAE, SendError, send_files
 from sample_data.dicom_writer import VARIANTS
 from sample_data.phantom import CASES, make_phantom, write_dicom
-from tests.peers import free_port, make_certificates, storescp
+from tests.support.peers import free_port, make_certificates, storescp
 from tests.test_dicom_export import analyse_dicom, source_files
-from triage.dicom_export import write_result_objects
+from triage.dicom_out.export import write_result_objects
 
 
 @pytest.fixture(scope="module")

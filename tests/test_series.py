@@ -3,7 +3,7 @@
 import numpy as np
 import SimpleITK as sitk
 
-from triage.series import Geometry
+from triage.base.grid import Geometry
 
 
 def test_index_physical_round_trip_matches_simpleitk():

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import highdicom as hd
 import pydicom
-from pydicom.uid import generate_uid
 import pytest
 from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
 
-from dicom_node.spool import safe_name
 from sample_data.dicom_writer import DicomVariant
 from sample_data.phantom import CASES, make_phantom, write_dicom
 from tests import peers
-from tests.node import ROOT, NodeProcess
+from tests.support.node import ROOT, NodeProcess
+from triage.base.names import safe_name
 
 N_SLICES, N_FRAMES = 8, 25
 QUIET_S = 1.5  # NodeProcess's default --quiet-seconds

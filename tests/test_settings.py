@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from triage.errors import InputError
+from triage.base.errors import InputError
 from triage.settings import Settings, load_settings
 
 
@@ -83,7 +83,7 @@ def test_bad_node_values_in_file(tmp_path):
 
 
 def test_model_names_are_the_pipelines_models():
-    from triage.pipeline import MODELS
+    from triage.imaging.pipeline import MODELS
     from triage.settings import MODEL_NAMES
 
     assert set(MODEL_NAMES) == set(MODELS)

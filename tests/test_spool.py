@@ -15,8 +15,9 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from dicom_node.spool import INCOMING, Spool, SpoolFull, safe_name
-from tests.dicom_factory import ct_instance
+from dicom_node.spool import INCOMING, Spool, SpoolFull
+from tests.support.dicom_factory import ct_instance
+from triage.base.names import safe_name
 
 HOSTILE_UIDS = ["../../etc", "/etc/passwd", "..", ".", ".incoming", "1" * 65, "1.2.840.é",
                 "1.2\0.3", "1..2", "", "a/b\\c", "1.2.3 4"]

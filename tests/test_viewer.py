@@ -1,6 +1,6 @@
 """The viewer's pages in a real browser: Debian's headless Chromium driven by Playwright, against
 the web API served by a real uvicorn over a data directory with a phantom series analysed by
-``triage analyze`` (:mod:`tests.webdata`). The admin signs in with an account made by the
+``triage analyze`` (:mod:`tests.support.webdata`). The admin signs in with an account made by the
 ``triage user add`` command.
 
 Checked: sign-in and sign-out, the study list (volumes of result.json, newest first, refreshing
@@ -26,13 +26,13 @@ from pathlib import Path
 
 import pytest
 
-from dicom_node.spool import safe_name
 from sample_data.phantom import make_phantom, write_dicom
 from tests import peers
-from tests.node import NodeProcess
-from tests.webdata import SMALL, VIEWER, make_analysed_data, serve_api
+from tests.support.node import NodeProcess
+from tests.support.webdata import SMALL, VIEWER, make_analysed_data, serve_api
+from triage.base.names import safe_name
 from triage.cli import main as triage_main
-from triage.jobstore import JobStore
+from triage.store.jobs import JobStore
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect

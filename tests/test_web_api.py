@@ -23,14 +23,14 @@ import SimpleITK as sitk
 from fastapi.routing import APIRoute
 from PIL import Image
 
-from triage.colormaps import get_lut
-from triage.jobstore import JobStore
-from triage.render import MAP_STYLES
+from tests.support.webdata import ADMIN, SMALL, VIEWER, make_analysed_data, parse_metrics, serve_api
+from triage.report.colormaps import get_lut
+from triage.report.render import MAP_STYLES
+from triage.store.jobs import JobStore
 from triage.web.accounts import MAX_FAILED_LOGINS, Accounts
 from triage.web.app import COOKIE, STATIC_DIR
 from triage.web.metrics import BUCKETS_S
 from triage.web.studies import edge_letters
-from tests.webdata import ADMIN, SMALL, VIEWER, make_analysed_data, parse_metrics, serve_api
 
 PUBLIC = {("GET", "/healthz"), ("POST", "/api/login"), ("GET", "/login")}
 PAGES = {("GET", "/"), ("GET", "/studies/{study_id}")}  # redirect to /login without a session

@@ -12,11 +12,11 @@ import httpx
 import numpy as np
 import pytest
 
-from dicom_node.spool import safe_name
 from sample_data.phantom import make_phantom, write_dicom
 from tests import peers
-from tests.node import ROOT, NodeProcess
-from tests.webdata import ADMIN, SMALL, VIEWER, parse_metrics
+from tests.support.node import ROOT, NodeProcess
+from tests.support.webdata import ADMIN, SMALL, VIEWER, parse_metrics
+from triage.base.names import safe_name
 
 
 def triage(*args: str, stdin: str = "") -> subprocess.CompletedProcess:

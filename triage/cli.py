@@ -19,7 +19,7 @@ import numpy as np
 
 from models.profiles import available_profiles, load_profile
 from triage import __version__
-from triage.errors import EXIT_INPUT, EXIT_INTERNAL, InputError
+from triage.base.errors import EXIT_INPUT, EXIT_INTERNAL, InputError
 from triage.settings import MODEL_NAMES, Settings, load_settings
 from triage.web import user_command
 
@@ -141,8 +141,8 @@ def print_summary(result: dict, out_dir: Path) -> None:
 
 def run_analyze(args) -> int:
     # The imaging stack is imported here: `triage serve` (the node) never analyses in-process.
-    from triage.assembly import assemble, scan, select
-    from triage.output_dir import check_output_dir
+    from triage.imaging.assembly import assemble, scan, select
+    from triage.report.folder import check_output_dir
 
     started = time.perf_counter()
     progress = Progress(args.quiet)
@@ -185,8 +185,8 @@ def run_analyze(args) -> int:
 
 def _analysis_stack():
     """``analyse`` and ``write_outputs`` (their modules import SciPy, SimpleITK and Pillow)."""
-    from triage.outputs import write_outputs
-    from triage.pipeline import analyse
+    from triage.imaging.pipeline import analyse
+    from triage.report.outputs import write_outputs
     return analyse, write_outputs
 
 
@@ -262,7 +262,7 @@ SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_
 
 
 def run_serve(args) -> int:
-    from triage.service import serve  # the networking stack is not needed by `analyze`
+    from triage.node.node import serve  # the networking stack is not needed by `analyze`
 
     settings = load_settings(args.config, **{name: getattr(args, name) for name in SERVE_OPTIONS})
     return serve(settings, config_file=args.config)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from triage.errors import InputError
+from triage.base.errors import InputError
 
 ALERT_PATH = "/triage-alerts"
 CALLING_AET = "DEMO"
@@ -181,7 +181,7 @@ def _send(paths: list[Path], node: str) -> float:
 
 
 def _print_alert(alert: Alert, secret: str | None, truth: dict, seconds: float) -> dict:
-    from triage.alerts import SIGNATURE_HEADER, verify_signature
+    from triage.node.alerts import SIGNATURE_HEADER, verify_signature
 
     signature = alert.headers.get(SIGNATURE_HEADER.lower(), "")
     if secret is None:

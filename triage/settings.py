@@ -17,10 +17,10 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from triage.errors import InputError
+from triage.base.errors import InputError
 
 ENV_PREFIX = "TRIAGE_"
-MODEL_NAMES = ("exponential", "exponential-dispersed", "bcsvd", "tikhonov")  # triage.pipeline.MODELS
+MODEL_NAMES = ("exponential", "exponential-dispersed", "bcsvd", "tikhonov")  # triage.imaging.pipeline.MODELS
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Settings:
         tissue curves within the parenchyma before deconvolution (0 = no denoising); the
         dominant temporal components keep this scale
     coarse_fwhm_mm : in-plane smoothing of the weak temporal components, and of the curves
-        that set the MTT of the exponential model (see ``triage.denoise.denoise_curves``)
+        that set the MTT of the exponential model (see ``triage.imaging.denoise.denoise_curves``)
     delay_mtt_fwhm_mm : the exponential model searches each voxel's delay (Tmax) at its MTT
         smoothed within the parenchyma (geometric mean, Gaussian of this FWHM in every
         direction; 0 = at the voxel's own MTT): a noisy MTT moves the fitted delay against it

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from triage.errors import InputError
-from triage.jobstore import JobStore
+from triage.base.errors import InputError
+from triage.store.jobs import JobStore
 
 ROLES = ("viewer", "admin")
 SESSION_HOURS = 12.0

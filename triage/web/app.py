@@ -51,7 +51,7 @@ from pydantic import BaseModel, Field
 
 from models.profiles import available_profiles
 from triage import __version__
-from triage.jobstore import JobStore
+from triage.store.jobs import JobStore
 from triage.web import metrics, slices
 from triage.web.accounts import SESSION_HOURS, Accounts, User
 from triage.web.studies import MAP_NAMES, OVERLAY_NAMES, Studies, Study

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from triage.jobstore import JobStore
+from triage.store.jobs import JobStore
 
 BUCKETS_S = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 

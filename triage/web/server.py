@@ -1,7 +1,7 @@
 """uvicorn serving the web API in a thread of the node process.
 
 The listening socket is bound before the thread starts, so a port in use or an address that is
-not ours is a one-line :class:`~triage.errors.InputError` at start-up. uvicorn's own start and
+not ours is a one-line :class:`~triage.base.errors.InputError` at start-up. uvicorn's own start and
 stop lines and its access log are left out (the API logs logins and re-runs itself; an access
 log would list every study opened).
 """
@@ -15,7 +15,7 @@ import time
 
 import uvicorn
 
-from triage.errors import InputError
+from triage.base.errors import InputError
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0

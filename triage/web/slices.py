@@ -1,15 +1,15 @@
 """One slice of a result's maps or masks as a PNG, on the acquisition grid, for the viewer.
 
-The maps are read from ``maps/<name>.nii.gz`` (written by :func:`triage.nifti.write_maps` on the
+The maps are read from ``maps/<name>.nii.gz`` (written by :func:`triage.report.nifti.write_maps` on the
 acquisition grid). SimpleITK gives the voxels as ``(z, y, x)``: the PNG of slice ``z`` has the
 acquisition matrix' size, PNG column = DICOM column ``x``, PNG row = DICOM row ``y``, and ``z``
 is the slice index of ``--aif X,Y,Z`` and of ``quality.aif.location.source_xyz`` in
 result.json. Nothing is mirrored: the source images' own orientation (radiological for a
-standard axial acquisition, see :mod:`triage.render`).
+standard axial acquisition, see :mod:`triage.report.render`).
 
 Maps are colour-mapped with the fixed windows and colour maps of the result pictures
-(:data:`triage.render.MAP_STYLES`); voxels outside the analysed tissue (where the CBF map is
-0: :func:`~triage.nifti.write_maps` writes non-computed voxels as 0) are black. Overlays are
+(:data:`triage.report.render.MAP_STYLES`); voxels outside the analysed tissue (where the CBF map is
+0: :func:`~triage.report.nifti.write_maps` writes non-computed voxels as 0) are black. Overlays are
 RGBA: the core in magenta and the Tmax > 6 s region in green (the summary picture's
 colours), opaque inside the mask and transparent outside it (the viewer chooses the opacity).
 """
@@ -24,8 +24,8 @@ import numpy as np
 import SimpleITK as sitk
 from PIL import Image
 
-from triage.colormaps import get_lut, lut_indices
-from triage.render import CORE_COLOUR, HYPOPERFUSED_COLOUR, MAP_STYLES, render_colorbar
+from triage.report.colormaps import get_lut, lut_indices
+from triage.report.render import CORE_COLOUR, HYPOPERFUSED_COLOUR, MAP_STYLES, render_colorbar
 
 OVERLAY_COLOURS = {"core": CORE_COLOUR, "hypoperfusion": HYPOPERFUSED_COLOUR}
 TISSUE_MAP = "cbf"  # its non-zero voxels are the analysed tissue

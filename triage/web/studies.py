@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dicom_node.spool import safe_name
-from triage.render import MAP_STYLES, axis_letters
-from triage.jobstore import JobStore
+from triage.base.names import safe_name
+from triage.report.render import MAP_STYLES, axis_letters
+from triage.store.jobs import JobStore
 
 MAP_NAMES = ("cbf", "cbv", "mtt", "tmax")
 OVERLAY_NAMES = ("core", "hypoperfusion")

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from triage.errors import InputError
+from triage.base.errors import InputError
 from triage.settings import load_settings
 
 

@@ -1,0 +1,262 @@
+"""Reading DICOM headers: the facts that group, order and place each image (no pixel data).
+
+A *plane* is one 2D image: a classic single-frame instance, or one frame of an Enhanced CT
+multi-frame object. Headers are read once (without pixel data) into :class:`PlaneHeader`
+records that carry everything needed to classify a series and lay out the 4D array (used by
+the assembly, the node's completion check and the DICOM export); pixel data is read later,
+file by file, by :func:`triage.imaging.pixels.read_stored_planes`.
+
+Times are seconds of the day (float) as written in the DICOM TM / DT strings; positions and
+orientations are DICOM patient coordinates (LPS, mm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from triage.base.errors import InputError, one_line
+
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+NATIVE_LITTLE_ENDIAN = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+ATTRIBUTE_KEYWORDS = ("PatientID", "PatientName", "AccessionNumber", "StudyDescription",
+                      "SeriesDescription", "StudyDate", "Manufacturer", "KVP")
+
+
+@dataclass(frozen=True)
+class PlaneHeader:
+    """Header facts of one 2D image.
+
+    ``frame`` is the index into the pixel data of a multi-frame object (None for single-frame).
+    ``pixel_spacing`` is DICOM (row spacing, column spacing) in mm. Times are s of the day.
+    ``order_index`` is TemporalPositionIndex or AcquisitionNumber: an order, not a time.
+    """
+
+    path: Path
+    frame: int | None
+    sop_uid: str
+    rows: int
+    columns: int
+    pixel_spacing: tuple[float, float] | None
+    orientation: tuple[float, ...] | None
+    position: tuple[float, float, float] | None
+    acquisition_time: float | None
+    content_time: float | None
+    order_index: int | None
+    slope: float
+    intercept: float
+    thickness: float | None = None
+
+
+@dataclass
+class FileHeader:
+    """Series-level identifiers of one file and its planes.
+
+    ``pixel_offset`` is the byte offset of the Pixel Data element; ``native_dtype`` the NumPy
+    dtype of uncompressed little-endian 16-bit pixel data (None: decode with pydicom).
+    """
+
+    path: Path
+    study_uid: str
+    series_uid: str
+    modality: str
+    description: str
+    image_type: tuple[str, ...]
+    pixel_offset: int = 0
+    native_dtype: str | None = None
+    explicit_vr: bool = True
+    planes: list[PlaneHeader] = field(default_factory=list)
+
+
+def parse_tm(value) -> float | None:
+    """Seconds of the day from a DICOM TM (``HHMMSS.FFFFFF``, also ``HH:MM:SS``); None if absent."""
+    text = str(value or "").strip().replace(":", "")
+    if len(text) < 2 or not text[:2].isdigit():
+        return None
+    try:
+        hours = int(text[:2])
+        minutes = int(text[2:4]) if len(text) >= 4 else 0
+        seconds = float(text[4:]) if len(text) > 4 else 0.0
+    except ValueError:
+        return None
+    return hours * 3600.0 + minutes * 60.0 + seconds
+
+
+def parse_dt_time(value) -> float | None:
+    """Seconds of the day from the time part of a DICOM DT (``YYYYMMDDHHMMSS.FFFFFF&ZZXX``)."""
+    text = str(value or "").strip()
+    for sign in "+-":
+        text = text.split(sign)[0]
+    return parse_tm(text[8:]) if len(text) > 8 else None
+
+
+def parse_age_years(value) -> float | None:
+    """Age in years from a DICOM AS string (``072Y``, ``006M``, ``010W``, ``005D``)."""
+    text = str(value or "").strip().upper()
+    units = {"Y": 1.0, "M": 12.0, "W": 365.25 / 7.0, "D": 365.25}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        return None
+    return int(text[:-1]) / units[text[-1]]
+
+
+def _floats(value, n: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    values = tuple(float(v) for v in value)
+    return values if len(values) == n else None
+
+
+def _first_item(container: Dataset | None, keyword: str) -> Dataset | None:
+    sequence = getattr(container, keyword, None) if container is not None else None
+    return sequence[0] if sequence else None
+
+
+def _group_item(frame_groups: Dataset | None, shared: Dataset | None, keyword: str):
+    """Functional group item ``keyword`` of a frame, falling back to the shared groups."""
+    return _first_item(frame_groups, keyword) or _first_item(shared, keyword)
+
+
+def _optional_int(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _optional_float(value) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _classic_plane(ds: Dataset, path: Path) -> PlaneHeader:
+    acquisition = parse_tm(ds.get("AcquisitionTime"))
+    if acquisition is None:
+        acquisition = parse_dt_time(ds.get("AcquisitionDateTime"))
+    order = _optional_int(ds.get("TemporalPositionIndex"))
+    return PlaneHeader(
+        path=path, frame=None, sop_uid=str(ds.get("SOPInstanceUID", "")),
+        rows=int(ds.get("Rows", 0) or 0), columns=int(ds.get("Columns", 0) or 0),
+        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
+        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+        position=_floats(ds.get("ImagePositionPatient"), 3),
+        acquisition_time=acquisition, content_time=parse_tm(ds.get("ContentTime")),
+        order_index=order if order is not None else _optional_int(ds.get("AcquisitionNumber")),
+        slope=float(ds.get("RescaleSlope", 1.0) or 1.0),
+        intercept=float(ds.get("RescaleIntercept", 0.0) or 0.0),
+        thickness=_optional_float(ds.get("SliceThickness")))
+
+
+def _enhanced_planes(ds: Dataset, path: Path) -> list[PlaneHeader]:
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    object_time = parse_dt_time(ds.get("AcquisitionDateTime"))
+    if object_time is None:
+        object_time = parse_tm(ds.get("AcquisitionTime"))
+    content_time = parse_tm(ds.get("ContentTime"))
+    planes = []
+    for index, groups in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        position = _group_item(groups, shared, "PlanePositionSequence")
+        orientation = _group_item(groups, shared, "PlaneOrientationSequence")
+        measures = _group_item(groups, shared, "PixelMeasuresSequence")
+        transform = _group_item(groups, shared, "PixelValueTransformationSequence")
+        content = _group_item(groups, shared, "FrameContentSequence")
+        frame_time = parse_dt_time(content.get("FrameAcquisitionDateTime")) if content else None
+        if frame_time is None and content is not None:
+            frame_time = parse_dt_time(content.get("FrameReferenceDateTime"))
+        planes.append(PlaneHeader(
+            path=path, frame=index, sop_uid=str(ds.get("SOPInstanceUID", "")),
+            rows=int(ds.get("Rows", 0) or 0), columns=int(ds.get("Columns", 0) or 0),
+            pixel_spacing=_floats(measures.get("PixelSpacing") if measures else None, 2),
+            orientation=_floats(
+                orientation.get("ImageOrientationPatient") if orientation else None, 6),
+            position=_floats(position.get("ImagePositionPatient") if position else None, 3),
+            acquisition_time=frame_time if frame_time is not None else object_time,
+            content_time=content_time,
+            order_index=_optional_int(content.get("TemporalPositionIndex")) if content else None,
+            slope=float((transform or ds).get("RescaleSlope", 1.0) or 1.0),
+            intercept=float((transform or ds).get("RescaleIntercept", 0.0) or 0.0),
+            thickness=_optional_float(measures.get("SliceThickness") if measures else None)))
+    return planes
+
+
+def _dcmread_header(stream: BinaryIO) -> Dataset:
+    """Header of a Part 10 file, or of a bare dataset without preamble (old exports).
+
+    pydicom leaves ``stream`` at the Pixel Data element when it stops before it.
+    """
+    try:
+        return pydicom.dcmread(stream, stop_before_pixels=True)
+    except InvalidDicomError:
+        stream.seek(0)
+        if stream.read(2) not in (b"\x02\x00", b"\x08\x00"):
+            raise
+        stream.seek(0)
+        return pydicom.dcmread(stream, stop_before_pixels=True, force=True)
+
+
+def _native_dtype(ds: Dataset) -> str | None:
+    """NumPy dtype of uncompressed little-endian 16-bit greyscale pixel data, else None."""
+    syntax = getattr(ds.get("file_meta"), "TransferSyntaxUID", None)
+    if (syntax not in NATIVE_LITTLE_ENDIAN or ds.get("BitsAllocated") != 16
+            or ds.get("BitsStored") != 16 or int(ds.get("SamplesPerPixel", 1) or 1) != 1):
+        return None
+    return "<i2" if ds.get("PixelRepresentation") == 1 else "<u2"
+
+
+def read_header(path: Path) -> FileHeader:
+    """Read the header of one file (no pixel data).
+
+    Raises
+    ------
+    pydicom.errors.InvalidDicomError
+        The file is not DICOM.
+    ValueError
+        The file is DICOM but not an image of a series (DICOMDIR, no SeriesInstanceUID).
+    Exception
+        Anything pydicom raises on a damaged header; callers record it as the reason.
+    """
+    with open(path, "rb") as stream:
+        ds = _dcmread_header(stream)
+        pixel_offset = stream.tell()
+    meta_class = str(getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", ""))
+    if meta_class == DICOMDIR_CLASS:
+        raise ValueError("DICOMDIR (index file, not an image)")
+    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+    if not series_uid:
+        raise ValueError("no SeriesInstanceUID")
+    syntax = getattr(ds.get("file_meta"), "TransferSyntaxUID", None)
+    header = FileHeader(
+        path=path, study_uid=str(ds.get("StudyInstanceUID", "") or ""), series_uid=series_uid,
+        modality=str(ds.get("Modality", "") or "").upper(),
+        description=str(ds.get("SeriesDescription", "") or ""),
+        image_type=tuple(str(v).upper() for v in (ds.get("ImageType") or ())),
+        pixel_offset=pixel_offset, native_dtype=_native_dtype(ds),
+        explicit_vr=syntax == ExplicitVRLittleEndian)
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        header.planes = _enhanced_planes(ds, path)
+    else:
+        header.planes = [_classic_plane(ds, path)]
+    return header
+
+
+def read_identifiers(path: Path) -> tuple[dict[str, str], float | None]:
+    """Patient/study identifiers of one file (``ATTRIBUTE_KEYWORDS``) and the age in years.
+
+    Read once per series rather than during the scan, to keep the scan fast.
+    """
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        attributes = {k: str(ds.get(k, "") or "") for k in ATTRIBUTE_KEYWORDS}
+        return attributes, parse_age_years(ds.get("PatientAge"))
+    except Exception as exc:
+        raise InputError(f"cannot read {path.name}: {one_line(exc)}") from exc
+
+

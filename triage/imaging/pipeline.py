@@ -1,0 +1,222 @@
+"""The imaging pipeline: one assembled CTP series in, maps, lesion volumes and quality out.
+
+Each stage is a module with a plain interface (``triage.imaging.motion``, ``triage.imaging.masks``,
+``triage.imaging.bolus``, ``triage.imaging.aif``, ``triage.imaging.denoise``, ``models``, ``triage.imaging.lesion``,
+``triage.imaging.eligibility``); this module runs them in order, times them, and gathers what the
+reader of the result must know about the input's quality.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+import numpy as np
+
+from models import BlockCirculantSVDModel, ExponentialResidueModel, TikhonovModel
+from models.parametric import DISPERSION_SEARCH
+from models.profiles import ThresholdProfile
+from triage.base.errors import InputError
+from triage.imaging.aif import ArterialInput, select_arterial_input
+from triage.imaging.bolus import BolusTiming, analyse_bolus, baseline_image
+from triage.imaging.denoise import denoise_curves, geometric_smooth_within_mask, median_within_mask
+from triage.imaging.eligibility import Eligibility, assess
+from triage.imaging.lesion import LesionResult, segment_lesion
+from triage.imaging.masks import TissueMasks, segment_brain, segment_tissue
+from triage.imaging.motion import MotionReport, correct_motion
+from triage.imaging.series import PerfusionSeries
+from triage.settings import Settings
+
+MODELS = {
+    "exponential": ExponentialResidueModel,
+    "exponential-dispersed": partial(ExponentialResidueModel, dispersions=DISPERSION_SEARCH),
+    "bcsvd": BlockCirculantSVDModel,
+    "tikhonov": TikhonovModel,
+}
+MAP_NAMES = ("cbf", "cbv", "mtt", "tmax", "ttp")
+MOTION_WARN_MM = 2.0  # displacement worth telling the reader even when corrected
+MOTION_LIMITED_MM = 5.0  # above this, registration residuals and through-plane motion limit trust
+MIN_FRAMES = 10
+# Most of a stroke patient's brain is normal, so the median Tmax of the parenchyma lies near
+# the AIF's arrival; outside this range (s) the AIF or the timing is wrong, not the brain.
+PLAUSIBLE_MEDIAN_TMAX_S = (-1.5, 4.0)
+# Tmax decides the hypoperfused volume: a median within parenchyma (in-plane px, slices) removes
+# isolated noisy estimates without moving the edges of lesion-sized regions.
+TMAX_MEDIAN_PX, TMAX_MEDIAN_SLICES = 5, 3
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Analysis:
+    """Everything one series' analysis produced (maps on ``series.geometry``)."""
+
+    series: PerfusionSeries
+    baseline: np.ndarray
+    peak_enhancement: np.ndarray
+    tissue_curve: np.ndarray
+    maps: dict[str, np.ndarray]
+    tissue: TissueMasks
+    lesion: LesionResult
+    arterial: ArterialInput
+    bolus: BolusTiming
+    motion: MotionReport
+    eligibility: Eligibility
+    profile: ThresholdProfile
+    settings: Settings
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    implausible: list[str] = field(default_factory=list)
+
+    @property
+    def quality_limited(self) -> bool:
+        """True when the input limits trust in the numbers: a truncated bolus, an AIF warning,
+        frames removed for motion, motion beyond MOTION_LIMITED_MM, implausible maps, or time
+        points left out at the end of an aborted scan."""
+        return bool(
+            self.implausible
+            or self.series.frames_left_out
+            or self.bolus.truncated
+            or self.arterial.quality.get("warnings")
+            or self.motion.excluded_frames
+            or self.motion.max_displacement_mm > MOTION_LIMITED_MM
+        )
+
+
+class _Stages:
+    """Times named stages and reports them to ``progress``."""
+
+    def __init__(self, progress: Progress | None):
+        self.progress = progress or (lambda message: None)
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        self.progress(name)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def peak_enhancement(enhancement: np.ndarray, motion: MotionReport) -> np.ndarray:
+    """Maximum enhancement (HU) over the frames that were not resampled for motion.
+
+    Interpolating a moved frame smears the skull and vessel edges into the brain, which would
+    look like strongly enhancing vessels; frames left as acquired do not. With too few such
+    frames, every frame is used.
+    """
+    kept = [i for i in range(len(motion.displacement_mm)) if i not in motion.excluded_frames]
+    as_acquired = [position for position, i in enumerate(kept) if i not in motion.corrected_frames]
+    if len(as_acquired) < MIN_FRAMES:
+        as_acquired = range(len(kept))
+    peak = enhancement[as_acquired[0]].copy()
+    for position in as_acquired[1:]:
+        np.maximum(peak, enhancement[position], out=peak)
+    return peak
+
+
+def plausibility_warnings(tmax: np.ndarray, parenchyma: np.ndarray) -> list[str]:
+    """Warnings when the maps cannot be right whatever the patient (e.g. a wrong AIF)."""
+    median = float(np.median(tmax[parenchyma])) if parenchyma.any() else float("nan")
+    low, high = PLAUSIBLE_MEDIAN_TMAX_S
+    if not low <= median <= high:
+        return [f"implausible maps: median brain Tmax {median:.1f} s (expected {low:g} to {high:g} s); "
+                "check the AIF (images/aif.png) before using any number"]
+    return []
+
+
+def analyse(
+    series: PerfusionSeries,
+    settings: Settings,
+    profile: ThresholdProfile,
+    *,
+    age: float | None = None,
+    nihss: int | None = None,
+    aif_zyx: tuple[int, int, int] | None = None,
+    progress: Progress | None = None,
+) -> Analysis:
+    """Run the pipeline on ``series``; its ``data`` array is reused in place as enhancement.
+
+    ``age`` (years) overrides the DICOM Patient's Age; ``aif_zyx`` forces the AIF location on
+    the processing grid.
+    """
+    stages = _Stages(progress)
+    if series.data.shape[0] < MIN_FRAMES:
+        raise InputError(f"only {series.data.shape[0]} time points; at least {MIN_FRAMES} are needed")
+
+    with stages.stage("motion correction"):
+        series, motion = correct_motion(series, exclude_above_mm=settings.motion_exclude_mm)
+    with stages.stage("bolus timing"):
+        first_brain = segment_brain(series.data[0], series.geometry)
+        bolus = analyse_bolus(series.data, series.times, first_brain)
+        baseline = baseline_image(series.data, bolus.n_baseline)
+    with stages.stage("tissue masks"):
+        enhancement = series.data
+        enhancement -= baseline
+        peak = peak_enhancement(enhancement, motion)
+        tissue = segment_tissue(baseline, series.geometry, peak)
+        tissue_curve = np.array([frame[tissue.parenchyma].mean() for frame in enhancement], np.float32)
+    with stages.stage("AIF and VOF"):
+        arterial = select_arterial_input(
+            enhancement, series.times, tissue.brain, series.geometry, override_zyx=aif_zyx, peak=peak
+        )
+    with stages.stage("denoising"):
+        coarse_curves = None  # smoothing 0: the curves are fitted as they are
+        if settings.smoothing_fwhm_mm > 0:
+            coarse_curves = denoise_curves(
+                enhancement, tissue.parenchyma, series.geometry, series.times,
+                settings.smoothing_fwhm_mm, settings.coarse_fwhm_mm,
+            )
+    with stages.stage("deconvolution"):
+        model = MODELS[settings.model](arterial.aif, series.times)
+        if settings.model == "exponential" and coarse_curves is not None:
+            delay_mtt = None
+            if settings.delay_mtt_fwhm_mm > 0:
+                fwhm = settings.delay_mtt_fwhm_mm
+                delay_mtt = partial(geometric_smooth_within_mask, mask=tissue.parenchyma,
+                                    geometry=series.geometry, fwhm_mm=(fwhm,) * 3)
+            fit = model.fit(enhancement, tissue.parenchyma, mtt_curves=coarse_curves, delay_mtt=delay_mtt)
+        else:
+            fit = model.fit(enhancement, tissue.parenchyma)
+        del coarse_curves
+        maps = {name: getattr(fit, name) for name in MAP_NAMES}
+        maps["tmax"] = median_within_mask(maps["tmax"], tissue.parenchyma, TMAX_MEDIAN_PX, TMAX_MEDIAN_SLICES)
+    with stages.stage("lesion"):
+        lesion = segment_lesion(maps["cbf"], maps["tmax"], tissue.parenchyma, tissue.brain, series.geometry, profile)
+        eligibility = assess(
+            lesion.volumes["core_ml"],
+            lesion.volumes["tmax6_ml"],
+            age=age if age is not None else series.patient_age,
+            nihss=nihss,
+        )
+
+    warnings = list(series.warnings)
+    if motion.max_displacement_mm > MOTION_WARN_MM:
+        warnings.append(
+            f"head motion up to {motion.max_displacement_mm:.1f} mm: "
+            f"{len(motion.corrected_frames)} frames realigned by rigid registration"
+        )
+    implausible = plausibility_warnings(maps["tmax"], tissue.parenchyma)
+    warnings += implausible + motion.warnings + bolus.warnings + list(arterial.quality.get("warnings", []))
+    warnings += lesion.warnings
+    return Analysis(
+        series=series,
+        baseline=baseline,
+        peak_enhancement=peak,
+        tissue_curve=tissue_curve,
+        maps=maps,
+        tissue=tissue,
+        lesion=lesion,
+        arterial=arterial,
+        bolus=bolus,
+        motion=motion,
+        eligibility=eligibility,
+        profile=profile,
+        settings=settings,
+        warnings=list(dict.fromkeys(warnings)),
+        implausible=implausible,
+        timings=stages.timings,
+    )

@@ -1,0 +1,211 @@
+"""Delivery of the alerts in the ``outbox`` table: one HTTP POST per message until it succeeds.
+
+A message (written by :mod:`triage.node.alerts` with the result it announces) is POSTed to its URL
+with its idempotency key in the ``Idempotency-Key`` header and a fresh signature
+(``X-Triage-Signature``, :func:`triage.node.alerts.sign`) at each attempt. Any 2xx answer delivers
+it. Anything else (no connection, a timeout of ``POST_TIMEOUT_S``, a 3xx — redirects are not
+followed —, 4xx or 5xx) is retried after 1, 2, 4, ... s capped at ``BACKOFF_CAP_S``, each delay
+plus up to ``JITTER`` of itself at random, until the message's ``expires_at``: it is then
+``expired`` with an error line in the log. A 4xx other than 408 and 429 is retried as well,
+since the usual causes (a wrong secret or URL at the receiver, an endpoint being deployed) are
+fixed at the receiver's end while the alert is still worth having; its log line says so at
+error level.
+
+The state is in SQLite: after a restart the pending messages are picked up again, and a message
+that was being sent when the node died is sent again with the same key (the receiver keeps one
+copy). Log lines name the endpoint by scheme, host and port only: a webhook's path or query
+may hold a token. Each endpoint has a delivery thread of its own (:class:`Deliverer` with its
+``url``), which sends its messages in the order they are due: an endpoint that does not answer
+delays none of the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import logging
+import random
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from triage import __version__
+from triage.base.errors import one_line
+from triage.node.alerts import SIGNATURE_HEADER, sign, where
+from triage.store.jobs import JobStore, OutboxMessage
+
+log = logging.getLogger("triage.node.alerts")
+
+POST_TIMEOUT_S = 10.0
+BACKOFF_START_S = 1.0
+BACKOFF_CAP_S = 300.0
+JITTER = 0.25                # each delay is lengthened by up to this fraction, at random
+IDLE_WAIT_S = 0.5            # the longest the thread sleeps between looks at the outbox
+CONTENT_TYPES = {"json": "application/json", "fhir": "application/fhir+json"}
+RETRIED_4XX = (408, 429)     # the 4xx answers that mean "later", not "refused"
+
+
+@dataclass(frozen=True)
+class OutboxRow(OutboxMessage):
+    """One row of the ``outbox`` table: the message and its delivery state (times POSIX s)."""
+
+    id: int
+    state: str
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    delivered_at: float | None
+    last_error: str | None
+
+
+class OutboxStore:
+    """The ``outbox`` table of a :class:`~triage.store.jobs.JobStore` (its connection and lock)."""
+
+    def __init__(self, store: JobStore):
+        self._store = store
+
+    def rows(self, series_uid: str | None = None) -> list[OutboxRow]:
+        sql, parameters = "SELECT * FROM outbox", ()
+        if series_uid is not None:
+            sql, parameters = sql + " WHERE series_uid = ?", (series_uid,)
+        return [OutboxRow(**row) for row in self._store.query(sql + " ORDER BY id", parameters)]
+
+    def due(self, now: float, url: str | None = None) -> OutboxRow | None:
+        """The pending message (to ``url``, or to any) due first, if it is due at ``now``."""
+        rows = self._store.query("SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
+                                 "AND (? IS NULL OR url = ?) ORDER BY next_attempt_at, id LIMIT 1",
+                                 (now, url, url))
+        return OutboxRow(**rows[0]) if rows else None
+
+    def next_due(self, url: str | None = None) -> float | None:
+        """When the next pending message (to ``url``, or to any) is due (None: none pending)."""
+        return self._store.query("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' "
+                                 "AND (? IS NULL OR url = ?)", (url, url))[0][0]
+
+    def delivered(self, row_id: int, now: float) -> None:
+        self._update("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, "
+                     "last_error = NULL WHERE id = ? AND state = 'pending'", (now, row_id))
+
+    def retry(self, row_id: int, error: str, at: float) -> None:
+        """One more failed attempt; the next one ``at`` (POSIX s)."""
+        self._update("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+                     "WHERE id = ? AND state = 'pending'", (error, at, row_id))
+
+    def expire(self, row_id: int, error: str, *, attempted: bool) -> None:
+        self._update("UPDATE outbox SET state = 'expired', attempts = attempts + ?, last_error = ? "
+                     "WHERE id = ? AND state = 'pending'", (int(attempted), error, row_id))
+
+    def expire_pending(self, error: str, keep_urls: tuple[str, ...] = ()) -> int:
+        """Expire the pending messages to URLs not in ``keep_urls`` (webhooks no longer
+        configured; every pending message when none is); how many."""
+        marks = ", ".join("?" * len(keep_urls))
+        with self._store.transaction() as db:
+            return db.execute(f"UPDATE outbox SET state = 'expired', last_error = ? WHERE state = 'pending' "
+                              f"AND url NOT IN ({marks})", (error, *keep_urls)).rowcount
+
+    def _update(self, sql: str, parameters: tuple) -> None:
+        with self._store.transaction() as db:
+            db.execute(sql, parameters)
+
+
+def backoff(attempts: int, rng=random.random) -> float:
+    """Seconds before attempt ``attempts + 1``: 1, 2, 4, ... capped at BACKOFF_CAP_S, plus up
+    to JITTER of it at random (``rng()`` in [0, 1))."""
+    delay = min(BACKOFF_CAP_S, BACKOFF_START_S * 2.0 ** min(max(0, attempts - 1), 30))
+    return delay * (1.0 + JITTER * rng())
+
+
+class Deliverer:
+    """The thread body that drains the outbox of ``store`` (the messages to ``url``, or all),
+    signing with ``secret``, until ``stopping`` is set. :meth:`notify` after writing messages
+    delivers them at once."""
+
+    def __init__(self, store: JobStore, secret: bytes, stopping: threading.Event, url: str | None = None):
+        self.outbox = OutboxStore(store)
+        self.secret = secret
+        self.url = url
+        self._stopping = stopping
+        self._wake = threading.Event()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()  # a notify from here on ends the wait below
+            try:
+                row = self.outbox.due(time.time(), self.url)
+                if row is not None:
+                    self.deliver(row)
+                    continue
+                due = self.outbox.next_due(self.url)
+            except Exception as exc:  # the database busy or closing: one failed look, not the thread
+                log.error("alert delivery: %s; retrying", one_line(exc, 300, with_type=True))
+                due = None
+            wait = IDLE_WAIT_S if due is None else min(IDLE_WAIT_S, max(0.0, due - time.time()))
+            self._wake.wait(wait)
+
+    def deliver(self, row: OutboxRow) -> None:
+        """One attempt at ``row``, its outcome recorded and logged."""
+        what = (f"{row.kind} alert ({row.format}) of series {row.series_uid} generation "
+                f"{row.generation} to {where(row.url)}")
+        if time.time() >= row.expires_at:
+            self._expire(row, what, row.last_error or "not attempted", attempted=False)
+            return
+        try:
+            status, reason = post(row.url, row.body, self._headers(row))
+            error = None if 200 <= status < 300 else f"HTTP {status} {reason}".strip()
+        except (OSError, http.client.HTTPException) as exc:
+            status, error = None, one_line(exc, 200, with_type=isinstance(exc, http.client.HTTPException))
+        now = time.time()
+        attempt = row.attempts + 1
+        if error is None:
+            self.outbox.delivered(row.id, now)
+            log.info("%s delivered (attempt %d, HTTP %d, %.1f s after it was written)", what, attempt,
+                     status, now - row.created_at)
+        elif now >= row.expires_at:
+            self._expire(row, what, error, attempted=True)
+        else:
+            delay = backoff(attempt)
+            self.outbox.retry(row.id, error, min(now + delay, row.expires_at))
+            if status is not None and 400 <= status < 500 and status not in RETRIED_4XX:
+                log.error("%s refused: %s (attempt %d); check the URL and the webhook secret at the "
+                          "receiver; retry in %.0f s until it expires", what, error, attempt, delay)
+            else:
+                log.warning("%s not delivered: %s (attempt %d); retry in %.0f s", what, error, attempt, delay)
+
+    def _expire(self, row: OutboxRow, what: str, error: str, *, attempted: bool) -> None:
+        self.outbox.expire(row.id, error, attempted=attempted)
+        log.error("%s expired undelivered after %d attempt(s) over %.1f h: %s", what,
+                  row.attempts + int(attempted), (time.time() - row.created_at) / 3600, error)
+
+    def _headers(self, row: OutboxRow) -> dict[str, str]:
+        return {"Content-Type": CONTENT_TYPES[row.format], "Idempotency-Key": row.key,
+                SIGNATURE_HEADER: sign(self.secret, row.body),
+                "User-Agent": f"stroke-triage/{__version__}"}
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float = POST_TIMEOUT_S) -> tuple[int, str]:
+    """POST ``body`` to ``url``; the answer's status and reason. Redirects are not followed;
+    ``user:password@`` in the URL becomes Basic authentication; https verifies the server's
+    certificate against the system's CAs. Raises OSError or HTTPException when no answer came."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                                 context=ssl.create_default_context())
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    headers = dict(headers)
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        connection.request("POST", target, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(65536)
+        return response.status, response.reason
+    finally:
+        connection.close()
