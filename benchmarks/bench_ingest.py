@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sample_data.phantom import CASES, make_phantom, write_dicom  # noqa: E402
-from tests import peers  # noqa: E402
+from tests.support import peers  # noqa: E402
 
 SERIES = replace(CASES["mismatch"], matrix=512, n_slices=32, n_frames=40)
 

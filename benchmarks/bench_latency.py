@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_analyze import prepare  # noqa: E402  (this folder is on sys.path when run as a script)
 
-from tests import peers  # noqa: E402
+from tests.support import peers  # noqa: E402
 from tests.support.endpoint import Endpoint  # noqa: E402
 from tests.support.node import NodeProcess  # noqa: E402
 from tests.support.orthanc import orthanc  # noqa: E402

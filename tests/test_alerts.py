@@ -27,7 +27,7 @@ from PIL import Image
 
 from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo
 from sample_data.phantom import CASES, make_phantom, write_dicom
-from tests import peers
+from tests.support import peers
 from tests.support.endpoint import Endpoint
 from tests.support.node import ROOT, NodeProcess
 from triage.base.names import safe_name
@@ -43,6 +43,7 @@ from triage.node.alerts import (
     verify_signature,
 )
 from triage.node.delivery import BACKOFF_CAP_S, JITTER, Deliverer, OutboxStore, backoff, post
+from triage.report.folder import Result, ResultFolder
 from triage.settings import load_settings
 from triage.store.jobs import JobStore, SeriesRecord
 
@@ -104,8 +105,8 @@ def _record(series_uid="1.2.3.4", first_received=1000.0) -> SeriesRecord:
                         generation=1)
 
 
-def _result(**changes) -> dict:
-    result = {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "core_ml": 0.0, "tmax6_ml": 3.2, "tmax10_ml": 0.0,
+def _result(**changes) -> Result:
+    result = {"status": "complete", "study_uid": "1.2.3", "series_uid": "1.2.3.4", "core_ml": 0.0, "tmax6_ml": 3.2, "tmax10_ml": 0.0,
               "mismatch_ml": 3.2, "mismatch_ratio": None, "hir": 0.0,
               "eligibility": {"defuse3": False, "dawn": None,
                               "reasons": {"defuse3": "not met: mismatch volume 3 mL < 15 mL",
@@ -113,7 +114,7 @@ def _result(**changes) -> dict:
               "quality": {"level": "limited", "warnings": ["bolus truncated"]},
               "profile": {"core_rcbf_below": 0.3, "hypoperfusion_tmax_above_s": 6.0, "severe_tmax_above_s": 10.0},
               "acquisition": {"frames_left_out": 0}, "software": {"name": "stroke-triage", "version": "0"}}
-    return {**result, **changes}
+    return Result.from_document({**result, **changes})
 
 
 def _config(**changes) -> AlertConfig:
@@ -125,7 +126,7 @@ def _config(**changes) -> AlertConfig:
 def test_result_messages_carry_the_result_and_a_small_thumbnail(tmp_path):
     Image.new("RGB", (1440, 2288), (200, 30, 200)).save(tmp_path / "summary.png")
     record = _record()
-    messages = result_messages(_config(), record, 2, result=_result(), out_dir=tmp_path, at=2000.0,
+    messages = result_messages(_config(), record, 2, result=_result(), folder=ResultFolder(tmp_path), at=2000.0,
                                patient={"id": "PAT-7", "name": "DOE^JANE"})
     assert [(m.url, m.format) for m in messages] == [("http://127.0.0.1:9/a", "json"), ("http://127.0.0.1:9/a", "fhir"),
                                                      ("https://team.example/b?token=x", "json"),
@@ -133,7 +134,7 @@ def test_result_messages_carry_the_result_and_a_small_thumbnail(tmp_path):
     assert len({m.key for m in messages}) == 4 and {m.expires_at for m in messages} == {2000.0 + 3600.0}
     alert = json.loads(messages[0].body)
     assert alert["idempotency_key"] == messages[0].key and alert["kind"] == "result"
-    assert alert["volumes"] == {name: _result()[name] for name in VOLUMES}
+    assert alert["volumes"] == {name: _result().document[name] for name in VOLUMES}
     assert alert["study"] == {"id": safe_name("1.2.3.4"), "study_uid": "1.2.3", "series_uid": "1.2.3.4",
                               "series_description": "CTP", "generation": 2, "reanalysis": True}
     assert "re-analysis 2" in alert["message"] and "Research use only" in alert["message"]
@@ -145,9 +146,9 @@ def test_result_messages_carry_the_result_and_a_small_thumbnail(tmp_path):
     for message in messages:  # patient details were given but not allowed
         assert b"PAT-7" not in message.body and b"DOE" not in message.body
     # The same series, generation, kind, format and URL: the same key; a series received anew: new keys.
-    again = result_messages(_config(), record, 2, result=_result(), out_dir=tmp_path, at=3000.0)
+    again = result_messages(_config(), record, 2, result=_result(), folder=ResultFolder(tmp_path), at=3000.0)
     assert [m.key for m in again] == [m.key for m in messages]
-    anew = result_messages(_config(), _record(first_received=5000.0), 2, result=_result(), out_dir=tmp_path, at=3000.0)
+    anew = result_messages(_config(), _record(first_received=5000.0), 2, result=_result(), folder=ResultFolder(tmp_path), at=3000.0)
     assert not {m.key for m in anew} & {m.key for m in messages}
 
 
@@ -155,7 +156,7 @@ def test_patient_details_only_when_allowed_and_fhir_documents_validate(tmp_path)
     patient = {"id": "PAT-7", "name": "DOE^JANE"}
     config = _config(patient_details=True, public_url="")
     messages = result_messages(config, _record(), 1, result=_result(acquisition={"frames_left_out": 3}),
-                               out_dir=tmp_path, at=2000.0, patient=patient)
+                               folder=ResultFolder(tmp_path), at=2000.0, patient=patient)
     alert = json.loads(messages[0].body)
     assert alert["patient"] == patient and alert["thumbnail_png_base64"] is None  # no summary.png here
     assert alert["links"] == {"study": None, "summary_png": None}
@@ -185,7 +186,7 @@ def _outbox_with_one_alert(tmp_path, url: str, expires_in: float) -> tuple[JobSt
     store.add_job("1.2.3.4", 1, "analyse")
     job = store.claim_job("analyse")
     (message,) = [m for m in result_messages(_config(urls=(url,), fhir=False), _record(), 1, result=_result(),
-                                             out_dir=tmp_path, at=time.time()) if m.format == "json"]
+                                             folder=ResultFolder(tmp_path), at=time.time()) if m.format == "json"]
     assert store.finish_job(job.id, alerts=[replace(message, expires_at=time.time() + expires_in)])
     assert not store.finish_job(job.id, alerts=[message])  # not running any more: nothing written
     return store, Deliverer(store, SECRET.encode(), stopping=None)
@@ -471,20 +472,28 @@ def test_endpoint_down_node_killed_then_up_the_alert_arrives_once(series, tmp_pa
     assert series["patient"]["name"] not in node.log()
 
 
-def test_alert_settings_from_the_config_file_and_environment(tmp_path):
+def _alert_config(settings):
+    return alert_config(settings.alerts, http_port=settings.node.http_port)
+
+
+@pytest.mark.parametrize("text", [
+    'webhook = ["https://team.example/a", "https://pager.example/b"]\nalert_fhir = true\nhttp_port = 8080\n',
+    '[alerts]\nwebhook = ["https://team.example/a", "https://pager.example/b"]\nalert_fhir = true\n'
+    '[node]\nhttp_port = 8080\n',
+], ids=["top level", "sections"])
+def test_alert_settings_from_the_config_file_and_environment(tmp_path, text):
     config = tmp_path / "triage.toml"
-    config.write_text('webhook = ["https://team.example/a", "https://pager.example/b"]\nalert_fhir = true\n'
-                      'http_port = 8080\n')
-    alerts = alert_config(load_settings(config, environ={"TRIAGE_WEBHOOK_SECRET": SECRET,
-                                                         "TRIAGE_ALERT_EXPIRY_HOURS": "0.5"}))
+    config.write_text(text)
+    alerts = _alert_config(load_settings(config, environ={"TRIAGE_WEBHOOK_SECRET": SECRET,
+                                                          "TRIAGE_ALERT_EXPIRY_HOURS": "0.5"}))
     assert (alerts.urls, alerts.secret, alerts.fhir, alerts.expiry_s, alerts.public_url, alerts.patient_details) == (
         ("https://team.example/a", "https://pager.example/b"), SECRET.encode(), True, 1800.0,
         "http://127.0.0.1:8080", False)
-    alerts = alert_config(load_settings(environ={"TRIAGE_WEBHOOK": "http://127.0.0.1:9/a,http://127.0.0.1:9/b",
-                                                 "TRIAGE_WEBHOOK_SECRET": SECRET,
-                                                 "TRIAGE_PUBLIC_URL": "https://triage.example/"}))
+    alerts = _alert_config(load_settings(environ={"TRIAGE_WEBHOOK": "http://127.0.0.1:9/a,http://127.0.0.1:9/b",
+                                                  "TRIAGE_WEBHOOK_SECRET": SECRET,
+                                                  "TRIAGE_PUBLIC_URL": "https://triage.example/"}))
     assert alerts.urls == ("http://127.0.0.1:9/a", "http://127.0.0.1:9/b")
-    assert alerts.public_url == "https://triage.example" and alert_config(load_settings(environ={})) is None
+    assert alerts.public_url == "https://triage.example" and _alert_config(load_settings(environ={})) is None
 
 
 def test_webhook_settings_errors_are_one_line(tmp_path):
@@ -530,7 +539,7 @@ def test_an_endpoint_that_does_not_answer_delays_no_other(tmp_path):
         stopping = threading.Event()
         try:
             messages = result_messages(_config(urls=urls, fhir=False), _record(), 1, result=_result(),
-                                       out_dir=tmp_path, at=time.time())
+                                       folder=ResultFolder(tmp_path), at=time.time())
             store.add_alerts(sorted(messages, key=lambda m: m.url != dead_url))  # the silent one first
             threads = [threading.Thread(target=Deliverer(store, SECRET.encode(), stopping, url).run, daemon=True)
                        for url in urls]

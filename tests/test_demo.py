@@ -98,7 +98,7 @@ def test_demo_refuses_a_work_folder_that_is_not_its_own(tmp_path):
 
 
 def test_demo_sends_to_a_running_node_and_checks_its_signature(tmp_path, monkeypatch):
-    from tests import peers
+    from tests.support import peers
     from tests.support.node import NodeProcess
 
     secret, listen = "a-shared-secret-of-the-demo", peers.free_port()

@@ -41,7 +41,7 @@ from triage.dicom_out.sr import DAWN, DEFUSE3, HIR, MISMATCH_RATIO, QUALITY_WARN
 from triage.imaging.assembly import assemble, scan, select
 from triage.imaging.pipeline import analyse
 from triage.report.outputs import write_outputs
-from triage.settings import Settings
+from triage.settings import AnalysisSettings
 
 SMALL = dict(matrix=64, n_slices=6, n_frames=24)
 IDENTIFIERS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyInstanceUID",
@@ -95,7 +95,7 @@ def write_enhanced(config, directory: Path) -> None:
 
 def analyse_dicom(dicom_dir: Path, out_dir: Path) -> dict:
     """``triage analyze`` of the one perfusion series in ``dicom_dir`` (pipeline and outputs)."""
-    settings = Settings()
+    settings = AnalysisSettings()
     candidate = select(scan(dicom_dir), None)[0]
     series = assemble(candidate, max_matrix=settings.max_matrix)
     analysis = analyse(series, settings, load_profile(settings.profile))

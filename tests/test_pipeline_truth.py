@@ -8,7 +8,7 @@ from models.profiles import load_profile
 from sample_data.phantom import CASES, make_phantom
 from triage.imaging.pipeline import analyse
 from triage.imaging.series import PerfusionSeries
-from triage.settings import Settings
+from triage.settings import AnalysisSettings
 
 
 def run_pipeline(config, settings):
@@ -37,7 +37,7 @@ def tissue_zones(truth, min_voxels=150):
 def noise_free():
     config = CASES["mismatch"]
     config = type(config)(**{**config.__dict__, "noise_hu": 0.0})
-    return run_pipeline(config, Settings(smoothing_fwhm_mm=0.0))
+    return run_pipeline(config, AnalysisSettings(smoothing_fwhm_mm=0.0))
 
 
 @pytest.mark.parametrize("name", ["cbf", "cbv", "mtt"])
@@ -68,7 +68,7 @@ def delayed_runs():
     runs = {}
     for delay in (0.0, 2.0, 4.0):
         config = type(base)(**{**base.__dict__, "tissue_delay_s": delay})
-        runs[delay] = run_pipeline(config, Settings())
+        runs[delay] = run_pipeline(config, AnalysisSettings())
     return runs
 
 
@@ -95,7 +95,7 @@ def test_moved_series_aif_is_an_artery_not_a_realigned_skull_edge():
     """Interpolating a moved frame puts bone into brain voxels for a few frames: a box-shaped
     'curve' that must not be taken for the AIF (it once was, and every volume came out 0)."""
     base = CASES["moved_noisy"]
-    phantom, analysis = run_pipeline(type(base)(**{**base.__dict__, "noise_hu": 8.0}), Settings())
+    phantom, analysis = run_pipeline(type(base)(**{**base.__dict__, "noise_hu": 8.0}), AnalysisSettings())
     arteries = {tuple(v) for v in phantom.truth.artery_voxels.tolist()}
     voxels = [tuple(v) for v in analysis.arterial.aif_voxels.tolist()]
     assert sum(v in arteries for v in voxels) >= len(voxels) // 2, voxels

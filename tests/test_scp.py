@@ -36,7 +36,7 @@ from dicom_node.scp import OUT_OF_RESOURCES, STORE_FAILED, StorageSCP, TlsConfig
 from dicom_node.spool import INCOMING, Spool
 from sample_data.dicom_writer import VARIANTS
 from sample_data.phantom import CASES, make_phantom, write_dicom
-from tests import peers
+from tests.support import peers
 from tests.support.dicom_factory import ct_instance
 from triage.base.names import safe_name
 

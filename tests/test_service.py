@@ -29,7 +29,7 @@ from pydicom.uid import generate_uid
 
 from sample_data.dicom_writer import DicomVariant
 from sample_data.phantom import CASES, make_phantom, write_dicom
-from tests import peers
+from tests.support import peers
 from tests.support.node import ROOT, NodeProcess
 from triage.base.names import safe_name
 

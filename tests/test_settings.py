@@ -13,13 +13,13 @@ def test_precedence(tmp_path):
     config.write_text('profile = "rcbf38"\nmax_matrix = 128\nsmoothing_fwhm_mm = 3.0\n')
     env = {"TRIAGE_MAX_MATRIX": "192", "TRIAGE_MODEL": "tikhonov"}
     settings = load_settings(config, environ=env, smoothing_fwhm_mm=4.5)
-    assert settings == Settings(profile="rcbf38", model="tikhonov", max_matrix=192, smoothing_fwhm_mm=4.5)
+    assert settings == Settings().replace(profile="rcbf38", model="tikhonov", max_matrix=192, smoothing_fwhm_mm=4.5)
 
 
 def test_config_from_environment(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("motion_exclude_mm = 7\n")
-    assert load_settings(environ={"TRIAGE_CONFIG": str(config)}).motion_exclude_mm == 7.0
+    assert load_settings(environ={"TRIAGE_CONFIG": str(config)}).analysis.motion_exclude_mm == 7.0
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_missing_config_file(tmp_path):
 
 
 def test_node_defaults():
-    s = Settings()
+    s = Settings().node
     assert (s.dicom_port, s.ae_title, s.allow_aet, s.accept_any_aet, s.pacs, s.quiet_seconds) == (
         11112, "TRIAGE", (), False, "", 3.0)
     assert (s.http_port, s.max_jobs, s.data_dir) == (0, 2, Path("triage-data"))
@@ -55,11 +55,11 @@ def test_node_settings_from_file_environment_and_flags(tmp_path):
     config.write_text('allow_aet = ["CT1", "CT2"]\ndata_dir = "/srv/triage"\nquiet_seconds = 1.5\n'
                       'accept_any_aet = true\npacs = "PACS@10.0.0.5:104"\n')
     env = {"TRIAGE_ALLOW_AET": "ORTHANC, CT9,", "TRIAGE_ACCEPT_ANY_AET": "off", "TRIAGE_DICOM_PORT": "4242"}
-    s = load_settings(config, environ=env)
+    s = load_settings(config, environ=env).node
     assert s.allow_aet == ("ORTHANC", "CT9")
     assert (s.accept_any_aet, s.dicom_port, s.data_dir, s.quiet_seconds, s.pacs) == (
         False, 4242, Path("/srv/triage"), 1.5, "PACS@10.0.0.5:104")
-    flagged = load_settings(config, environ=env, allow_aet=["MODALITY"], accept_any_aet=True)
+    flagged = load_settings(config, environ=env, allow_aet=["MODALITY"], accept_any_aet=True).node
     assert (flagged.allow_aet, flagged.accept_any_aet) == (("MODALITY",), True)
 
 

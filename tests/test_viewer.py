@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from sample_data.phantom import make_phantom, write_dicom
-from tests import peers
+from tests.support import peers
 from tests.support.node import NodeProcess
 from tests.support.webdata import SMALL, VIEWER, make_analysed_data, serve_api
 from triage.base.names import safe_name

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sample_data.phantom import make_phantom, write_dicom
-from tests import peers
+from tests.support import peers
 from tests.support.node import ROOT, NodeProcess
 from tests.support.webdata import ADMIN, SMALL, VIEWER, parse_metrics
 from triage.base.names import safe_name

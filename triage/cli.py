@@ -9,18 +9,15 @@ an internal failure says which stage failed and exits 3. Tracebacks are shown on
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
-from models.profiles import available_profiles, load_profile
+from models.profiles import available_profiles
 from triage import __version__
+from triage.analysis import voxel_argument
 from triage.base.errors import EXIT_INPUT, EXIT_INTERNAL, InputError
-from triage.settings import MODEL_NAMES, Settings, load_settings
+from triage.settings import MODEL_NAMES, AlertSettings, NodeSettings, load_settings
 from triage.web import user_command
 
 
@@ -34,14 +31,6 @@ class Progress:
     def __call__(self, message: str) -> None:
         if not self.quiet:
             print(f"[{time.perf_counter() - self.start:6.1f} s] {message}", file=sys.stderr, flush=True)
-
-
-def _parse_aif(text: str) -> tuple[int, int, int]:
-    try:
-        x, y, z = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected X,Y,Z voxel indices (column,row,slice), e.g. 201,180,7") from None
-    return x, y, z
 
 
 def _parse_nihss(text: str) -> int:
@@ -64,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="deconvolution model: exponential (parametric fit, default), bcsvd, tikhonov")
     analyze.add_argument("--age", type=float, help="patient age in years (default: from DICOM)")
     analyze.add_argument("--nihss", type=_parse_nihss, help="NIHSS score, for the DAWN criteria")
-    analyze.add_argument("--aif", type=_parse_aif, metavar="X,Y,Z",
+    analyze.add_argument("--aif", type=voxel_argument, metavar="X,Y,Z",
                          help="force the AIF at this source-image column,row,slice (0-based)")
     analyze.add_argument("--allow-incomplete-end", action="store_true",
                          help="analyse the complete time points when the last ones lack slices, e.g. "
@@ -101,16 +90,6 @@ def _add_demo(commands) -> None:
                       help="stop the node and exit once the alert is printed")
 
 
-def _aif_on_processing_grid(series, xyz) -> tuple[int, int, int]:
-    source = series.acquisition_geometry or series.geometry
-    shape = series.acquisition_shape or series.shape3d
-    x, y, z = xyz
-    if not (0 <= x < shape[2] and 0 <= y < shape[1] and 0 <= z < shape[0]):
-        raise InputError(f"--aif {x},{y},{z} is outside the images ({shape[2]} x {shape[1]} x {shape[0]} slices)")
-    zyx = np.rint(series.geometry.to_index(source.to_physical((z, y, x)))).astype(int)
-    return tuple(int(v) for v in np.clip(zyx, 0, np.array(series.shape3d) - 1))
-
-
 def print_summary(result: dict, out_dir: Path) -> None:
     """One screen for a human at the terminal."""
     e = result["eligibility"]
@@ -140,58 +119,19 @@ def print_summary(result: dict, out_dir: Path) -> None:
 
 
 def run_analyze(args) -> int:
-    # The imaging stack is imported here: `triage serve` (the node) never analyses in-process.
-    from triage.imaging.assembly import assemble, scan, select
-    from triage.report.folder import check_output_dir
+    from triage.analysis import AnalysisRequest, analyse_directory
 
-    started = time.perf_counter()
-    progress = Progress(args.quiet)
     settings = load_settings(args.config, profile=args.profile, model=args.model)
-    profile = load_profile(settings.profile)
-    check_output_dir(args.out)
-    progress(f"scanning {args.input}")
-    found = scan(args.input)
-    chosen = select(found, args.series)
-    scan_seconds = time.perf_counter() - started
-    results = []
-    # The analysis modules (~0.5 s of imports: SciPy, SimpleITK, Pillow) load while the pixels
-    # are read; only now, since scan() forks its header readers and a fork must not copy a
-    # thread that holds an import lock.
-    with ThreadPoolExecutor(max_workers=1) as loader:
-        stack = loader.submit(_analysis_stack)
-        for candidate in chosen:
-            out_dir = args.out if len(chosen) == 1 else args.out / candidate.series_uid
-            progress(f"reading series {candidate.series_uid}: {len(candidate.files)} files")
-            read_start = time.perf_counter()
-            series = assemble(candidate, max_matrix=settings.max_matrix,
-                              drop_incomplete_end=args.allow_incomplete_end)
-            read_seconds = time.perf_counter() - read_start
-            aif_zyx = _aif_on_processing_grid(series, args.aif) if args.aif else None
-            analyse, write_outputs = stack.result()
-            analysis = analyse(series, settings, profile, age=args.age, nihss=args.nihss, aif_zyx=aif_zyx,
-                               progress=progress)
-            analysis.timings = {"scanning": round(scan_seconds, 3), "reading": round(read_seconds, 3),
-                                **analysis.timings}
-            progress("writing outputs")
-            result = write_outputs(analysis, out_dir, started=started)
-            results.append(result)
-            print_summary(result, out_dir)
-            started = time.perf_counter()
-    if len(chosen) > 1:
-        index = [{"series_uid": r["series_uid"], "result": f"{r['series_uid']}/result.json"} for r in results]
-        (args.out / "series.json").write_text(json.dumps(index, indent=2) + "\n")
+    request = AnalysisRequest(args.input, args.out, series_uid=args.series, settings=settings.analysis,
+                              age=args.age, nihss=args.nihss, aif_xyz=args.aif,
+                              allow_incomplete_end=args.allow_incomplete_end)
+    for analysed in analyse_directory(request, progress=Progress(args.quiet)):
+        print_summary(analysed.result, analysed.folder.path)
     return 0
 
 
-def _analysis_stack():
-    """``analyse`` and ``write_outputs`` (their modules import SciPy, SimpleITK and Pillow)."""
-    from triage.imaging.pipeline import analyse
-    from triage.report.outputs import write_outputs
-    return analyse, write_outputs
-
-
 def _add_serve(commands) -> None:
-    d = Settings  # defaults, for the help text
+    d, a = NodeSettings, AlertSettings  # defaults, for the help text
     serve = commands.add_parser(
         "serve", help="run the DICOM node: receive CT perfusion, analyse it, send the results to PACS",
         description="DICOM node: receives CT perfusion series (C-STORE), analyses each complete series "
@@ -235,7 +175,7 @@ def _add_serve(commands) -> None:
     add("--alert-fhir", action="store_true", default=None,
         help="also send each alert as a FHIR R4 DiagnosticReport (application/fhir+json)")
     add("--alert-expiry-hours", type=float, metavar="H",
-        help=f"give up an alert not delivered after H hours (default {d.alert_expiry_hours:g})")
+        help=f"give up an alert not delivered after H hours (default {a.alert_expiry_hours:g})")
     add("--public-url", metavar="URL",
         help="base URL of the viewer for the links in the alerts (default http://127.0.0.1:<http-port>)")
     add("--tls-cert", metavar="PEM", help="certificate for DICOM over TLS (with --tls-key)")

@@ -2,8 +2,22 @@
 
 Precedence, lowest first: the defaults below, the file named by ``--config`` or the
 ``TRIAGE_CONFIG`` environment variable, ``TRIAGE_<FIELD>`` environment variables (e.g.
-``TRIAGE_PROFILE=rcbf38``), then command-line flags. The TOML file holds the same field names at
-its top level, e.g. ``profile = "rapid-like"`` or ``allow_aet = ["CT1", "PACS"]``.
+``TRIAGE_PROFILE=rcbf38``), then command-line flags.
+
+The settings come in three sections: :class:`AnalysisSettings` (how a series is analysed),
+:class:`NodeSettings` (the DICOM node) and :class:`AlertSettings` (the stroke team's alerts);
+each part of the service takes only the sections it uses. Names are unique across the sections.
+The TOML file holds them at its top level, e.g. ``profile = "rapid-like"`` or
+``allow_aet = ["CT1", "PACS"]``, or in the table of their section::
+
+    [analysis]
+    profile = "rcbf38"
+
+    [node]
+    allow_aet = ["CT1", "PACS"]
+
+    [alerts]
+    webhook = ["https://stroke-team.example/hook"]
 
 In the environment a list is comma-separated (``TRIAGE_ALLOW_AET=CT1,PACS``) and a switch is
 ``1/true/yes/on`` or ``0/false/no/off``.
@@ -24,8 +38,8 @@ MODEL_NAMES = ("exponential", "exponential-dispersed", "bcsvd", "tikhonov")  # t
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Analysis and node settings (units in the names or below).
+class AnalysisSettings:
+    """How a series is analysed (``triage analyze`` and the node's analyses; units in the names).
 
     profile : threshold profile name or JSON path (see ``models.profiles``)
     model : deconvolution model, ``"exponential"`` (parametric fit of a delayed exponential
@@ -42,8 +56,20 @@ class Settings:
         smoothed within the parenchyma (geometric mean, Gaussian of this FWHM in every
         direction; 0 = at the voxel's own MTT): a noisy MTT moves the fitted delay against it
     motion_exclude_mm : frames displaced more than this are left out of the analysis
+    """
 
-    The DICOM node (``triage serve``):
+    profile: str = "rapid-like"
+    model: str = "exponential"
+    max_matrix: int = 256
+    smoothing_fwhm_mm: float = 12.0
+    coarse_fwhm_mm: float = 14.0
+    delay_mtt_fwhm_mm: float = 16.0
+    motion_exclude_mm: float = 10.0
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The DICOM node (``triage serve``): network, spool, jobs, web API.
 
     data_dir : spool, job database and results (``spool/``, ``triage.db``, ``results/``)
     listen_address, dicom_port, ae_title : where and as whom the storage SCP listens
@@ -58,18 +84,6 @@ class Settings:
         analysed
     http_port : port of the web API and viewer (0 = off), on ``http_address`` (loopback by
         default: put a TLS reverse proxy in front to serve other machines)
-    webhook : URLs (http or https) each result, failed analysis and incomplete perfusion series
-        is POSTed to, as a signed JSON alert (see ``docs/alerts.md``); in the environment
-        comma-separated
-    webhook_secret, webhook_secret_file : the HMAC-SHA256 key signing the alerts (at least 16
-        characters), or a file holding it (surrounding white space ignored); one of the two is
-        needed with ``webhook``
-    alert_patient_details : include the PatientID and PatientName in the alerts (default: no
-        patient information)
-    alert_fhir : also send each alert as a FHIR R4 DiagnosticReport (``application/fhir+json``)
-    alert_expiry_hours : an alert not delivered after this many hours is given up (logged)
-    public_url : base URL of the viewer in the alerts' links (default
-        ``http://127.0.0.1:<http_port>``; with neither, the alerts have no links)
     tls_cert, tls_key, tls_ca : PEM files for DICOM over TLS (all empty = plain TCP)
     pacs_tls : send to the PACS over DICOM TLS: ``tls_cert``/``tls_key`` as our client
         certificate, the PACS's certificate (and host name) verified against ``tls_ca``, else
@@ -82,13 +96,6 @@ class Settings:
         records (0 = kept for ever); a series whose results wait for the PACS is kept
     """
 
-    profile: str = "rapid-like"
-    model: str = "exponential"
-    max_matrix: int = 256
-    smoothing_fwhm_mm: float = 12.0
-    coarse_fwhm_mm: float = 14.0
-    delay_mtt_fwhm_mm: float = 16.0
-    motion_exclude_mm: float = 10.0
     data_dir: Path = Path("triage-data")
     listen_address: str = "0.0.0.0"
     dicom_port: int = 11112
@@ -100,13 +107,6 @@ class Settings:
     incomplete_warn_seconds: float = 30.0
     http_port: int = 0
     http_address: str = "127.0.0.1"
-    webhook: tuple[str, ...] = ()
-    webhook_secret: str = ""
-    webhook_secret_file: str = ""
-    alert_patient_details: bool = False
-    alert_fhir: bool = False
-    alert_expiry_hours: float = 24.0
-    public_url: str = ""
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
@@ -116,9 +116,60 @@ class Settings:
     spool_reserve_mb: int = 1024
     retention_days: float = 7.0
 
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """The stroke team's alerts (``triage serve --webhook``, see ``docs/alerts.md``).
+
+    webhook : URLs (http or https) each result, failed analysis and incomplete perfusion series
+        is POSTed to, as a signed JSON alert (see ``docs/alerts.md``); in the environment
+        comma-separated
+    webhook_secret, webhook_secret_file : the HMAC-SHA256 key signing the alerts (at least 16
+        characters), or a file holding it (surrounding white space ignored); one of the two is
+        needed with ``webhook``
+    alert_patient_details : include the PatientID and PatientName in the alerts (default: no
+        patient information)
+    alert_fhir : also send each alert as a FHIR R4 DiagnosticReport (``application/fhir+json``)
+    alert_expiry_hours : an alert not delivered after this many hours is given up (logged)
+    public_url : base URL of the viewer in the alerts' links (default
+        ``http://127.0.0.1:<http_port>``; with neither, the alerts have no links)
+    """
+
+    webhook: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    webhook_secret_file: str = ""
+    alert_patient_details: bool = False
+    alert_fhir: bool = False
+    alert_expiry_hours: float = 24.0
+    public_url: str = ""
+
+
+SECTIONS = {"analysis": AnalysisSettings, "node": NodeSettings, "alerts": AlertSettings}
+SECTION_OF = {f.name: section for section, kind in SECTIONS.items() for f in fields(kind)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, in three sections: ``analysis``, ``node`` and ``alerts``.
+
+    Field names are unique across the sections, so a flat name (``quiet_seconds``) names one
+    setting in the TOML file, the environment and :meth:`replace`.
+    """
+
+    analysis: AnalysisSettings = AnalysisSettings()
+    node: NodeSettings = NodeSettings()
+    alerts: AlertSettings = AlertSettings()
+
     def replace(self, **changes) -> "Settings":
-        """A copy with the given fields changed; ``None`` values are ignored."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with the given fields (flat names) changed; ``None`` values are ignored."""
+        by_section: dict[str, dict] = {}
+        for name, value in changes.items():
+            if name not in SECTION_OF:
+                raise TypeError(f"no setting {name!r}")
+            if value is not None:
+                by_section.setdefault(SECTION_OF[name], {})[name] = value
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **values)
+                                            for section, values in by_section.items()})
 
 
 SWITCH_WORDS = {"1": True, "true": True, "yes": True, "on": True,
@@ -157,27 +208,46 @@ def _kind(default) -> type:
     return Path if isinstance(default, Path) else type(default)
 
 
+def _read_file(path: Path, kinds: dict[str, type]) -> dict:
+    """The flat settings of a TOML file: top-level names, or names in a section's table."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"config file {path} is not valid TOML: {exc}") from None
+    values, unknown = {}, []
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for name, item in value.items():
+                if SECTION_OF.get(name) != key:
+                    unknown.append(f"{key}.{name}")
+                elif name in values:
+                    raise InputError(f"config file {path}: {name} is set twice ({key}.{name} and {name})")
+                values[name] = item
+        elif key in kinds:
+            if key in values:
+                raise InputError(f"config file {path}: {key} is set twice ({SECTION_OF[key]}.{key} and {key})")
+            values[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise InputError(f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return values
+
+
 def load_settings(config_file: Path | None = None, environ: dict | None = None, **flags) -> Settings:
-    """Settings from defaults, ``config_file`` (or ``$TRIAGE_CONFIG``), environment, then ``flags``."""
+    """Settings from defaults, ``config_file`` (or ``$TRIAGE_CONFIG``), environment, then ``flags``
+    (flat names, e.g. ``quiet_seconds=1.5``)."""
     environ = os.environ if environ is None else environ
-    kinds = {f.name: _kind(f.default) for f in fields(Settings)}
+    kinds = {f.name: _kind(f.default) for kind in SECTIONS.values() for f in fields(kind)}
     values: dict = {}
     config_file = config_file or environ.get(ENV_PREFIX + "CONFIG")
     if config_file:
-        path = Path(config_file)
-        try:
-            data = tomllib.loads(path.read_text())
-        except OSError as exc:
-            raise InputError(f"cannot read config file {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"config file {path} is not valid TOML: {exc}") from None
-        unknown = sorted(set(data) - set(kinds))
-        if unknown:
-            raise InputError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
-        values.update(data)
+        values.update(_read_file(Path(config_file), kinds))
     for name in kinds:
         env_value = environ.get(ENV_PREFIX + name.upper())
         if env_value is not None:
             values[name] = env_value
     values.update({k: v for k, v in flags.items() if v is not None})
-    return Settings(**{k: _coerce(k, kinds[k], v) for k, v in values.items()})
+    return Settings().replace(**{k: _coerce(k, kinds[k], v) for k, v in values.items()})

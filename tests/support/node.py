@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests import peers
+from tests.support import peers
 from triage.base.names import safe_name
 from triage.store.jobs import JobStore
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tests import peers
+from tests.support import peers
 
 ORTHANC = Path("/usr/sbin/Orthanc")
 AE_TITLE = "ORTHANC"

@@ -21,7 +21,7 @@ from dicom_node.completion import OTHER
 from dicom_node.instance import instance_info
 from sample_data.dicom_writer import DicomVariant
 from sample_data.phantom import CASES, Phantom, PhantomConfig, make_phantom, write_dicom
-from tests import peers
+from tests.support import peers
 from triage.base.names import safe_name
 from triage.cli import main as triage_main
 from triage.store.jobs import JobStore

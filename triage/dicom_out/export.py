@@ -1,6 +1,6 @@
 """DICOM objects of one result, ready to send to PACS: ``OUT/dicom/*.dcm``.
 
-From the output contract of ``triage analyze`` (``result.json``, ``summary.png``,
+From a result folder (:mod:`triage.report.folder`: ``result.json``, ``summary.png``,
 ``images/*.png``, ``maps/core.nii.gz``, ``maps/hypoperfusion.nii.gz``) and the source CT
 perfusion files, :func:`write_result_objects` writes new series in the source study:
 
@@ -22,7 +22,6 @@ crashed, are removed.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -34,18 +33,7 @@ from triage.dicom_out.common import ExportContext
 from triage.dicom_out.sc import secondary_captures
 from triage.dicom_out.seg import read_masks, reference_images, segmentation
 from triage.dicom_out.sr import measurement_report
-
-
-def read_result(out_dir: Path) -> dict:
-    """``out_dir/result.json``, checked to be a complete result."""
-    path = out_dir / "result.json"
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(result, dict) or result.get("status") != "complete" or not result.get("series_uid"):
-        raise InputError(f"{path} is not a complete triage result")
-    return result
+from triage.report.folder import ResultFolder
 
 
 def write_atomically(ds: Dataset, path: Path) -> None:
@@ -90,20 +78,20 @@ def write_result_objects(out_dir: Path, source_files: list[Path], *, uid_seed: s
         The result is incomplete or unreadable, its maps do not lie on the source images, or
         the source headers do not allow a segmentation (one-line reason).
     """
-    out_dir = Path(out_dir)
-    result = read_result(out_dir)
-    grid = read_masks(out_dir)
+    folder = ResultFolder(Path(out_dir))
+    result = folder.read().document
+    grid = read_masks(folder)
     images = reference_images([Path(p) for p in source_files], result["series_uid"], grid)
     context = ExportContext(uid_seed=str(uid_seed), reference=images.datasets[0], generation=generation)
     objects: list[tuple[str, Dataset]] = [
-        (f"sc-{name}", image) for name, image in secondary_captures(out_dir, result, context, grid.direction)]
+        (f"sc-{name}", image) for name, image in secondary_captures(folder.path, result, context, grid.direction)]
     try:
         seg = segmentation(grid, images, result, context)
     except ValueError as exc:  # highdicom refuses the source headers (e.g. no Frame of Reference UID)
         raise InputError(f"cannot build the segmentation from the source images: {' '.join(str(exc).split())}") from exc
     objects += [("seg", seg), ("sr", measurement_report(result, seg, images.datasets, context))]
 
-    dicom_dir = out_dir / "dicom"
+    dicom_dir = folder.dicom_dir
     dicom_dir.mkdir(exist_ok=True)
     for leftover in dicom_dir.glob(".*.partial-*"):  # from a run that crashed mid-write
         leftover.unlink()

@@ -36,6 +36,7 @@ from pydicom.sr.coding import Code
 from triage.base.dicom_header import PlaneHeader, read_header
 from triage.base.errors import InputError, one_line
 from triage.dicom_out.common import ExportContext, algorithm_version, private_code, with_identifier_defaults
+from triage.report.folder import ResultFolder
 
 INFARCT = Code("55641003", "SCT", "Infarct")
 ISCHEMIA = Code("52674009", "SCT", "Ischemia")
@@ -70,11 +71,11 @@ class ReferencedImages:
     frame_of_slice: np.ndarray
 
 
-def read_masks(out_dir: Path) -> MaskGrid:
-    """The core and Tmax > 6 s masks of ``out_dir/maps`` with their grid."""
+def read_masks(folder: ResultFolder) -> MaskGrid:
+    """The core and Tmax > 6 s masks of a result folder with their grid."""
     images = {}
     for name in ("core", "hypoperfusion"):
-        path = out_dir / "maps" / f"{name}.nii.gz"
+        path = folder.map_file(name)
         try:
             images[name] = sitk.ReadImage(str(path))
         except RuntimeError as exc:

@@ -28,7 +28,7 @@ from triage.imaging.lesion import LesionResult, segment_lesion
 from triage.imaging.masks import TissueMasks, segment_brain, segment_tissue
 from triage.imaging.motion import MotionReport, correct_motion
 from triage.imaging.series import PerfusionSeries
-from triage.settings import Settings
+from triage.settings import AnalysisSettings
 
 MODELS = {
     "exponential": ExponentialResidueModel,
@@ -66,7 +66,7 @@ class Analysis:
     motion: MotionReport
     eligibility: Eligibility
     profile: ThresholdProfile
-    settings: Settings
+    settings: AnalysisSettings
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     implausible: list[str] = field(default_factory=list)
@@ -130,7 +130,7 @@ def plausibility_warnings(tmax: np.ndarray, parenchyma: np.ndarray) -> list[str]
 
 def analyse(
     series: PerfusionSeries,
-    settings: Settings,
+    settings: AnalysisSettings,
     profile: ThresholdProfile,
     *,
     age: float | None = None,

@@ -35,7 +35,8 @@ from urllib.parse import urlsplit
 
 from triage.base.errors import InputError
 from triage.base.names import safe_name
-from triage.settings import Settings
+from triage.report.folder import Result, ResultFolder
+from triage.settings import AlertSettings
 from triage.store.jobs import OutboxMessage, SeriesRecord
 
 SCHEMA = "stroke-triage/alert/1"
@@ -62,9 +63,10 @@ class AlertConfig:
     expiry_s: float
 
 
-def alert_config(s: Settings) -> AlertConfig | None:
-    """The alert settings of ``s`` checked (None without ``webhook``); InputError (one line) for
-    a URL that is not http(s), a missing, short or doubly given secret, or a bad expiry."""
+def alert_config(s: AlertSettings, *, http_port: int = 0) -> AlertConfig | None:
+    """The alert settings ``s`` checked (None without ``webhook``); InputError (one line) for
+    a URL that is not http(s), a missing, short or doubly given secret, or a bad expiry. The
+    viewer links default to the node's own ``http_port`` on loopback."""
     if not s.webhook:
         return None
     for url in s.webhook:
@@ -89,7 +91,7 @@ def alert_config(s: Settings) -> AlertConfig | None:
         raise InputError("--alert-expiry-hours must be positive")
     if s.public_url and urlsplit(s.public_url).scheme not in ("http", "https"):
         raise InputError(f"--public-url {s.public_url}: expected an http:// or https:// URL")
-    public_url = s.public_url or (f"http://127.0.0.1:{s.http_port}" if s.http_port else "")
+    public_url = s.public_url or (f"http://127.0.0.1:{http_port}" if http_port else "")
     return AlertConfig(urls=tuple(s.webhook), secret=secret.encode(), public_url=public_url.rstrip("/"),
                        patient_details=s.alert_patient_details, fhir=s.alert_fhir,
                        expiry_s=s.alert_expiry_hours * 3600.0)
@@ -102,27 +104,27 @@ def idempotency_key(record: SeriesRecord, generation: int, kind: str, fmt: str, 
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
-def result_messages(config: AlertConfig, record: SeriesRecord, generation: int, *, result: dict,
-                    out_dir: Path, at: float, patient: dict | None = None) -> list[OutboxMessage]:
-    """The messages announcing the ``result.json`` of ``generation`` (its folder ``out_dir``,
-    ready ``at``, POSIX s): a JSON alert per URL, and a FHIR report with ``alert_fhir``.
-    ``patient`` ({"id", "name"}) is included only with ``alert_patient_details``."""
+def result_messages(config: AlertConfig, record: SeriesRecord, generation: int, *, result: Result,
+                    folder: ResultFolder, at: float, patient: dict | None = None) -> list[OutboxMessage]:
+    """The messages announcing the ``result`` of ``generation`` (in ``folder``, ready ``at``,
+    POSIX s): a JSON alert per URL, and a FHIR report with ``alert_fhir``. ``patient``
+    ({"id", "name"}) is included only with ``alert_patient_details``."""
     patient = patient if config.patient_details else None
-    thumbnail = thumbnail_png(out_dir / "summary.png")
-    eligibility = result["eligibility"]
+    thumbnail = thumbnail_png(folder.summary_png)
+    eligibility = result.document["eligibility"]
     body = {
         **_body(config, record, generation, "result", _result_text(record, generation, result)),
-        "volumes": {name: result[name] for name in VOLUMES},
+        "volumes": {name: getattr(result, name) for name in VOLUMES},
         "eligibility": {"defuse3": eligibility["defuse3"], "dawn": eligibility["dawn"],
                         "reasons": eligibility["reasons"]},
-        "quality": {"level": result["quality"]["level"], "warnings": result["quality"]["warnings"]},
+        "quality": {"level": result.quality_level, "warnings": list(result.warnings)},
         "links": _links(config, safe_name(record.series_uid)),
         "thumbnail_png_base64": base64.b64encode(thumbnail).decode("ascii") if thumbnail else None,
         "times": _times(record.last_received, result_ready=at),
-        "software": result["software"],
+        "software": result.document["software"],
     }
     return _messages(config, record, generation, "result", body, at, patient,
-                     lambda key: _fhir().result_report(key, body, result, patient))
+                     lambda key: _fhir().result_report(key, body, result.document, patient))
 
 
 def failure_messages(config: AlertConfig, record: SeriesRecord, generation: int, *, reason: str,
@@ -271,17 +273,16 @@ def _utc(posix: float) -> str:
     return datetime.fromtimestamp(posix, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _result_text(record: SeriesRecord, generation: int, result: dict) -> str:
+def _result_text(record: SeriesRecord, generation: int, result: Result) -> str:
     """One paragraph for a person reading the alert in a chat or a pager."""
-    ratio = result["mismatch_ratio"]
-    eligibility = result["eligibility"]
+    ratio = result.mismatch_ratio
+    eligibility = result.document["eligibility"]
     what = f" (re-analysis {generation})" if generation >= 2 else ""
-    quality = result["quality"]
-    return (f"Stroke triage result for series {record.series_uid}{what}: core {result['core_ml']:.1f} mL, "
-            f"Tmax > 6 s {result['tmax6_ml']:.1f} mL, mismatch {result['mismatch_ml']:.1f} mL "
+    return (f"Stroke triage result for series {record.series_uid}{what}: core {result.core_ml:.1f} mL, "
+            f"Tmax > 6 s {result.tmax6_ml:.1f} mL, mismatch {result.mismatch_ml:.1f} mL "
             f"(ratio {'n/a' if ratio is None else ratio}). DEFUSE 3 imaging criteria "
             f"{'met' if eligibility['defuse3'] else 'not met'}; DAWN {eligibility['reasons']['dawn']}. "
-            f"Quality {quality['level']}" + (f" ({'; '.join(quality['warnings'])})" if quality["warnings"] else "")
+            f"Quality {result.quality_level}" + (f" ({'; '.join(result.warnings)})" if result.warnings else "")
             + f". {STATEMENT}")
 
 

@@ -5,53 +5,47 @@
                                   [--allow-incomplete-end] [--aif X,Y,Z] [--profile NAME]
                                   [--parent-pid PID]
 
-Runs ``triage analyze`` on ``SERIES_DIR`` into ``OUT_DIR`` (with ``--allow-incomplete-end``: the
-complete time points of a series whose last ones lack slices; skipped when ``OUT_DIR/result.json``
-exists: an earlier run completed the analysis before the node stopped; outputs are renamed into
-place only when whole; ``--aif`` and ``--profile`` as in ``triage analyze``, for a re-run a user
-requested), then writes the Secondary Capture, Segmentation and SR objects to
+Analyses ``SERIES_DIR`` into ``OUT_DIR`` with :func:`triage.analysis.analyse_directory`, as
+``triage analyze`` does (with ``--allow-incomplete-end``: the complete time points of a series
+whose last ones lack slices; skipped when ``OUT_DIR/result.json`` exists: an earlier run
+completed the analysis before the node stopped; outputs are renamed into place only when whole;
+``--aif`` and ``--profile`` as in ``triage analyze``, for a re-run a user requested), then writes the Secondary Capture, Segmentation and SR objects to
 ``OUT_DIR/dicom`` with UIDs derived from ``SEED``, so a re-run writes the same instances
 (``N`` > 1, the node's re-analysis of a series, is named in their Series Descriptions). The
 segmentation references the first time point: ``LIST`` (one path a line) names its files, which
 spares reading every header of the series again; without it all of ``SERIES_DIR`` is searched.
 
-Exit status as ``triage analyze``: 0 done, 2 bad input (``error: <reason>`` on stderr),
-3 internal failure. With ``--parent-pid`` the process asks the kernel to kill it when the node
-dies (``PR_SET_PDEATHSIG``), so a killed node leaves no orphan writing results.
+Exit status: 0 done, 2 bad input (``error: <reason>`` on stderr), 3 internal failure. With
+``--parent-pid`` the process asks the kernel to kill it when the node dies (``PR_SET_PDEATHSIG``), so a killed node leaves no orphan writing results.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from triage.analysis import AnalysisRequest, analyse_directory, voxel_argument
 from triage.base.errors import EXIT_INPUT, EXIT_INTERNAL, InputError, one_line
 from triage.base.lifetime import die_with_parent
-from triage.cli import main as triage_main
-
-
-def _has_complete_result(out_dir: Path) -> bool:
-    """Whether ``out_dir`` holds a whole result of an earlier run (a result cut short by a power
-    loss, or an unreadable one, is redone)."""
-    try:
-        return json.loads((out_dir / "result.json").read_text()).get("status") == "complete"
-    except (OSError, ValueError, AttributeError):
-        return False
+from triage.report.folder import ResultFolder
+from triage.settings import load_settings
 
 
 def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config: Path | None,
         references: Path | None = None, generation: int = 1, allow_incomplete_end: bool = False,
-        aif: str | None = None, profile: str | None = None) -> int:
-    if not _has_complete_result(out_dir):
-        command = ["analyze", str(series_dir), "--out", str(out_dir), "--series", series_uid, "--quiet"]
-        command += ["--config", str(config)] if config else []
-        command += ["--aif", aif] if aif else []
-        command += ["--profile", profile] if profile else []
-        status = triage_main(command + (["--allow-incomplete-end"] if allow_incomplete_end else []))
-        if status != 0:
-            return status
+        aif: tuple[int, int, int] | None = None, profile: str | None = None) -> int:
+    """Analyse and export; the exit status (``error: <reason>`` on stderr when not 0)."""
+    try:
+        if ResultFolder(out_dir).read_cached() is None:  # else an earlier run completed the analysis
+            _analyse(series_dir, out_dir, series_uid, config, allow_incomplete_end, aif, profile)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as exc:
+        print(f"error: internal failure during the analysis: {one_line(exc, 300, with_type=True)}",
+              file=sys.stderr)
+        return EXIT_INTERNAL
     from triage.dicom_out.export import write_result_objects  # after the analysis: its imports cost
     try:
         sources = ([Path(line) for line in references.read_text().splitlines() if line]
@@ -68,8 +62,20 @@ def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config:
         print(f"error: internal failure writing the DICOM results: {one_line(exc, 300, with_type=True)}",
               file=sys.stderr)
         return EXIT_INTERNAL
-    print(f"wrote {len(written)} DICOM result objects to {out_dir / 'dicom'}")
+    print(f"wrote {len(written)} DICOM result objects to {ResultFolder(out_dir).dicom_dir}")
     return 0
+
+
+def _analyse(series_dir: Path, out_dir: Path, series_uid: str, config: Path | None,
+             allow_incomplete_end: bool, aif: tuple[int, int, int] | None, profile: str | None) -> None:
+
+    settings = load_settings(config, profile=profile).analysis
+    request = AnalysisRequest(series_dir, out_dir, series_uid=series_uid, settings=settings, aif_xyz=aif,
+                              allow_incomplete_end=allow_incomplete_end)
+    for analysed in analyse_directory(request):
+        result = analysed.result
+        print(f"analysed series {result['series_uid']}: core {result['core_ml']} mL, Tmax > 6 s "
+              f"{result['tmax6_ml']} mL, quality {result['quality']['level']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path)
     parser.add_argument("--allow-incomplete-end", action="store_true",
                         help="analyse the complete time points when the last ones lack slices")
-    parser.add_argument("--aif", metavar="X,Y,Z", help="force the AIF at this source-image column,row,slice")
+    parser.add_argument("--aif", type=voxel_argument, metavar="X,Y,Z", help="force the AIF at this source-image column,row,slice")
     parser.add_argument("--profile", help="threshold profile name or JSON file")
     parser.add_argument("--parent-pid", type=int)
     args = parser.parse_args(argv)

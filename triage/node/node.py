@@ -39,7 +39,6 @@ Research use only.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -73,7 +72,6 @@ from dicom_node.spool import Spool
 from triage import __version__
 from triage.base.durable import fsync_directory
 from triage.base.errors import EXIT_INPUT, InputError, one_line
-from triage.base.names import safe_name
 from triage.node.alerts import (
     alert_config,
     failure_messages,
@@ -84,7 +82,8 @@ from triage.node.alerts import (
     where,
 )
 from triage.node.delivery import Deliverer, OutboxStore
-from triage.settings import Settings
+from triage.report.folder import ResultFolder, ResultsRoot
+from triage.settings import NodeSettings, Settings
 from triage.store.jobs import Generation, Job, JobStore, OutboxMessage, SeriesRecord
 
 log = logging.getLogger("triage.node")
@@ -96,7 +95,6 @@ SEND_BACKOFF_START_S = 2.0
 SEND_BACKOFF_CAP_S = 60.0
 MAX_SEND_REFUSALS = 10         # sends the PACS answered with failure statuses before giving up
 SEND_TIMEOUT_S = 30.0
-SENT_LEDGER = ".sent"            # in a result's dicom/: names of the objects the PACS acknowledged
 ANALYSIS_TIMEOUT_S = 900.0     # a child analysis running longer is killed and retried
 RESULT_POLL_S = 0.1            # how often a running analysis is looked at for its result (alerts)
 CHILD_STOP_S = 5.0
@@ -107,14 +105,14 @@ class Node:
     """The node's threads around one job store. :meth:`start`, then :meth:`stop`."""
 
     def __init__(self, settings: Settings, *, config_file: Path | None = None):
-        _check(settings)
-        self.settings = settings
+        _check(settings.node)
+        self.settings = settings.node
         self.config_file = Path(config_file).resolve() if config_file else None
-        self.data_dir = Path(settings.data_dir).resolve()
+        self.data_dir = Path(self.settings.data_dir).resolve()
         self.spool_root = self.data_dir / "spool"
-        self.results_root = self.data_dir / "results"
+        self.results = ResultsRoot(self.data_dir / "results")
         try:
-            self.remote = RemoteAE.parse(settings.pacs) if settings.pacs else None
+            self.remote = RemoteAE.parse(self.settings.pacs) if self.settings.pacs else None
         except ValueError as exc:
             raise InputError(str(exc)) from None
         self.store: JobStore | None = None
@@ -128,7 +126,7 @@ class Node:
         self._threads: list[threading.Thread] = []
         self._reported: set[tuple[str, int]] = set()
         self._announced: set[int] = set()  # running analyses whose result alert is written
-        self._alerts = alert_config(settings)  # None without --webhook
+        self._alerts = alert_config(settings.alerts, http_port=self.settings.http_port)  # None without --webhook
         self._deliverers: list[Deliverer] = []  # one per webhook
 
     # Life cycle
@@ -252,7 +250,7 @@ class Node:
         if self.remote:
             log.info("results go to %s%s", self.remote, " over DICOM TLS" if self._pacs_tls else "")
         else:
-            log.info("no PACS set (--pacs): results are kept in %s", self.results_root)
+            log.info("no PACS set (--pacs): results are kept in %s", self.results.path)
         if allowed is None:
             log.warning("accepting associations from ANY calling AE title (--accept-any-aet)")
         else:
@@ -317,13 +315,13 @@ class Node:
                 if not self.store.expired_series(before, record.series_uid):
                     continue  # an image arrived, or work was queued, since the first look
                 files, size = self.scp.spool.remove_series(record.study_uid, record.series_uid)
-                results = self.results_root / safe_name(record.series_uid)
+                results = self.results.series_dir(record.series_uid)
                 shutil.rmtree(results, ignore_errors=True)
                 if results.exists():
                     log.error("retention: cannot remove %s; retrying at the next sweep", results)
                     continue
-                if self.results_root.exists():
-                    fsync_directory(self.results_root)
+                if self.results.path.exists():
+                    fsync_directory(self.results.path)
                 self.store.forget_series(record.series_uid)
             log.info("retention: removed series %s of study %s from %s (%d images, %.1f MB, with "
                      "any results): last image %s ago", record.series_uid, record.study_uid,
@@ -458,20 +456,17 @@ class Node:
             if not self._stopping.is_set():
                 self._wake.wait(max(timeout, 0.05))
 
-    def result_dir(self, series_uid: str, generation: int) -> Path:
-        return self.results_root / safe_name(series_uid) / str(generation)
-
     def _analyse(self, job: Job) -> None:
         uid, generation = job.series_uid, job.generation
         instances = self.store.instances(uid)
-        out_dir = self.result_dir(uid, generation)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        for stale in out_dir.parent.glob(f".{generation}.partial-*"):  # left by a killed analysis
+        folder = self.results.folder(uid, generation)
+        folder.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in folder.stale_staging():  # left by a killed analysis
             shutil.rmtree(stale, ignore_errors=True)
-        references = out_dir.parent / f"{generation}.references"
+        references = self.results.references(uid, generation)
         references.write_text("".join(f"{path}\n" for path in first_time_point_files(instances)))
         command = [sys.executable, "-m", "triage.node.child", str(instances[0].path.parent),
-                   str(out_dir), "--series", uid, "--uid-seed", f"{uid}/{generation}",
+                   str(folder.path), "--series", uid, "--uid-seed", f"{uid}/{generation}",
                    "--generation", str(generation),
                    "--references", str(references), "--parent-pid", str(os.getpid())]
         if self.config_file:
@@ -480,7 +475,7 @@ class Node:
         assessment = self._assess(uid, instances)  # incomplete: the monitor chose its whole time points
         if not assessment.complete and assessment.whole_times:
             command.append("--allow-incomplete-end")
-        log_path = out_dir.parent / f"{generation}.log"
+        log_path = self.results.log(uid, generation)
         started = time.monotonic()
         with open(log_path, "wb") as log_file:
             child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
@@ -495,7 +490,7 @@ class Node:
                  generation, len(instances), job.attempts, child.pid)
         announced = False
         try:
-            status, announced = self._wait_for_analysis(job, child, out_dir)
+            status, announced = self._wait_for_analysis(job, child, folder)
         except subprocess.TimeoutExpired:
             child.kill()
             status = child.wait()
@@ -509,7 +504,7 @@ class Node:
         if self.store.job(job.id).state == "superseded":
             # Never sent: a stopped analysis leaves nothing behind (its outputs may have been
             # renamed into place before the stop came, with the DICOM objects half written).
-            stale = list(out_dir.parent.glob(f".{generation}.partial-*")) + ([out_dir] if status else [])
+            stale = folder.stale_staging() + ([folder.path] if status else [])
             for path in stale:
                 shutil.rmtree(path, ignore_errors=True)
             self._log_superseded(job, "finished, not sent" if status == 0 else "stopped")
@@ -518,7 +513,7 @@ class Node:
             log.info("analysis of %s generation %d interrupted by the stop; it runs again after "
                      "the next start", uid, generation)
         elif status == 0:
-            self._analysed(job, out_dir, seconds, announced)
+            self._analysed(job, folder, seconds, announced)
         elif status == EXIT_INPUT:
             reason = _last_error(log_path) or "bad input"
             self._fail_analysis(job, reason)
@@ -529,7 +524,7 @@ class Node:
             reason = _last_error(log_path) or _exit_text(status)
             self._retry_or_fail(job, f"{reason} ({_exit_text(status)})")
 
-    def _wait_for_analysis(self, job: Job, child: subprocess.Popen, out_dir: Path) -> tuple[int, bool]:
+    def _wait_for_analysis(self, job: Job, child: subprocess.Popen, folder: ResultFolder) -> tuple[int, bool]:
         """The child's exit status, and whether the result was announced while it ran: the
         result alert goes out as soon as ``result.json`` is in place (the analysis output is
         renamed there whole), not after the DICOM export that follows (seconds). Raises
@@ -542,11 +537,11 @@ class Node:
             except subprocess.TimeoutExpired:
                 if time.monotonic() >= deadline:
                     raise
-                if watching and (out_dir / "result.json").exists():
+                if watching and folder.has_result():
                     watching = False  # one try: an alert that cannot be built is tried again at the end
-                    announced = self._announce_result(job, out_dir)
+                    announced = self._announce_result(job, folder)
 
-    def _announce_result(self, job: Job, out_dir: Path) -> bool:
+    def _announce_result(self, job: Job, folder: ResultFolder) -> bool:
         """Put the result alert of a running analysis in the outbox; whether it was. From then
         on a newer generation does not stop the analysis (:meth:`_supersede`): the results the
         stroke team was told of stay on disk."""
@@ -555,27 +550,27 @@ class Node:
                 return False
             self._announced.add(job.id)
         try:
-            result, now = json.loads((out_dir / "result.json").read_text()), time.time()
-        except (OSError, ValueError) as exc:  # the job's end reads it again, and fails it if need be
-            log.error("series %s generation %d: result.json unreadable for the alert (%s)", job.series_uid,
-                      job.generation, one_line(exc, 300, with_type=True))
+            result, now = folder.read(), time.time()
+        except InputError as exc:  # the job's end reads it again, and fails it if need be
+            log.error("series %s generation %d: no result for the alert (%s)", job.series_uid,
+                      job.generation, exc)
             return False
         alerts = self._alert_messages(job.series_uid, job.generation, "result", now, result=result,
-                                      out_dir=out_dir)
+                                      folder=folder)
         if alerts:
             self.store.add_alerts(alerts, now=now)
             self._notify_alerts()
         return bool(alerts)
 
-    def _analysed(self, job: Job, out_dir: Path, seconds: float, announced: bool = False) -> None:
+    def _analysed(self, job: Job, folder: ResultFolder, seconds: float, announced: bool = False) -> None:
         """Record a finished analysis (and its result alert, unless ``announced`` already) and
         queue its send."""
-        result = json.loads((out_dir / "result.json").read_text())
-        objects = sorted((out_dir / "dicom").glob("*.dcm"))
+        result = folder.read()
+        objects = folder.dicom_objects()
         send = (job.series_uid, job.generation, "send") if self.remote else None
         now = time.time()
         alerts = [] if announced else self._alert_messages(job.series_uid, job.generation, "result",
-                                                           now, result=result, out_dir=out_dir)
+                                                           now, result=result, folder=folder)
         if not self.store.finish_job(job.id, then=send, alerts=alerts, now=now):  # superseded as it finished
             self._log_superseded(job, "finished, not sent")
             return
@@ -583,8 +578,8 @@ class Node:
             self._notify_alerts()
         log.info("analysis of %s generation %d finished in %.1f s: core %.1f mL, Tmax>6 s %.1f mL, "
                  "mismatch %.1f mL; %d result objects in %s%s", job.series_uid, job.generation,
-                 seconds, result["core_ml"], result["tmax6_ml"], result["mismatch_ml"], len(objects),
-                 out_dir, "" if send else " (no PACS configured: not sent)")
+                 seconds, result.core_ml, result.tmax6_ml, result.mismatch_ml, len(objects),
+                 folder.path, "" if send else " (no PACS configured: not sent)")
         if send:
             with self._wake:
                 self._wake.notify_all()
@@ -678,10 +673,9 @@ class Node:
 
     def _send(self, job: Job) -> None:
         uid, generation = job.series_uid, job.generation
-        dicom_dir = self.result_dir(uid, generation) / "dicom"
-        objects = sorted(dicom_dir.glob("*.dcm"))
-        ledger = dicom_dir / SENT_LEDGER
-        already = set(ledger.read_text().split()) if ledger.exists() else set()
+        folder = self.results.folder(uid, generation)
+        objects = folder.dicom_objects()
+        already = folder.sent()
         newest = self.store.series(uid).generation
         # A send that failed while a newer generation started (not when every newer analysis
         # failed: then this is the fallback that _fall_back queued).
@@ -694,7 +688,7 @@ class Node:
         if not objects:
             self.store.fail_job(job.id, "no result objects to send")
             log.error("series %s generation %d: no result objects in %s; nothing sent", uid,
-                      generation, self.result_dir(uid, generation) / "dicom")
+                      generation, folder.dicom_dir)
             return
         started = time.monotonic()
         pending = [path for path in objects if path.name not in already]
@@ -712,7 +706,7 @@ class Node:
             log.warning("%s; series %s generation %d not sent, retry in %.0f s", exc, uid, generation,
                         delay)
             return
-        _record_sent(ledger, [r.path.name for r in report.results if r.stored])
+        folder.record_sent([r.path.name for r in report.results if r.stored])
         if report.ok:
             self.store.finish_job(job.id)
             series = self.store.series(uid)
@@ -763,7 +757,7 @@ def serve(settings: Settings, *, config_file: Path | None = None) -> int:
     return 0
 
 
-def _check(s: Settings) -> None:
+def _check(s: NodeSettings) -> None:
     """Refuse settings the node cannot run with (one-line reasons)."""
     checks = [
         (0 < s.dicom_port < 65536, f"--dicom-port {s.dicom_port} is not a TCP port"),
@@ -798,22 +792,7 @@ def _option_flags(options: dict) -> list[str]:
     return flags + (["--profile", options["profile"]] if options.get("profile") else [])
 
 
-def _record_sent(ledger: Path, names: list[str]) -> None:
-    """Add ``names`` to the ledger of objects the PACS acknowledged (fsync'd): a retry after a
-    partial failure sends only the rest. (An object acknowledged in an association cut short by
-    a crash is sent again after the restart, with the same SOP Instance UID.)"""
-    if not names:
-        return
-    new = not ledger.exists()
-    with open(ledger, "a") as stream:
-        stream.write("".join(f"{name}\n" for name in names))
-        stream.flush()
-        os.fsync(stream.fileno())
-    if new:
-        fsync_directory(ledger.parent)
-
-
-def _tls(s: Settings) -> TlsConfig | None:
+def _tls(s: NodeSettings) -> TlsConfig | None:
     if not s.tls_cert:
         return None
     return TlsConfig(cert=Path(s.tls_cert), key=Path(s.tls_key), ca=Path(s.tls_ca) if s.tls_ca else None)

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from triage.base.errors import InputError
 from triage.base.grid import Geometry
+from triage.report.folder import MAP_SUFFIX
 
 
 def write_maps(
@@ -67,7 +68,7 @@ def write_maps(
             image = _to_image(array, geometry)
             if target is not None:
                 image = _resample(image, *target, interpolator)
-            path = out_dir / f"{name}.nii.gz"
+            path = out_dir / f"{name}{MAP_SUFFIX}"
             uncompressed = out_dir / f".{name}.uncompressed.nii"
             sitk.WriteImage(image, str(uncompressed), useCompression=False)
             pending.append(pool.submit(_gzip_file, uncompressed, path))

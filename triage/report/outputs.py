@@ -1,22 +1,13 @@
-"""Write one analysis to its output directory, all or nothing.
+"""Write one analysis to its result folder, all or nothing.
 
-Layout of ``OUT``::
-
-    result.json               the result (see triage.report.result)
-    summary.png               core (magenta) and Tmax > 6 s (green) over the slices, with the numbers
-    images/<map>.png          each map colour-mapped with a colour bar
-    images/aif.png            where the AIF and VOF were measured, and their curves
-    maps/<map>.nii.gz         cbf, cbv, mtt, tmax, ttp (float32) on the acquisition grid
-    maps/core.nii.gz, maps/hypoperfusion.nii.gz   uint8 masks (Tmax > 6 s for hypoperfusion)
-
-Everything is written to a hidden sibling directory first and renamed to ``OUT`` at the end, so
-an interrupted run never leaves an output directory that looks complete.
+The folder's layout is :mod:`triage.report.folder`'s. Everything is written to a hidden sibling
+directory first and renamed to ``OUT`` at the end, so an interrupted run never leaves an output
+directory that looks complete.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -26,7 +17,7 @@ from pathlib import Path
 
 from triage.base.durable import fsync_directory, fsync_tree
 from triage.imaging.pipeline import Analysis
-from triage.report.folder import check_output_dir
+from triage.report.folder import ResultFolder
 from triage.report.nifti import write_maps
 from triage.report.render import MAP_STYLES, render_map, render_summary
 from triage.report.render_curves import render_arterial_input
@@ -73,58 +64,59 @@ def _write_nifti(analysis: Analysis, maps_dir: Path) -> dict[str, Path]:
     )
 
 
-def _picture_jobs(analysis: Analysis, staging: Path) -> dict[str, tuple[str, Callable[[], None]]]:
-    """The pictures of ``analysis``: output key -> (path relative to ``staging``, renderer)."""
+def _picture_jobs(analysis: Analysis, folder: ResultFolder) -> dict[str, tuple[Path, Callable[[], None]]]:
+    """The pictures of ``analysis`` in ``folder``: output key -> (path, renderer)."""
     geometry = analysis.series.geometry
     arterial = analysis.arterial
     jobs = {
-        "summary": ("summary.png", partial(
-            render_summary, staging / "summary.png", analysis.baseline, analysis.lesion.core,
+        "summary": (folder.summary_png, partial(
+            render_summary, folder.summary_png, analysis.baseline, analysis.lesion.core,
             analysis.lesion.hypoperfused, headline=headline(analysis), details=details(analysis),
             warnings=analysis.warnings, parenchyma=analysis.tissue.parenchyma, geometry=geometry,
             core_label=f"Core (rCBF < {analysis.profile.core_rcbf_below:.0%})",
             hypoperfused_label=f"Hypoperfused (Tmax > {analysis.profile.hypoperfusion_tmax_above_s:g} s)")),
-        "aif_image": ("images/aif.png", partial(
-            render_arterial_input, staging / "images" / "aif.png", analysis.series.times,
+        "aif_image": (folder.image("aif"), partial(
+            render_arterial_input, folder.image("aif"), analysis.series.times,
             analysis.peak_enhancement, aif=arterial.aif, aif_voxels=arterial.aif_voxels, vof=arterial.vof,
             vof_voxels=arterial.vof_voxels, tissue=analysis.tissue_curve,
             notes=details(analysis)[1:] + [f"! {w}" for w in arterial.quality.get("warnings", [])])),
     }
     for name, values in analysis.maps.items():
         units, window, colormap = MAP_STYLES[name]
-        jobs[f"{name}_image"] = (f"images/{name}.png", partial(
-            render_map, staging / "images" / f"{name}.png", values, name=name.upper(), units=units,
+        jobs[f"{name}_image"] = (folder.image(name), partial(
+            render_map, folder.image(name), values, name=name.upper(), units=units,
             window=window, colormap=colormap, mask=analysis.tissue.brain, geometry=geometry))
     return jobs
 
 
 def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
     """Write maps, pictures and ``result.json`` of ``analysis`` to ``out_dir``; return the result."""
-    out_dir = Path(out_dir)
-    check_output_dir(out_dir)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    folder = ResultFolder(Path(out_dir))
+    folder.check_writable()
+    staging = folder.staging()
     shutil.rmtree(staging, ignore_errors=True)
-    (staging / "images").mkdir(parents=True)
+    staged = ResultFolder(staging)
+    staged.image("summary").parent.mkdir(parents=True)
     write_start = time.perf_counter()
     try:
         # NIfTI (zlib, resampling) beside the pictures (PNG encoding and most array work
         # release the GIL: three workers keep both cores busy)
         with ThreadPoolExecutor(max_workers=OUTPUT_THREADS) as pool:
-            maps_written = pool.submit(_write_nifti, analysis, staging / "maps")
-            pictures = _picture_jobs(analysis, staging)
+            maps_written = pool.submit(_write_nifti, analysis, staged.maps_dir)
+            pictures = _picture_jobs(analysis, staged)
             rendered = [pool.submit(render) for _, render in pictures.values()]
             for job in rendered:
                 job.result()
-            outputs = {key: path for key, (path, _) in pictures.items()}
+            outputs = {key: str(path.relative_to(staging)) for key, (path, _) in pictures.items()}
             outputs.update({name: str(path.relative_to(staging)) for name, path in maps_written.result().items()})
         analysis.timings["writing outputs"] = round(time.perf_counter() - write_start, 3)
         result = build_result(analysis, outputs=outputs, total_seconds=time.perf_counter() - started)
-        (staging / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        staged.result_json.write_text(json.dumps(result, indent=2) + "\n")
         fsync_tree(staging)  # a result.json that exists after a power loss is whole
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-        fsync_directory(out_dir.parent)
+        if folder.path.exists():
+            shutil.rmtree(folder.path)
+        staging.rename(folder.path)
+        fsync_directory(folder.path.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result

@@ -39,7 +39,7 @@ def add_parser(commands) -> None:
 def run(args) -> int:
     from triage.web.accounts import ROLES, Accounts  # the job store's imports only when needed
 
-    data_dir = Path(load_settings(args.config, data_dir=args.data_dir).data_dir)
+    data_dir = Path(load_settings(args.config, data_dir=args.data_dir).node.data_dir)
     if args.action == "add":  # the first user may come before the node's first start
         data_dir.mkdir(parents=True, exist_ok=True)
     elif not data_dir.is_dir():
