@@ -236,7 +236,7 @@ def _messages(config: AlertConfig, record: SeriesRecord, generation: int, kind: 
 
 
 def _fhir():
-    from triage import alerts_fhir  # fhir.resources (pydantic) is loaded only when used
+    from triage.node import alerts_fhir  # fhir.resources (pydantic) is loaded only when used
     return alerts_fhir
 
 
