@@ -66,7 +66,7 @@ COOKIE = "triage_session"
 AUDIT_REPEAT_S = 600.0
 IMAGE_NAME = re.compile(r"[a-z0-9_]{1,32}")
 REVALIDATE = "private, no-cache"
-PINNED = "private, max-age=86400, immutable"  # a day: see result_png
+PINNED = "private, max-age=86400, immutable"  # a day: see _Shared.result_png
 PNG = "image/png"
 SLICE_LAYERS = {"maps": (MAP_NAMES, slices.map_png), "overlays": (OVERLAY_NAMES, slices.overlay_png)}
 
