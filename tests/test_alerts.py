@@ -42,10 +42,12 @@ from triage.node.alerts import (
     unencrypted,
     verify_signature,
 )
-from triage.node.delivery import BACKOFF_CAP_S, JITTER, Deliverer, OutboxStore, backoff, post
+from triage.node.delivery import BACKOFF_CAP_S, JITTER, Deliverer, backoff, post
 from triage.report.folder import Result, ResultFolder
 from triage.settings import load_settings
-from triage.store.jobs import JobStore, SeriesRecord
+from triage.store.jobs import JobStore
+from triage.store.outbox import OutboxStore
+from triage.store.records import SeriesRecord
 
 N_SLICES, N_FRAMES = 8, 25
 SECRET = "s3cret-shared-with-the-stroke-team"

@@ -28,13 +28,13 @@ import random
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from triage import __version__
 from triage.base.errors import one_line
 from triage.node.alerts import SIGNATURE_HEADER, sign, where
-from triage.store.jobs import JobStore, OutboxMessage
+from triage.store.jobs import JobStore
+from triage.store.outbox import OutboxRow, OutboxStore
 
 log = logging.getLogger("triage.node.alerts")
 
@@ -45,69 +45,6 @@ JITTER = 0.25                # each delay is lengthened by up to this fraction, 
 IDLE_WAIT_S = 0.5            # the longest the thread sleeps between looks at the outbox
 CONTENT_TYPES = {"json": "application/json", "fhir": "application/fhir+json"}
 RETRIED_4XX = (408, 429)     # the 4xx answers that mean "later", not "refused"
-
-
-@dataclass(frozen=True)
-class OutboxRow(OutboxMessage):
-    """One row of the ``outbox`` table: the message and its delivery state (times POSIX s)."""
-
-    id: int
-    state: str
-    attempts: int
-    next_attempt_at: float
-    created_at: float
-    delivered_at: float | None
-    last_error: str | None
-
-
-class OutboxStore:
-    """The ``outbox`` table of a :class:`~triage.store.jobs.JobStore` (its connection and lock)."""
-
-    def __init__(self, store: JobStore):
-        self._store = store
-
-    def rows(self, series_uid: str | None = None) -> list[OutboxRow]:
-        sql, parameters = "SELECT * FROM outbox", ()
-        if series_uid is not None:
-            sql, parameters = sql + " WHERE series_uid = ?", (series_uid,)
-        return [OutboxRow(**row) for row in self._store.query(sql + " ORDER BY id", parameters)]
-
-    def due(self, now: float, url: str | None = None) -> OutboxRow | None:
-        """The pending message (to ``url``, or to any) due first, if it is due at ``now``."""
-        rows = self._store.query("SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
-                                 "AND (? IS NULL OR url = ?) ORDER BY next_attempt_at, id LIMIT 1",
-                                 (now, url, url))
-        return OutboxRow(**rows[0]) if rows else None
-
-    def next_due(self, url: str | None = None) -> float | None:
-        """When the next pending message (to ``url``, or to any) is due (None: none pending)."""
-        return self._store.query("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' "
-                                 "AND (? IS NULL OR url = ?)", (url, url))[0][0]
-
-    def delivered(self, row_id: int, now: float) -> None:
-        self._update("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, "
-                     "last_error = NULL WHERE id = ? AND state = 'pending'", (now, row_id))
-
-    def retry(self, row_id: int, error: str, at: float) -> None:
-        """One more failed attempt; the next one ``at`` (POSIX s)."""
-        self._update("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
-                     "WHERE id = ? AND state = 'pending'", (error, at, row_id))
-
-    def expire(self, row_id: int, error: str, *, attempted: bool) -> None:
-        self._update("UPDATE outbox SET state = 'expired', attempts = attempts + ?, last_error = ? "
-                     "WHERE id = ? AND state = 'pending'", (int(attempted), error, row_id))
-
-    def expire_pending(self, error: str, keep_urls: tuple[str, ...] = ()) -> int:
-        """Expire the pending messages to URLs not in ``keep_urls`` (webhooks no longer
-        configured; every pending message when none is); how many."""
-        marks = ", ".join("?" * len(keep_urls))
-        with self._store.transaction() as db:
-            return db.execute(f"UPDATE outbox SET state = 'expired', last_error = ? WHERE state = 'pending' "
-                              f"AND url NOT IN ({marks})", (error, *keep_urls)).rowcount
-
-    def _update(self, sql: str, parameters: tuple) -> None:
-        with self._store.transaction() as db:
-            db.execute(sql, parameters)
 
 
 def backoff(attempts: int, rng=random.random) -> float:

@@ -1,283 +1,51 @@
-"""The node's persistent state: received instances, series and their jobs, in SQLite.
+"""The node's jobs: received instances, series and their analysis and send jobs, in SQLite.
 
-Tables
-------
-``instances``
-    One row per SOP Instance UID (a repeated instance updates its row): identifiers, spool path,
-    the header facts of :class:`dicom_node.instance.InstanceInfo`, calling AE title and
-    ``received_at``.
-``series``
-    One row per Series Instance UID: ``state`` (``receiving`` → ``ignored`` | ``incomplete`` |
-    ``ready``), ``classification`` (``CTP`` or ``other``) and its ``reason``, first/last
-    receipt, instance count, slice positions × time points when known, and ``generation``: the
-    number of analyses started for it (a late instance of a finished series starts generation
-    + 1, analysed into a results directory of its own).
-``jobs``
-    ``analyse`` and ``send`` jobs per (series, generation), with ``state`` (``pending`` →
-    ``running`` → ``done`` | ``failed``, or ``superseded`` when a newer generation of the series
-    started first), ``attempts``, ``next_attempt_at`` and the last error. ``options`` (analyse
-    jobs) is NULL for an analysis the images started, or the JSON object of a re-run a user
-    requested (:meth:`JobStore.reprocess`): ``{"aif": [x, y, z], "profile": name}``, each key
-    optional (``{}``: the same analysis again).
+:class:`JobStore` owns the database file (``DATA/triage.db``) and the node's tables
+(:mod:`triage.store.schema`): ``instances``, ``series``, ``jobs`` and ``outbox``. Instance rows
+are committed with ``synchronous=NORMAL`` (durable across a crash of the process; after a power
+cut the spool is rescanned by :meth:`JobStore.recover`), job state changes with
+``synchronous=FULL``. Times are POSIX seconds (``time.time()``), so they survive a restart.
 
-``outbox``
-    Alerts to the stroke team's endpoints (:mod:`triage.node.alerts`), delivered by
-    :mod:`triage.node.delivery`: ``state`` ``pending`` → ``delivered`` | ``expired``. A result's alert is
-    written as soon as the result is in place, while its DICOM objects are still being made, and
-    again (the same key: kept once) in the transaction that finishes the analysis, so a crash in
-    between loses none; a failure's in the transaction that records the failure.
-
-Other modules keep tables of their own in this database through :meth:`JobStore.create_tables`
-and :meth:`JobStore.transaction`: the web API's ``users``, ``api_tokens``, ``sessions`` and
-``audit`` (:mod:`triage.web.accounts`).
-
-Times are POSIX seconds (``time.time()``), so they survive a restart. The database runs in WAL
-mode; instance rows are committed with ``synchronous=NORMAL`` (durable across a crash of the
-process; after a power cut the spool is rescanned by :meth:`JobStore.recover`), job state
-changes with ``synchronous=FULL``. One connection is shared by all threads behind a lock and
-every transaction is short.
+The store's other modules share its connection (:class:`~triage.store.database.Database`):
+:mod:`triage.store.outbox` (the alerts' delivery), :mod:`triage.store.accounts` (the web
+API's users, tokens, sessions and audit log), :mod:`triage.store.studies` and
+:mod:`triage.store.metrics` (the web API's read-only views).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sqlite3
-import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
 
 from dicom_node.instance import InstanceInfo, instance_info
 from triage.base.errors import one_line
-
-log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS instances (
-    sop_uid TEXT PRIMARY KEY,
-    series_uid TEXT NOT NULL,
-    study_uid TEXT NOT NULL,
-    sop_class_uid TEXT NOT NULL,
-    path TEXT NOT NULL,
-    calling_aet TEXT NOT NULL,
-    patient_id TEXT NOT NULL,
-    modality TEXT NOT NULL,
-    series_description TEXT NOT NULL,
-    image_type TEXT NOT NULL,          -- JSON list
-    position TEXT,                     -- JSON [x, y, z] mm, or NULL
-    orientation TEXT,                  -- JSON 6 direction cosines, or NULL
-    time_s REAL,                       -- s after midnight, or NULL
-    acquisition_number INTEGER,
-    number_of_frames INTEGER NOT NULL,
-    received_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS instances_by_series ON instances (series_uid);
-CREATE TABLE IF NOT EXISTS series (
-    series_uid TEXT PRIMARY KEY,
-    study_uid TEXT NOT NULL,
-    patient_id TEXT NOT NULL,
-    description TEXT NOT NULL,
-    calling_aet TEXT NOT NULL,
-    state TEXT NOT NULL,
-    classification TEXT,
-    reason TEXT,
-    first_received REAL NOT NULL,
-    last_received REAL NOT NULL,
-    n_instances INTEGER NOT NULL,
-    n_positions INTEGER,
-    n_times INTEGER,
-    generation INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    series_uid TEXT NOT NULL,
-    generation INTEGER NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('analyse', 'send')),
-    state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed', 'superseded')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    error TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    options TEXT,                      -- JSON analysis options of a requested re-run, or NULL
-    UNIQUE (series_uid, generation, kind)
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL UNIQUE,        -- idempotency key, sent in the Idempotency-Key header
-    series_uid TEXT NOT NULL,
-    generation INTEGER NOT NULL,
-    kind TEXT NOT NULL,              -- 'result' | 'failure' | 'incomplete'
-    format TEXT NOT NULL,            -- 'json' | 'fhir'
-    url TEXT NOT NULL,
-    body BLOB NOT NULL,
-    state TEXT NOT NULL,             -- 'pending' | 'delivered' | 'expired'
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    created_at REAL NOT NULL,
-    delivered_at REAL,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
-"""
-MIGRATIONS = (("jobs", "options", "ALTER TABLE jobs ADD COLUMN options TEXT"),)
-"""Columns added after the first release: (table, column, statement adding it)."""
-
-INSTANCE_COLUMNS = ("sop_uid", "series_uid", "study_uid", "sop_class_uid", "path", "calling_aet",
-                    "patient_id", "modality", "series_description", "image_type", "position",
-                    "orientation", "time_s", "acquisition_number", "number_of_frames",
-                    "received_at")
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """What recording one instance changed: ``new`` is False for a repeated SOP Instance UID;
-    ``previous_state`` is the series state before (None for a new series) and ``generation``
-    the number of analyses already started for the series."""
-
-    new: bool
-    previous_state: str | None
-    generation: int
-
-
-@dataclass(frozen=True)
-class SeriesRecord:
-    """One row of the ``series`` table."""
-
-    series_uid: str
-    study_uid: str
-    patient_id: str
-    description: str
-    calling_aet: str
-    state: str
-    classification: str | None
-    reason: str | None
-    first_received: float
-    last_received: float
-    n_instances: int
-    n_positions: int | None
-    n_times: int | None
-    generation: int
-
-
-@dataclass(frozen=True)
-class Job:
-    """One row of the ``jobs`` table."""
-
-    id: int
-    series_uid: str
-    generation: int
-    kind: str
-    state: str
-    attempts: int
-    next_attempt_at: float
-    error: str | None
-    created_at: float
-    updated_at: float
-    options: str | None = None
-
-    def analysis_options(self) -> dict:
-        """The requested re-run's options (``aif``, ``profile``); empty for an ordinary analysis."""
-        return json.loads(self.options) if self.options else {}
-
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    """A new row of the ``outbox`` table: an alert for (series, generation) to ``url``, tried
-    until ``expires_at`` (POSIX s)."""
-
-    key: str
-    series_uid: str
-    generation: int
-    kind: str
-    format: str
-    url: str
-    body: bytes
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class Generation:
-    """A newly started analysis generation: its ``number`` and the jobs of older generations it
-    superseded, as they were before (``running`` analyses still have a child process to stop)."""
-
-    number: int
-    superseded: list[Job]
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """What :meth:`JobStore.recover` found: jobs put back to pending, spool files registered
-    again, and spool files that could not be read (path, reason)."""
-
-    jobs_reset: int
-    instances_registered: int
-    unreadable: list[tuple[Path, str]]
+from triage.store.database import Database
+from triage.store.outbox import OutboxMessage, insert_alerts
+from triage.store.records import Generation, Job, Recorded, Recovery, SeriesRecord
+from triage.store.schema import INSTANCE_COLUMNS, MIGRATIONS, SCHEMA
 
 
 class JobStore:
-    """The SQLite job store at ``path`` (created with its tables when missing)."""
+    """The SQLite job store at ``path`` (created with its tables when missing). Its connection
+    (``_database``) is shared with the store's other modules, which take the job store."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(SCHEMA)
-        self._migrate()
-
-    def _migrate(self) -> None:
-        """Add the columns of :data:`MIGRATIONS` that a database of an older version lacks."""
-        with self._lock:
-            for table, column, statement in MIGRATIONS:
-                if column not in {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}:
-                    self._db.execute(statement)
+        self._database = Database(self.path)
+        self._database.create(SCHEMA)
+        self._database.add_missing_columns(MIGRATIONS)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._database.close()
 
-    @contextmanager
-    def _transaction(self, durable: bool = False):
-        """An immediate transaction; ``durable`` commits with ``synchronous=FULL``."""
-        with self._lock:
-            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _query(self, sql: str, parameters=()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, parameters).fetchall()
-
-    # For the tables other modules keep in this database (the web API's accounts and audit log,
-    # the alerts' outbox) and their read-only views of the node's tables.
-
-    def create_tables(self, schema: str) -> None:
-        """Run ``schema`` (``CREATE ... IF NOT EXISTS`` statements)."""
-        with self._lock:
-            self._db.executescript(schema)
-
-    def query(self, sql: str, parameters=()) -> list[sqlite3.Row]:
-        """The rows of one statement."""
-        return self._query(sql, parameters)
-
-    def transaction(self):
-        """A durable immediate transaction (context manager yielding the connection)."""
-        return self._transaction(durable=True)
+    def ping(self) -> None:
+        """Run a trivial statement: raises when the database cannot answer."""
+        self._database.rows("SELECT 1")
 
     # Instances and series
 
@@ -286,7 +54,7 @@ class JobStore:
         to ``receiving``). Recording the same SOP Instance UID again only refreshes its row."""
         now = time.time() if received_at is None else received_at
         row = _instance_row(info, now)
-        with self._transaction() as db:
+        with self._database.transaction() as db:
             new = db.execute("SELECT 1 FROM instances WHERE sop_uid = ?",
                              (info.sop_instance_uid,)).fetchone() is None
             db.execute(f"INSERT OR REPLACE INTO instances ({', '.join(INSTANCE_COLUMNS)}) "
@@ -309,12 +77,12 @@ class JobStore:
 
     def instances(self, series_uid: str) -> list[InstanceInfo]:
         """The recorded instances of a series."""
-        rows = self._query(f"SELECT {', '.join(INSTANCE_COLUMNS)} FROM instances "
+        rows = self._database.rows(f"SELECT {', '.join(INSTANCE_COLUMNS)} FROM instances "
                            "WHERE series_uid = ? ORDER BY sop_uid", (series_uid,))
         return [_instance_from_row(row) for row in rows]
 
     def series(self, series_uid: str) -> SeriesRecord | None:
-        rows = self._query("SELECT * FROM series WHERE series_uid = ?", (series_uid,))
+        rows = self._database.rows("SELECT * FROM series WHERE series_uid = ?", (series_uid,))
         return SeriesRecord(**rows[0]) if rows else None
 
     def series_in_state(self, state: str, quiet_since: float | None = None) -> list[SeriesRecord]:
@@ -324,7 +92,7 @@ class JobStore:
         if quiet_since is not None:
             sql += " AND last_received <= ?"
             parameters.append(quiet_since)
-        return [SeriesRecord(**row) for row in self._query(sql + " ORDER BY last_received", parameters)]
+        return [SeriesRecord(**row) for row in self._database.rows(sql + " ORDER BY last_received", parameters)]
 
     def expired_series(self, before: float, series_uid: str | None = None) -> list[SeriesRecord]:
         """Series (or the one ``series_uid``) whose last instance arrived before ``before`` and
@@ -337,11 +105,11 @@ class JobStore:
         if series_uid is not None:
             sql += " AND series_uid = ?"
             parameters.append(series_uid)
-        return [SeriesRecord(**row) for row in self._query(sql + " ORDER BY last_received", parameters)]
+        return [SeriesRecord(**row) for row in self._database.rows(sql + " ORDER BY last_received", parameters)]
 
     def forget_series(self, series_uid: str) -> int:
         """Delete a series, its instances and its jobs; returns the number of instances."""
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             count = db.execute("DELETE FROM instances WHERE series_uid = ?", (series_uid,)).rowcount
             db.execute("DELETE FROM jobs WHERE series_uid = ?", (series_uid,))
             db.execute("DELETE FROM outbox WHERE series_uid = ?", (series_uid,))
@@ -354,7 +122,7 @@ class JobStore:
         """Record a decision about a series. With ``unchanged_since`` (the ``last_received`` the
         decision was based on) nothing is written if an instance arrived meanwhile; returns
         whether the row was updated."""
-        with self._transaction() as db:
+        with self._database.transaction() as db:
             cursor = db.execute(
                 "UPDATE series SET state = ?, classification = ?, reason = ?, n_positions = ?, "
                 "n_times = ? WHERE series_uid = ? AND (? IS NULL OR last_received <= ?)",
@@ -369,7 +137,7 @@ class JobStore:
         generations' pending and running analyses and pending sends become ``superseded``
         (a send under way is left to finish: what the PACS acknowledged cannot be recalled)."""
         now = time.time()
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             cursor = db.execute(
                 "UPDATE series SET state = 'ready', classification = 'CTP', reason = ?, "
                 "n_positions = ?, n_times = ?, generation = generation + 1 "
@@ -389,7 +157,7 @@ class JobStore:
         superseding the older generations' work as :meth:`start_generation` does. None when the
         series is unknown, not a perfusion series, or receiving or waiting for images."""
         now = time.time()
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             cursor = db.execute("UPDATE series SET generation = generation + 1 WHERE series_uid = ? "
                                 "AND state = 'ready' AND classification = 'CTP'", (series_uid,))
             if cursor.rowcount != 1:
@@ -404,13 +172,13 @@ class JobStore:
 
     def add_job(self, series_uid: str, generation: int, kind: str) -> None:
         """Queue a job; a job of this kind for this series and generation is kept as it is."""
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             _insert_job(db, series_uid, generation, kind, time.time())
 
     def claim_job(self, kind: str, now: float | None = None) -> Job | None:
         """The oldest due pending job of ``kind``, now marked running (attempts + 1)."""
         now = time.time() if now is None else now
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             row = db.execute("SELECT id FROM jobs WHERE kind = ? AND state = 'pending' AND "
                              "next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 1",
                              (kind, now)).fetchone()
@@ -429,20 +197,20 @@ class JobStore:
         ``then`` = (series, generation, kind) when given and put ``alerts`` in the outbox: no
         crash can fall between them."""
         now = time.time() if now is None else now
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             done = db.execute("UPDATE jobs SET state = 'done', error = NULL, updated_at = ? "
                               "WHERE id = ? AND state = 'running'", (now, job_id)).rowcount == 1
             if done and then is not None:
                 _insert_job(db, *then, now)
             if done:
-                _insert_alerts(db, alerts, now)
+                insert_alerts(db, alerts, now)
             return done
 
     def retry_job(self, job_id: int, error: str, delay_s: float) -> bool:
         """Put a running job back to pending, due in ``delay_s`` seconds, with the error that
         stopped it."""
         now = time.time()
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             return db.execute("UPDATE jobs SET state = 'pending', error = ?, next_attempt_at = ?, "
                               "updated_at = ? WHERE id = ? AND state = 'running'",
                               (error, now + delay_s, now, job_id)).rowcount == 1
@@ -451,35 +219,35 @@ class JobStore:
                  now: float | None = None) -> bool:
         """Mark a running job failed for good (at ``now``) and put ``alerts`` in the outbox."""
         now = time.time() if now is None else now
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             failed = db.execute("UPDATE jobs SET state = 'failed', error = ?, updated_at = ? "
                                 "WHERE id = ? AND state = 'running'", (error, now, job_id)).rowcount == 1
             if failed:
-                _insert_alerts(db, alerts, now)
+                insert_alerts(db, alerts, now)
             return failed
 
     def add_alerts(self, alerts: list[OutboxMessage], now: float | None = None) -> None:
         """Put ``alerts`` in the outbox, written at ``now`` (a key already there is kept as it is)."""
-        with self._transaction(durable=True) as db:
-            _insert_alerts(db, alerts, time.time() if now is None else now)
+        with self._database.transaction(durable=True) as db:
+            insert_alerts(db, alerts, time.time() if now is None else now)
 
     def supersede_job(self, job_id: int, generation: int) -> bool:
         """Mark a running job ``superseded by generation <generation>``."""
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             return db.execute("UPDATE jobs SET state = 'superseded', error = ?, updated_at = ? "
                               "WHERE id = ? AND state = 'running'",
                               (f"superseded by generation {generation}", time.time(), job_id)).rowcount == 1
 
     def release_job(self, job_id: int) -> None:
         """Put a job interrupted by shutdown back to pending, the attempt not counted."""
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             db.execute("UPDATE jobs SET state = 'pending', attempts = max(attempts - 1, 0), "
                        "updated_at = ? WHERE id = ? AND state = 'running'", (time.time(), job_id))
 
     def newer_result_possible(self, series_uid: str, generation: int) -> bool:
         """Whether a generation after ``generation`` is analysed, or may still be (its analysis
         pending, running or done; not failed or superseded)."""
-        return bool(self._query(
+        return bool(self._database.rows(
             "SELECT 1 FROM jobs WHERE series_uid = ? AND kind = 'analyse' AND generation > ? "
             "AND state IN ('pending', 'running', 'done') LIMIT 1", (series_uid, generation)))
 
@@ -487,7 +255,7 @@ class JobStore:
         """The newest generation before ``before`` whose analysis is done, and whether its
         results were already sent; when they were not (their send superseded or failed), the
         send is queued again. None when no earlier generation was analysed."""
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             row = db.execute(
                 "SELECT a.generation, s.id, s.state FROM jobs a LEFT JOIN jobs s ON "
                 "s.series_uid = a.series_uid AND s.generation = a.generation AND s.kind = 'send' "
@@ -506,7 +274,7 @@ class JobStore:
             return row["generation"], False
 
     def job(self, job_id: int) -> Job:
-        return Job(**self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))[0])
+        return Job(**self._database.rows("SELECT * FROM jobs WHERE id = ?", (job_id,))[0])
 
     def jobs(self, series_uid: str | None = None, kind: str | None = None) -> list[Job]:
         sql, parameters = "SELECT * FROM jobs WHERE 1", []
@@ -516,11 +284,11 @@ class JobStore:
         if kind is not None:
             sql += " AND kind = ?"
             parameters.append(kind)
-        return [Job(**row) for row in self._query(sql + " ORDER BY id", parameters)]
+        return [Job(**row) for row in self._database.rows(sql + " ORDER BY id", parameters)]
 
     def next_due(self, kind: str) -> float | None:
         """When the earliest pending job of ``kind`` is due (None: nothing pending)."""
-        rows = self._query("SELECT min(next_attempt_at) FROM jobs WHERE kind = ? AND state = 'pending'",
+        rows = self._database.rows("SELECT min(next_attempt_at) FROM jobs WHERE kind = ? AND state = 'pending'",
                            (kind,))
         return rows[0][0]
 
@@ -533,7 +301,7 @@ class JobStore:
         from their headers, received at the file's modification time; series still receiving
         get a fresh quiet period from now, so that a sender cut off by the stop can resume
         before a partial series looks complete."""
-        known = {os.path.realpath(row[0]) for row in self._query("SELECT path FROM instances")}
+        known = {os.path.realpath(row[0]) for row in self._database.rows("SELECT path FROM instances")}
         registered, unreadable = 0, []
         for path in _spool_files(Path(spool_root)):
             if os.path.realpath(path) in known:
@@ -546,7 +314,7 @@ class JobStore:
                 continue
             self.record_instance(info, received_at=path.stat().st_mtime)
             registered += 1
-        with self._transaction(durable=True) as db:
+        with self._database.transaction(durable=True) as db:
             reset = db.execute("UPDATE jobs SET state = 'pending', attempts = max(attempts - 1, 0) "
                                "WHERE state = 'running'").rowcount
             db.execute("UPDATE series SET last_received = max(last_received, ?) "
@@ -571,15 +339,6 @@ def _supersede_older(db: sqlite3.Connection, series_uid: str, generation: int, n
     db.execute(f"UPDATE jobs SET state = 'superseded', error = ?, updated_at = ? WHERE {older}",
                (f"superseded by generation {generation}", now, series_uid, generation))
     return superseded
-
-
-def _insert_alerts(db: sqlite3.Connection, alerts: list[OutboxMessage], now: float) -> None:
-    """Pending outbox rows, due now; a key already there is kept as it is."""
-    db.executemany("INSERT OR IGNORE INTO outbox (key, series_uid, generation, kind, format, url, body, "
-                   "state, next_attempt_at, expires_at, created_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                   [(a.key, a.series_uid, a.generation, a.kind, a.format, a.url, a.body, now,
-                     a.expires_at, now) for a in alerts])
 
 
 def _spool_files(root: Path):

@@ -51,6 +51,7 @@ from pydantic import BaseModel, Field
 
 from models.profiles import available_profiles
 from triage import __version__
+from triage.report.folder import ResultFolder
 from triage.store.jobs import JobStore
 from triage.web import metrics, slices
 from triage.web.accounts import SESSION_HOURS, Accounts, User
@@ -65,7 +66,7 @@ COOKIE = "triage_session"
 AUDIT_REPEAT_S = 600.0
 IMAGE_NAME = re.compile(r"[a-z0-9_]{1,32}")
 REVALIDATE = "private, no-cache"
-PINNED = "private, max-age=86400, immutable"  # a day: see result_png
+PINNED = "private, max-age=86400, immutable"  # a day: see _Shared.result_png
 PNG = "image/png"
 SLICE_LAYERS = {"maps": (MAP_NAMES, slices.map_png), "overlays": (OVERLAY_NAMES, slices.overlay_png)}
 
@@ -90,69 +91,96 @@ def create_app(data_dir: Path, store: JobStore, *,
     its own, which also stops the older generation's running analysis and wakes a worker).
     """
     data_dir = Path(data_dir)
-    accounts = Accounts(store)
-    studies = Studies(store, data_dir / "results")
+    shared = _Shared(store, Accounts(store), Studies(store, data_dir / "results"))
     if reprocess is None:
         def reprocess(series_uid: str, options: dict) -> int | None:
             started = store.reprocess(series_uid, options)
             return None if started is None else started.number
-    opened = _RecentOpens()
 
     app = FastAPI(title="stroke-triage", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None, description="CT perfusion triage node (research use only).")
+    _add_session_routes(app, shared)
+    _add_study_routes(app, shared)
+    _add_admin_routes(app, shared, reprocess)
+    _add_monitoring_routes(app, shared)
+    _add_page_routes(app, shared)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    return app
 
-    def credentials(request: Request) -> User | None:
+
+class _Shared:
+    """What the routes share: the job store, the accounts, the studies and the in-memory record
+    of recent study opens; the authentication dependencies (:meth:`user`, :meth:`admin`), the
+    audited study lookup and the cached PNG responses."""
+
+    def __init__(self, store: JobStore, accounts: Accounts, studies: Studies):
+        self.store, self.accounts, self.studies = store, accounts, studies
+        self.opened = _RecentOpens()
+
+    def credentials(self, request: Request) -> User | None:
+        """The user of the request's API token (``Authorization: Bearer``) or session cookie."""
         header = request.headers.get("authorization", "")
         if header[:7].lower() == "bearer ":
-            return accounts.token_user(header[7:].strip())
+            return self.accounts.token_user(header[7:].strip())
         session_id = request.cookies.get(COOKIE)
-        return accounts.session_user(session_id) if session_id else None
+        return self.accounts.session_user(session_id) if session_id else None
 
-    def user(request: Request) -> User:
-        found = credentials(request)
+    def user(self, request: Request) -> User:
+        """The logged-in user (dependency); 401 without valid credentials."""
+        found = self.credentials(request)
         if found is None:
             raise HTTPException(401, "authentication required: log in or send an API token",
                                 headers={"WWW-Authenticate": "Bearer"})
         return found
 
-    def admin(current: User = Depends(user)) -> User:
+    def admin(self, request: Request) -> User:
+        """The logged-in admin (dependency); 401 without valid credentials, 403 for a viewer."""
+        current = self.user(request)
         if not current.is_admin:
             raise HTTPException(403, "this needs the admin role")
         return current
 
-    def study_for(study_id: str, request: Request, current: User) -> Study:
-        study = studies.get(study_id)
+    def study_for(self, study_id: str, request: Request, current: User) -> Study:
+        """The study (404 when there is none), its opening by ``current`` audited."""
+        study = self.studies.get(study_id)
         if study is None:
             raise HTTPException(404, "no such study")
-        if opened.first_in_a_while(current.username, study_id):
-            accounts.audit(current.username, "open_study", target=study_id, client=_client(request))
+        if self.opened.first_in_a_while(current.username, study_id):
+            self.accounts.audit(current.username, "open_study", target=study_id, client=_client(request))
         return study
 
-    def result_dir(study: Study, generation: int | None) -> tuple[Path, int]:
+    def result_folder(self, study: Study, generation: int | None) -> tuple[ResultFolder, int]:
+        """The result folder of the shown generation (or of ``generation``) and its number; 404
+        when there is no such result."""
         if generation is None:
-            if study.result_dir is None:
+            if study.folder is None:
                 raise HTTPException(404, "no result yet")
-            return study.result_dir, study.generation
-        folder = studies.results_root / study.id / str(generation)
-        if generation < 1 or not (folder / "result.json").is_file():
+            return study.folder, study.generation
+        folder = self.studies.results.folder(study.row["series_uid"], generation)
+        if generation < 1 or not folder.result_json.is_file():
             raise HTTPException(404, f"no result of generation {generation}")
         return folder, generation
 
-    def cached(request: Request, tag: str, pinned: bool, media_type: str, body: Callable[[], bytes]) -> Response:
-        headers = {"ETag": f'"{tag}"', "Cache-Control": PINNED if pinned else REVALIDATE}
-        if request.headers.get("if-none-match") == headers["ETag"]:
-            return Response(status_code=304, headers=headers)
-        try:
-            content = body()
-        except (OSError, IndexError) as exc:
-            raise HTTPException(404, str(exc)) from None
-        return Response(content, media_type=media_type, headers=headers)
+    def result_png(self, study_id: str, request: Request, current: User, generation: int | None, what: str,
+                   render: Callable[[ResultFolder], bytes]) -> Response:
+        """``render(result folder)`` of the study's shown generation (or ``generation``)."""
+        folder, number = self.result_folder(self.study_for(study_id, request, current), generation)
+        try:  # a series sent again after retention removed it starts again at generation 1
+            written = folder.result_json.stat().st_mtime_ns
+        except OSError:
+            raise HTTPException(404, "the result was removed") from None
+        return _cached(request, f"{study_id}/{number}/{written}/{what}", generation is not None, PNG,
+                       lambda: render(folder))
 
-    # Health, login, session
+
+def _add_session_routes(app: FastAPI, shared: _Shared) -> None:
+    """``/healthz``, ``/api/login``, ``/api/logout``, ``/api/me``."""
+    accounts = shared.accounts
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
-        store.query("SELECT 1")
+        shared.store.ping()
         return {"status": "ok"}
 
     def named(username: str) -> str:
@@ -181,7 +209,7 @@ def create_app(data_dir: Path, store: JobStore, *,
         return response
 
     @app.post("/api/logout")
-    def logout(request: Request, current: User = Depends(user)) -> JSONResponse:
+    def logout(request: Request, current: User = Depends(shared.user)) -> JSONResponse:
         session_id = request.cookies.get(COOKIE)
         if session_id:
             accounts.end_session(session_id)
@@ -191,72 +219,68 @@ def create_app(data_dir: Path, store: JobStore, *,
         return response
 
     @app.get("/api/me")
-    def me(current: User = Depends(user)) -> dict:
+    def me(current: User = Depends(shared.user)) -> dict:
         return {"username": current.username, "role": current.role}
 
-    # Studies
+
+def _add_study_routes(app: FastAPI, shared: _Shared) -> None:
+    """``/api/studies``, ``/api/studies/{id}`` and the study's pictures."""
 
     @app.get("/api/studies")
-    def study_list(current: User = Depends(user)) -> dict:
-        return {"studies": [study.summary() for study in studies.all()]}
+    def study_list(current: User = Depends(shared.user)) -> dict:
+        return {"studies": [study.summary() for study in shared.studies.all()]}
 
     @app.get("/api/studies/{study_id}")
-    def study_detail(study_id: str, request: Request, current: User = Depends(user)) -> dict:
-        return study_for(study_id, request, current).detail()
-
-    def result_png(study_id: str, request: Request, current: User, generation: int | None, what: str,
-                   render: Callable[[Path], bytes]) -> Response:
-        """``render(result folder)`` of the study's shown generation (or ``generation``)."""
-        folder, number = result_dir(study_for(study_id, request, current), generation)
-        try:  # a series sent again after retention removed it starts again at generation 1
-            written = (folder / "result.json").stat().st_mtime_ns
-        except OSError:
-            raise HTTPException(404, "the result was removed") from None
-        return cached(request, f"{study_id}/{number}/{written}/{what}", generation is not None, PNG,
-                      lambda: render(folder))
+    def study_detail(study_id: str, request: Request, current: User = Depends(shared.user)) -> dict:
+        return shared.study_for(study_id, request, current).detail()
 
     @app.get("/api/studies/{study_id}/maps/{name}/colorbar.png", response_class=Response)
-    def colorbar(study_id: str, name: str, request: Request, current: User = Depends(user)) -> Response:
-        study_for(study_id, request, current)
+    def colorbar(study_id: str, name: str, request: Request, current: User = Depends(shared.user)) -> Response:
+        shared.study_for(study_id, request, current)
         _known(name, MAP_NAMES, "map")
-        return cached(request, f"colorbar/{name}/{__version__}", False, PNG, lambda: slices.colorbar_png(name))
+        return _cached(request, f"colorbar/{name}/{__version__}", False, PNG, lambda: slices.colorbar_png(name))
 
     @app.get("/api/studies/{study_id}/{layer}/{name}/{z}.png", response_class=Response)
     def slice_picture(study_id: str, layer: str, name: str, z: str, request: Request,
-                      generation: int | None = None, current: User = Depends(user)) -> Response:
+                      generation: int | None = None, current: User = Depends(shared.user)) -> Response:
         """Slice ``z`` of map ``name`` (layer ``maps``: cbf, cbv, mtt, tmax) or of mask ``name``
         (layer ``overlays``: core, hypoperfusion) on the acquisition grid."""
         if layer not in SLICE_LAYERS or not (z.isascii() and z.isdigit()):
             raise HTTPException(404, "no such slice picture")
         names, render = SLICE_LAYERS[layer]
         _known(name, names, layer[:-1])
-        return result_png(study_id, request, current, generation, f"{layer}/{name}/{int(z)}",
-                          lambda folder: render(folder / "maps", name, int(z)))
+        return shared.result_png(study_id, request, current, generation, f"{layer}/{name}/{int(z)}",
+                                 lambda folder: render(folder, name, int(z)))
 
     @app.get("/api/studies/{study_id}/summary.png", response_class=Response)
     def summary_picture(study_id: str, request: Request, generation: int | None = None,
-                        current: User = Depends(user)) -> Response:
-        return result_png(study_id, request, current, generation, "summary",
-                          lambda folder: (folder / "summary.png").read_bytes())
+                        current: User = Depends(shared.user)) -> Response:
+        return shared.result_png(study_id, request, current, generation, "summary",
+                                 lambda folder: folder.summary_png.read_bytes())
 
     @app.get("/api/studies/{study_id}/images/{name}.png", response_class=Response)
     def result_picture(study_id: str, name: str, request: Request, generation: int | None = None,
-                       current: User = Depends(user)) -> Response:
+                       current: User = Depends(shared.user)) -> Response:
         if not IMAGE_NAME.fullmatch(name):
             raise HTTPException(404, "no such picture")
-        return result_png(study_id, request, current, generation, f"image/{name}",
-                          lambda folder: (folder / "images" / f"{name}.png").read_bytes())
+        return shared.result_png(study_id, request, current, generation, f"image/{name}",
+                                 lambda folder: folder.image(name).read_bytes())
+
+
+def _add_admin_routes(app: FastAPI, shared: _Shared, reprocess: Callable[[str, dict], int | None]) -> None:
+    """``/api/studies/{id}/reprocess`` and ``/api/audit`` (admin)."""
+    accounts = shared.accounts
 
     @app.post("/api/studies/{study_id}/reprocess", status_code=202)
     def reprocess_study(study_id: str, body: Reprocess, request: Request,
-                        current: User = Depends(admin)) -> dict:
-        study = study_for(study_id, request, current)
+                        current: User = Depends(shared.admin)) -> dict:
+        study = shared.study_for(study_id, request, current)
         if study.status in ("receiving", "incomplete", "ignored"):
             raise HTTPException(409, f"the series is {study.status}: only a complete perfusion series "
                                      "can be analysed again")
         options: dict = {}
         if body.aif is not None:
-            _check_aif(body.aif, store, study)
+            _check_aif(body.aif, shared.studies, study)
             options["aif"] = body.aif
         if body.profile is not None:
             if body.profile not in available_profiles():
@@ -273,27 +297,31 @@ def create_app(data_dir: Path, store: JobStore, *,
         return {"generation": generation}
 
     @app.get("/api/audit")
-    def audit(limit: int = 500, action: str | None = None, current: User = Depends(admin)) -> dict:
+    def audit(limit: int = 500, action: str | None = None, current: User = Depends(shared.admin)) -> dict:
         return {"entries": accounts.audit_log(min(max(limit, 1), 10000), action)}
 
-    # Monitoring and documentation
+
+def _add_monitoring_routes(app: FastAPI, shared: _Shared) -> None:
+    """``/metrics``, ``/openapi.json`` and ``/docs``."""
 
     @app.get("/metrics", response_class=Response)
-    def prometheus(current: User = Depends(user)) -> Response:
-        return Response(metrics.exposition(store), media_type="text/plain; version=0.0.4; charset=utf-8")
+    def prometheus(current: User = Depends(shared.user)) -> Response:
+        return Response(metrics.exposition(shared.store), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/openapi.json", include_in_schema=False)
-    def openapi(current: User = Depends(user)) -> dict:
+    def openapi(current: User = Depends(shared.user)) -> dict:
         return app.openapi()
 
     @app.get("/docs", include_in_schema=False)
-    def docs(current: User = Depends(user)) -> Response:
+    def docs(current: User = Depends(shared.user)) -> Response:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="stroke-triage API",
                                    swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
                                    swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png")
 
-    # Pages
+
+def _add_page_routes(app: FastAPI, shared: _Shared) -> None:
+    """The viewer's pages ``/login``, ``/`` and ``/studies/{id}``."""
 
     @app.get("/login", include_in_schema=False)
     def login_page() -> Response:
@@ -301,7 +329,7 @@ def create_app(data_dir: Path, store: JobStore, *,
 
     def page_or_login(name: str, request: Request) -> Response:
         """The page, or the login page that comes back to it (an alert's link to a study)."""
-        if credentials(request):
+        if shared.credentials(request):
             return _page(name)
         return RedirectResponse(f"/login?next={quote(request.url.path, safe='')}", 303)
 
@@ -313,9 +341,18 @@ def create_app(data_dir: Path, store: JobStore, *,
     def study_page(study_id: str, request: Request) -> Response:
         return page_or_login("study.html", request)
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
-    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
-    return app
+
+def _cached(request: Request, tag: str, pinned: bool, media_type: str, body: Callable[[], bytes]) -> Response:
+    """``body()`` with ETag ``tag``, cached for a day when ``pinned`` (else revalidated); 304
+    when the client has it, 404 when it cannot be made (a file missing, a slice out of range)."""
+    headers = {"ETag": f'"{tag}"', "Cache-Control": PINNED if pinned else REVALIDATE}
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    try:
+        content = body()
+    except (OSError, IndexError) as exc:
+        raise HTTPException(404, str(exc)) from None
+    return Response(content, media_type=media_type, headers=headers)
 
 
 def _page(name: str) -> Response:
@@ -334,18 +371,21 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def _check_aif(aif: list[int], store: JobStore, study: Study) -> None:
+def _check_aif(aif: list[int], studies: Studies, study: Study) -> None:
     """422 unless ``aif`` (x, y, z) lies in the acquisition matrix (the series' DICOM Columns
     and Rows) and its slice positions."""
-    rows = store.query("SELECT path FROM instances WHERE series_uid = ? LIMIT 1", (study.row["series_uid"],))
+    unreadable = HTTPException(409, "the series' images cannot be read to check the AIF location")
+    path = studies.instance_path(study)
+    if path is None:
+        raise unreadable
     try:
-        header = pydicom.dcmread(rows[0]["path"], stop_before_pixels=True, specific_tags=["Rows", "Columns"])
-        columns, rows_, slices_ = int(header.Columns), int(header.Rows), int(study.row["n_positions"])
-    except (IndexError, OSError, TypeError, ValueError, AttributeError, pydicom.errors.InvalidDicomError):
-        raise HTTPException(409, "the series' images cannot be read to check the AIF location") from None
+        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
+        columns, rows, slices_ = int(header.Columns), int(header.Rows), int(study.row["n_positions"])
+    except (OSError, TypeError, ValueError, AttributeError, pydicom.errors.InvalidDicomError):
+        raise unreadable from None
     x, y, z = aif
-    if not (0 <= x < columns and 0 <= y < rows_ and 0 <= z < slices_):
-        raise HTTPException(422, f"aif {x},{y},{z} is outside the images ({columns} columns x {rows_} rows "
+    if not (0 <= x < columns and 0 <= y < rows and 0 <= z < slices_):
+        raise HTTPException(422, f"aif {x},{y},{z} is outside the images ({columns} columns x {rows} rows "
                                  f"x {slices_} slices; 0-based)")
 
 

@@ -1,7 +1,7 @@
 """The node's metrics in the Prometheus text exposition format (version 0.0.4), from the database.
 
-Everything is computed at scrape time from the job store's tables, so the figures survive a
-restart (and shrink when retention removes old series):
+Everything is computed at scrape time from the job store's tables (:mod:`triage.store.metrics`),
+so the figures survive a restart (and shrink when retention removes old series):
 
 - ``triage_instances``, ``triage_series{state}``, ``triage_jobs{kind,state}``,
   ``triage_outbox_messages{state}``: rows now (gauges);
@@ -18,44 +18,31 @@ from __future__ import annotations
 import math
 
 from triage.store.jobs import JobStore
+from triage.store.metrics import MetricsQueries
 
 BUCKETS_S = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
-# Per analysis generation started by the images: when its last image arrived, when its
-# result was ready (its result alert written, else its analysis job done: the alert goes out
-# before the DICOM export ends the job), when its first result alert was delivered (NULL if not yet).
-_LATENCY_SQL = """
-SELECT (SELECT max(i.received_at) FROM instances i WHERE i.series_uid = j.series_uid
-        AND i.received_at <= j.created_at) AS received,
-       min(j.updated_at, coalesce((SELECT min(o.created_at) FROM outbox o WHERE o.series_uid = j.series_uid
-           AND o.generation = j.generation AND o.kind = 'result'), j.updated_at)) AS result,
-       (SELECT min(o.delivered_at) FROM outbox o WHERE o.series_uid = j.series_uid
-        AND o.generation = j.generation AND o.kind = 'result' AND o.state = 'delivered') AS alerted
-FROM jobs j WHERE j.kind = 'analyse' AND j.state = 'done' AND j.options IS NULL
-"""
 
-
-def exposition(db: JobStore) -> str:
+def exposition(store: JobStore) -> str:
     """The metrics text (``text/plain; version=0.0.4``) of the node's database."""
+    figures = MetricsQueries(store)
     lines: list[str] = []
-    count = db.query("SELECT count(*) FROM instances")[0][0]
-    _gauge(lines, "triage_instances", "Received instances recorded in the job store.", [({}, count)])
+    _gauge(lines, "triage_instances", "Received instances recorded in the job store.",
+           [({}, figures.instance_count())])
     _gauge(lines, "triage_series", "Series by state.",
-           [({"state": r[0]}, r[1]) for r in db.query("SELECT state, count(*) FROM series GROUP BY state")])
+           [({"state": state}, count) for state, count in figures.series_by_state()])
     _gauge(lines, "triage_jobs", "Jobs by kind and state.",
-           [({"kind": r[0], "state": r[1]}, r[2])
-            for r in db.query("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state")])
+           [({"kind": kind, "state": state}, count) for kind, state, count in figures.jobs_by_kind_and_state()])
     _gauge(lines, "triage_outbox_messages", "Alert messages by state.",
-           [({"state": r[0]}, r[1]) for r in db.query("SELECT state, count(*) FROM outbox GROUP BY state")])
-    rows = db.query(_LATENCY_SQL)
+           [({"state": state}, count) for state, count in figures.outbox_by_state()])
+    times = figures.analysis_times()
     _histogram(lines, "triage_receive_to_result_seconds",
                "Last image received to analysis result ready.",
-               [r["result"] - r["received"] for r in rows if r["received"] is not None])
+               [t.result - t.received for t in times if t.received is not None])
     _histogram(lines, "triage_result_to_alert_seconds", "Analysis result ready to result alert delivered.",
-               [r["alerted"] - r["result"] for r in rows if r["alerted"] is not None])
+               [t.alerted - t.result for t in times if t.alerted is not None])
     _histogram(lines, "triage_receive_to_alert_seconds", "Last image received to result alert delivered.",
-               [r["alerted"] - r["received"] for r in rows
-                if r["alerted"] is not None and r["received"] is not None])
+               [t.alerted - t.received for t in times if t.alerted is not None and t.received is not None])
     return "\n".join(lines) + "\n"
 
 

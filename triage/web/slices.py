@@ -1,7 +1,8 @@
 """One slice of a result's maps or masks as a PNG, on the acquisition grid, for the viewer.
 
-The maps are read from ``maps/<name>.nii.gz`` (written by :func:`triage.report.nifti.write_maps` on the
-acquisition grid). SimpleITK gives the voxels as ``(z, y, x)``: the PNG of slice ``z`` has the
+The maps are read from a result folder's ``maps/<name>.nii.gz``
+(:meth:`triage.report.folder.ResultFolder.map_file`; written by :func:`triage.report.nifti.write_maps`
+on the acquisition grid). SimpleITK gives the voxels as ``(z, y, x)``: the PNG of slice ``z`` has the
 acquisition matrix' size, PNG column = DICOM column ``x``, PNG row = DICOM row ``y``, and ``z``
 is the slice index of ``--aif X,Y,Z`` and of ``quality.aif.location.source_xyz`` in
 result.json. Nothing is mirrored: the source images' own orientation (radiological for a
@@ -25,26 +26,27 @@ import SimpleITK as sitk
 from PIL import Image
 
 from triage.report.colormaps import get_lut, lut_indices
+from triage.report.folder import ResultFolder
 from triage.report.render import CORE_COLOUR, HYPOPERFUSED_COLOUR, MAP_STYLES, render_colorbar
 
 OVERLAY_COLOURS = {"core": CORE_COLOUR, "hypoperfusion": HYPOPERFUSED_COLOUR}
 TISSUE_MAP = "cbf"  # its non-zero voxels are the analysed tissue
 
 
-def map_png(maps_dir: Path, name: str, z: int) -> bytes:
-    """Slice ``z`` of map ``name`` (a key of ``MAP_STYLES``) as RGB PNG; IndexError when ``z``
-    is not a slice, OSError when the map file is missing or unreadable."""
+def map_png(folder: ResultFolder, name: str, z: int) -> bytes:
+    """Slice ``z`` of map ``name`` (a key of ``MAP_STYLES``) of the result ``folder`` as RGB PNG;
+    IndexError when ``z`` is not a slice, OSError when the map file is missing or unreadable."""
     _, window, colormap = MAP_STYLES[name]
-    values = _slice(maps_dir / f"{name}.nii.gz", z)
-    tissue = _slice(maps_dir / f"{TISSUE_MAP}.nii.gz", z) != 0
+    values = _slice(folder.map_file(name), z)
+    tissue = _slice(folder.map_file(TISSUE_MAP), z) != 0
     rgb = get_lut(colormap)[lut_indices(values, window)]
     rgb[~(tissue & np.isfinite(values))] = 0
     return _png(Image.fromarray(rgb, "RGB"))
 
 
-def overlay_png(maps_dir: Path, name: str, z: int) -> bytes:
-    """Slice ``z`` of mask ``name`` (``core`` or ``hypoperfusion``) as RGBA PNG."""
-    inside = _slice(maps_dir / f"{name}.nii.gz", z) != 0
+def overlay_png(folder: ResultFolder, name: str, z: int) -> bytes:
+    """Slice ``z`` of mask ``name`` (``core`` or ``hypoperfusion``) of the result ``folder`` as RGBA PNG."""
+    inside = _slice(folder.map_file(name), z) != 0
     rgba = np.zeros(inside.shape + (4,), np.uint8)
     rgba[inside] = (*OVERLAY_COLOURS[name], 255)
     return _png(Image.fromarray(rgba, "RGBA"))

@@ -3,7 +3,8 @@
 A *study* of the API is one series, ``id = safe_name(series_uid)`` (URL-safe). The result shown
 is that of the newest generation whose analysis is done, or of the one running when its result
 is already in place (its DICOM objects still being made), read from
-``DATA/results/<id>/<generation>/result.json``. ``status`` is one of ``receiving``,
+``DATA/results/<id>/<generation>/result.json`` (:class:`~triage.report.folder.ResultsRoot`; a
+result.json that is not a complete result is not shown). ``status`` is one of ``receiving``,
 ``incomplete``, ``ignored`` (the series' state), or, for a complete perfusion series, that of
 its newest analysis: ``queued``, ``analysing``, ``done``, ``failed``. Patient name and ID are
 never part of it (the series description is).
@@ -14,14 +15,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from triage.base.names import safe_name
+from triage.report.folder import ResultFolder, ResultsRoot
 from triage.report.render import MAP_STYLES, axis_letters
 from triage.store.jobs import JobStore
+from triage.store.studies import StudyQueries
 
 MAP_NAMES = ("cbf", "cbv", "mtt", "tmax")
 OVERLAY_NAMES = ("core", "hypoperfusion")
@@ -29,31 +31,18 @@ _HASHED_NAME = re.compile(r"h[0-9a-f]{40}")  # see dicom_node.spool.safe_name
 JOB_STATUS = {"pending": "queued", "running": "analysing", "done": "done", "failed": "failed",
               "superseded": "queued"}
 
-_SERIES_SQL = """
-SELECT s.series_uid, s.study_uid, s.description, s.state, s.reason, s.first_received,
-       s.last_received, s.n_positions,
-       (SELECT orientation FROM instances WHERE series_uid = s.series_uid LIMIT 1) AS orientation,
-       newest.state AS job_state, newest.error AS job_error, newest.generation AS newest_generation,
-       shown.generation AS result_generation, shown.updated_at AS result_at
-FROM series s
-LEFT JOIN jobs newest ON newest.id = (SELECT id FROM jobs WHERE series_uid = s.series_uid
-                                      AND kind = 'analyse' ORDER BY generation DESC LIMIT 1)
-LEFT JOIN jobs shown ON shown.id = (SELECT id FROM jobs WHERE series_uid = s.series_uid
-                                    AND kind = 'analyse' AND state = 'done'
-                                    ORDER BY generation DESC LIMIT 1)
-"""
-
-
 @dataclass(frozen=True)
 class Study:
-    """One series as the API shows it; ``result`` is the shown generation's result.json."""
+    """One series as the API shows it: ``row`` is its row of
+    :class:`~triage.store.studies.StudyQueries`, ``folder`` the shown generation's result folder
+    and ``result`` its result.json (None: no result shown)."""
 
     id: str
     row: dict
     status: str
     error: str | None
     generation: int | None
-    result_dir: Path | None
+    folder: ResultFolder | None
     result: dict | None
 
     def summary(self) -> dict:
@@ -98,26 +87,28 @@ def edge_letters(orientation: list[float] | None) -> dict | None:
 
 
 class Studies:
-    """The series of the job store ``db`` with their results under ``results_root``."""
+    """The series of the job store ``store`` with their results under ``results_root``."""
 
-    def __init__(self, db: JobStore, results_root: Path):
-        self.db = db
-        self.results_root = Path(results_root)
+    def __init__(self, store: JobStore, results_root: Path):
+        self._queries = StudyQueries(store)
+        self.results = ResultsRoot(Path(results_root))
 
     def all(self) -> list[Study]:
         """Every series, the newest (last image received) first."""
-        rows = self.db.query(_SERIES_SQL + " ORDER BY s.last_received DESC")
-        return [self._study(dict(row)) for row in rows]
+        return [self._study(row) for row in self._queries.series_rows()]
 
     def get(self, study_id: str) -> Study | None:
         """The series whose ``safe_name`` is ``study_id``."""
         uid = study_id
         if _HASHED_NAME.fullmatch(study_id):  # the name of a UID that is not URL-safe
-            uids = [row[0] for row in self.db.query("SELECT series_uid FROM series")]
-            uid = next((u for u in uids if safe_name(u) == study_id), None)
-        rows = self.db.query(_SERIES_SQL + " WHERE s.series_uid = ?", (uid,)) if uid else []
-        study = self._study(dict(rows[0])) if rows else None
+            uid = next((u for u in self._queries.series_uids() if safe_name(u) == study_id), None)
+        row = self._queries.series_row(uid) if uid else None
+        study = self._study(row) if row is not None else None
         return study if study is not None and study.id == study_id else None
+
+    def instance_path(self, study: Study) -> str | None:
+        """The spool path of one of the study's images (None: none is recorded)."""
+        return self._queries.instance_path(study.row["series_uid"])
 
     def _study(self, row: dict) -> Study:
         study_id = safe_name(row["series_uid"])
@@ -127,37 +118,22 @@ class Studies:
             error = row["job_error"] if status == "failed" else None
         elif status == "incomplete":
             error = row["reason"]
-        generation, result_dir, result = row["result_generation"], None, None
+        generation, folder, result = row["result_generation"], None, None
         if row["job_state"] == "running":
             # Its result is in place (announced to the stroke team) while its DICOM objects are
             # still being made: shown already.
-            running = self.results_root / study_id / str(row["newest_generation"]) / "result.json"
+            running = self.results.folder(row["series_uid"], row["newest_generation"])
             try:
-                if _read_result(running) is not None:
+                if running.read_cached() is not None:
                     generation = row["newest_generation"]
-                    row = {**row, "result_at": running.stat().st_mtime}
+                    row = {**row, "result_at": running.result_json.stat().st_mtime}
             except OSError:  # removed meanwhile (retention)
                 pass
         if generation is not None:
-            result_dir = self.results_root / study_id / str(generation)
-            result = _read_result(result_dir / "result.json")
-            if result is None:  # removed meanwhile (retention)
-                generation, result_dir = None, None
-        return Study(study_id, row, status, error, generation, result_dir, result)
-
-
-def _read_result(path: Path) -> dict | None:
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError:
-        return None
-    return _parsed(path, stamp)
-
-
-@lru_cache(maxsize=256)
-def _parsed(path: Path, stamp: int) -> dict | None:
-    """result.json at ``path`` as written at ``stamp`` (a generation's result never changes)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+            folder = self.results.folder(row["series_uid"], generation)
+            shown = folder.read_cached()
+            if shown is None:  # removed meanwhile (retention)
+                generation, folder = None, None
+            else:
+                result = shown.document
+        return Study(study_id, row, status, error, generation, folder, result)
