@@ -24,8 +24,9 @@ from triage.node.alerts import (
     patient_details,
     result_messages,
 )
-from triage.node.delivery import Deliverer, OutboxStore
-from triage.store.jobs import JobStore, OutboxMessage
+from triage.node.delivery import Deliverer
+from triage.store.jobs import JobStore
+from triage.store.outbox import OutboxMessage, OutboxStore
 
 log = logging.getLogger("triage.node")
 

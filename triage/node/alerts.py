@@ -37,7 +37,8 @@ from triage.base.errors import InputError
 from triage.base.names import safe_name
 from triage.report.folder import Result, ResultFolder
 from triage.settings import AlertSettings
-from triage.store.jobs import OutboxMessage, SeriesRecord
+from triage.store.outbox import OutboxMessage
+from triage.store.records import SeriesRecord
 
 SCHEMA = "stroke-triage/alert/1"
 STATEMENT = ("Research use only: not clinically validated and not for clinical decisions; "

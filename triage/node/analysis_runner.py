@@ -36,7 +36,7 @@ from triage.node.alert_composer import AlertComposer
 from triage.node.context import NodeContext, run_jobs
 from triage.node.monitor import assess_series
 from triage.report.folder import ResultFolder
-from triage.store.jobs import Generation, Job
+from triage.store.records import Generation, Job
 
 log = logging.getLogger("triage.node")
 

@@ -21,7 +21,8 @@ from dicom_node.scu import RemoteAE
 from triage.base.errors import one_line
 from triage.report.folder import ResultsRoot
 from triage.settings import NodeSettings
-from triage.store.jobs import Job, JobStore
+from triage.store.jobs import JobStore
+from triage.store.records import Job
 
 log = logging.getLogger("triage.node")
 

@@ -47,7 +47,7 @@ from triage.base.durable import fsync_directory
 from triage.base.errors import one_line
 from triage.node.alert_composer import AlertComposer
 from triage.node.context import TICK_S, NodeContext
-from triage.store.jobs import SeriesRecord
+from triage.store.records import SeriesRecord
 
 if TYPE_CHECKING:
     from triage.node.analysis_runner import AnalysisRunner

@@ -20,7 +20,7 @@ import time
 
 from dicom_node.scu import SendError, send_files
 from triage.node.context import NodeContext, run_jobs
-from triage.store.jobs import Job
+from triage.store.records import Job
 
 log = logging.getLogger("triage.node")
 
