@@ -1,8 +1,23 @@
-"""Tracer-kinetic models and lesion threshold profiles."""
+"""Tracer-kinetic models and lesion threshold profiles.
 
-from .base import PerfusionFit
+``make_model(name, aif, times)`` builds a model of :data:`MODELS`; ``model.fit(curves, mask,
+guide=FitGuide(...))`` returns a :class:`PerfusionFit` with the maps cbf (mL/100 g/min),
+cbv (mL/100 g), mtt, tmax and ttp (s).
+"""
+
+from .base import FitGuide, PerfusionFit, PerfusionModel
 from .parametric import ExponentialResidueModel
+from .registry import MODELS, make_model
 from .svd import BlockCirculantSVDModel
 from .tikhonov import TikhonovModel
 
-__all__ = ["BlockCirculantSVDModel", "ExponentialResidueModel", "PerfusionFit", "TikhonovModel"]
+__all__ = [
+    "MODELS",
+    "BlockCirculantSVDModel",
+    "ExponentialResidueModel",
+    "FitGuide",
+    "PerfusionFit",
+    "PerfusionModel",
+    "TikhonovModel",
+    "make_model",
+]

@@ -10,13 +10,17 @@ so a deconvolution that returns ``k(t) = (ρ / k_H) · F · R(t)`` gives
 CBF [mL/100 g/min] = max k · (k_H / ρ) · 6000.
 
 The model pattern follows DIPY's reconstruction models: configure a model once with the
-arterial input function and the frame times, then ``model.fit(curves, mask)`` returns a
-:class:`PerfusionFit` whose attributes are the maps.
+arterial input function and the frame times (:class:`PerfusionModel`), then
+``model.fit(curves, mask, guide=...)`` returns a :class:`PerfusionFit` whose attributes are
+the maps. The optional spatial guides that only some models use travel in one
+:class:`FitGuide`, passed the same way to every model; each model documents whether it uses
+or ignores it. ``models.registry`` builds the models by name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -59,6 +63,56 @@ class PerfusionFit:
     tmax: np.ndarray
     ttp: np.ndarray
     mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class FitGuide:
+    """Spatial guides for a fit, computed by the caller at a coarser scale than the curves.
+
+    Every model's ``fit`` accepts one (``guide=``); a model that has no use for it ignores it
+    (the block-circulant deconvolutions do; see each model's ``fit``).
+
+    Attributes
+    ----------
+    mtt_curves : ndarray, shape (t, masked voxels), optional
+        Less noisy (more smoothed) tissue enhancement ΔHU of the masked voxels, in
+        ``np.flatnonzero(mask)`` order. Used by :class:`models.parametric.ExponentialResidueModel`
+        to set each voxel's MTT (s) and dispersion.
+    delay_mtt : callable, optional
+        With ``mtt_curves``: maps the guide's MTT map (s; float32 array of the mask's spatial
+        shape, 0 outside the mask) to the MTT (s) at which each voxel's delay is searched, an
+        array of that shape (e.g. a smoothing of the MTT within the mask).
+    """
+
+    mtt_curves: np.ndarray | None = None
+    delay_mtt: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+class PerfusionModel:
+    """Interface of every perfusion model: configured once, then fitted to any number of series.
+
+    A subclass takes the arterial input (ΔHU, already scaled for partial volume) and the frame
+    times (s) as its first two arguments, ``Model(aif, times, **options)``, and implements
+    :meth:`fit`.
+    """
+
+    def fit(self, curves, mask=None, *, guide: FitGuide | None = None) -> PerfusionFit:
+        """Fit the masked voxels of ``curves`` (t, ...) ΔHU; return their maps.
+
+        Parameters
+        ----------
+        curves : array_like, shape (t, ...)
+            Tissue enhancement ΔHU (float32 preferred), any spatial shape.
+        mask : array_like of bool, spatial shape, optional
+            Voxels to fit; None fits all.
+        guide : FitGuide, optional
+            Spatial guides; models that do not use them ignore them.
+
+        Returns
+        -------
+        PerfusionFit
+        """
+        raise NotImplementedError
 
 
 def check_aif_and_times(aif, times) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +202,7 @@ def parabolic_offset(before: np.ndarray, peak: np.ndarray, after: np.ndarray) ->
     return np.where(curvature < 0, np.clip(offset, -0.5, 0.5), 0.0).astype(np.float32)
 
 
-class DeconvolutionModel:
+class DeconvolutionModel(PerfusionModel):
     """Base of the block-circulant deconvolution models.
 
     With the SVD ``A = U S Vᵀ`` of the block-circulant AIF matrix
@@ -256,7 +310,7 @@ class DeconvolutionModel:
         offset = parabolic_offset(residues[rows, index - 1], peak, residues[rows, (index + 1) % length])
         return peak, self._delay_from_index(index, offset)
 
-    def fit(self, curves, mask=None) -> PerfusionFit:
+    def fit(self, curves, mask=None, *, guide: FitGuide | None = None) -> PerfusionFit:
         """Deconvolve every masked voxel.
 
         Parameters
@@ -265,6 +319,8 @@ class DeconvolutionModel:
             Tissue enhancement ΔHU (float32 preferred), any spatial shape.
         mask : array_like of bool, spatial shape, optional
             Voxels to fit; None fits all.
+        guide : FitGuide, optional
+            Ignored: the deconvolution of each voxel needs no spatial guide.
 
         Returns
         -------

@@ -33,7 +33,9 @@ from .base import (
     FLOW_TO_CBF,
     K_H,
     RHO_BRAIN,
+    FitGuide,
     PerfusionFit,
+    PerfusionModel,
     assemble_fit,
     check_aif_and_times,
     curve_blocks,
@@ -149,7 +151,7 @@ class _TemplateBank:
         return scores
 
 
-class ExponentialResidueModel:
+class ExponentialResidueModel(PerfusionModel):
     """Per-voxel fit of a delayed, optionally dispersed exponential residue on a grid of
     (delay, MTT, τ) templates.
 
@@ -189,11 +191,16 @@ class ExponentialResidueModel:
     dispersions : sequence of float
         Dispersion time constants τ, s, starting with 0 (no dispersion); ``(0.0,)`` fits the
         undispersed model only.
+    guided : bool
+        Whether :meth:`fit` uses a :class:`models.base.FitGuide` (the MTT from coarse curves,
+        the smoothed MTT at which the delay is searched); False fits the curves as they are
+        whatever guide is passed.
     """
 
     def __init__(self, aif, times, *, delays=DEFAULT_DELAYS, mtts=DEFAULT_MTTS,
-                 dispersions=DEFAULT_DISPERSIONS):
+                 dispersions=DEFAULT_DISPERSIONS, guided: bool = True):
         self.aif, self.times = check_aif_and_times(aif, times)
+        self.guided = bool(guided)
         self.delays = np.asarray(delays, dtype=np.float64)
         self.mtts = np.asarray(mtts, dtype=np.float64)
         dispersions = np.asarray(dispersions, dtype=np.float64)
@@ -338,13 +345,9 @@ class ExponentialResidueModel:
             chosen = rows[better]
             state["score"][chosen] = score[better]
             state["bank"][chosen] = b
-            fitted = self._refine(bank, scores[better], best[better])
-            for name, value in zip(("amplitude", "delay", "mtt"), fitted[:3]):
-                state[name][chosen] = value
-            for whole, value in zip(state["grid"], fitted[3]):
-                whole[chosen] = value
+            _store_refined(state, chosen, self._refine(bank, scores[better], best[better]))
 
-    def fit(self, curves, mask=None, mtt_curves=None, delay_mtt=None) -> PerfusionFit:
+    def fit(self, curves, mask=None, *, guide: FitGuide | None = None) -> PerfusionFit:
         """Fit every masked voxel.
 
         Parameters
@@ -353,79 +356,130 @@ class ExponentialResidueModel:
             Tissue enhancement ΔHU (float32 preferred), any spatial shape.
         mask : array_like of bool, spatial shape, optional
             Voxels to fit; None fits all.
-        mtt_curves : array_like, shape (t, voxels of ``mask``), optional
-            Less noisy (more smoothed) version of the masked curves, in ``np.flatnonzero(mask)``
-            order (the guide). Its best template sets each voxel's MTT and τ and the template
-            whose amplitude is the flow; the delay is searched in ``curves`` at that MTT and τ.
-            MTT is the parameter worst determined by noisy curves (it trades off against the
-            delay) and varies smoothly within tissue, so it is estimated at a coarser scale;
-            the timing keeps the finer scale, since Tmax > 6 s outlines the hypoperfused region.
-        delay_mtt : callable, optional
-            With ``mtt_curves``: maps the guide's MTT (s; an array of the spatial shape of
-            ``mask``, 0 outside it) to the MTT (s) at which each voxel's delay is searched,
-            e.g. a smoothing of it within the mask. Even the guide's MTT is noisy at clinical
-            noise, and a voxel's fitted delay moves against its MTT error (an MTT too long by
-            10 s advances Tmax by several seconds): a penumbra read with a noisy MTT loses its
-            late voxels below Tmax 6 s. Flow, CBV and MTT keep the guide's template; Tmax is
-            the delay (plus the dispersed residue's peak offset) at the returned MTT.
+        guide : FitGuide, optional
+            Used when the model is ``guided`` (ignored otherwise, and ignored without
+            ``guide.mtt_curves``). The best template of ``guide.mtt_curves`` sets each voxel's
+            MTT and τ and the template whose amplitude is the flow; the delay is searched in
+            ``curves`` at that MTT and τ. MTT is the parameter worst determined by noisy curves
+            (it trades off against the delay) and varies smoothly within tissue, so it is
+            estimated at a coarser scale; the timing keeps the finer scale, since Tmax > 6 s
+            outlines the hypoperfused region. ``guide.delay_mtt``, if given, maps the guide's
+            MTT map (s) to the MTT (s) at which each voxel's delay is searched: even the
+            guide's MTT is noisy at clinical noise, and a voxel's fitted delay moves against
+            its MTT error (an MTT too long by 10 s advances Tmax by several seconds), so a
+            penumbra read with a noisy MTT loses its late voxels below Tmax 6 s. Flow, CBV and
+            MTT keep the guide's template; Tmax is the delay (plus the dispersed residue's
+            peak offset) at the returned MTT.
 
         Returns
         -------
         PerfusionFit
+
+        Raises
+        ------
+        InputError
+            Curves or mask inconsistent (see :func:`models.base.masked_curves`), guide curves
+            not of shape (t, masked voxels), or a ``delay_mtt`` result that is not a positive,
+            finite MTT for every masked voxel.
         """
         flat, voxels, mask = masked_curves(curves, mask, self.times.size)
-        guide_flat = None
-        if mtt_curves is not None:
-            guide_flat = np.asarray(mtt_curves)
-            if guide_flat.shape != (self.times.size, voxels.size):
-                raise InputError(f"mtt_curves have shape {guide_flat.shape}, expected {(self.times.size, voxels.size)}")
-        n = voxels.size
-        state = {name: np.zeros(n, np.float32) for name in ("score", "amplitude", "delay", "mtt")}
-        state["grid"] = [np.zeros(n, np.intp), np.zeros(n, np.float32), np.zeros(n, np.intp), np.zeros(n, np.float32)]
-        state["bank"] = np.zeros(n, np.intp)
-        ttp = np.zeros(n, np.float32)
-        work = np.empty((min(CHUNK_VOXELS, n), max(bank.unit.shape[1] for bank in self.banks)), np.float32)
-        # The guide (else the curves) sets the template: τ = 0 everywhere, then τ > 0 where
-        # the τ = 0 delay is late, in blocks of late voxels only.
-        source, source_voxels = (flat, voxels) if guide_flat is None else (guide_flat, np.arange(n))
+        guide_flat = self._guide_curves(guide, voxels.size)
+        state = _new_state(voxels.size)
+        work = np.empty((min(CHUNK_VOXELS, voxels.size), max(bank.unit.shape[1] for bank in self.banks)), np.float32)
+        # The guide (else the curves) sets the template.
+        if guide_flat is None:
+            self._fit_templates(flat, voxels, state, work, measure_ttp=True)
+            search_mtt = state["mtt"]
+        else:
+            self._fit_templates(guide_flat, np.arange(voxels.size), state, work, measure_ttp=False)
+            search_mtt = self._delay_search_mtt(guide.delay_mtt, state, mask)
+            self._refit_delays(flat, voxels, state, search_mtt if guide.delay_mtt is not None else None)
+        return self._maps(state, search_mtt, mask)
+
+    def _guide_curves(self, guide: FitGuide | None, n_voxels: int) -> np.ndarray | None:
+        """The guide's curves (t, masked voxels) ΔHU when this model uses them, else None."""
+        if not self.guided or guide is None or guide.mtt_curves is None:
+            return None
+        guide_flat = np.asarray(guide.mtt_curves)
+        if guide_flat.shape != (self.times.size, n_voxels):
+            raise InputError(f"guide.mtt_curves have shape {guide_flat.shape}, expected {(self.times.size, n_voxels)}")
+        return guide_flat
+
+    def _fit_templates(self, source: np.ndarray, source_voxels: np.ndarray, state: dict, work: np.ndarray, *,
+                       measure_ttp: bool) -> None:
+        """Best template of every curve ``source[:, source_voxels]`` (ΔHU) into ``state``.
+
+        τ = 0 everywhere, then τ > 0 where the τ = 0 delay is later than
+        ``DISPERSION_SEARCH_DELAY`` s, in blocks of late voxels only. With ``measure_ttp`` the
+        curves' time to peak (s from the first frame) is stored too.
+        """
         for part, block in curve_blocks(source, source_voxels, CHUNK_VOXELS):
             scores = self.banks[0].scores(block, work)
             best = scores.argmax(axis=1)
             state["score"][part] = scores[np.arange(best.size), best]
-            fitted = self._refine(self.banks[0], scores, best)
-            for name, value in zip(("amplitude", "delay", "mtt"), fitted[:3]):
-                state[name][part] = value
-            for whole, value in zip(state["grid"], fitted[3]):
-                whole[part] = value
-            if guide_flat is None:
-                ttp[part] = self.times[block.argmax(axis=1)] - self.times[0]
+            _store_refined(state, part, self._refine(self.banks[0], scores, best))
+            if measure_ttp:
+                state["ttp"][part] = self.times[block.argmax(axis=1)] - self.times[0]
         late = np.flatnonzero(state["delay"] > DISPERSION_SEARCH_DELAY)
         if len(self.banks) > 1:
             for part, block in curve_blocks(source, source_voxels[late], CHUNK_VOXELS):
                 self._search_dispersion(block, late[part], state, work)
-        search_mtt = state["mtt"]
-        if guide_flat is not None:
-            if delay_mtt is not None:
-                guide_mtt = np.zeros(mask.shape, np.float32)
-                guide_mtt[mask] = state["mtt"]
-                search_mtt = np.asarray(delay_mtt(guide_mtt), np.float32)[mask]
-                if search_mtt.shape != (n,) or not np.all(np.isfinite(search_mtt) & (search_mtt > 0)):
-                    raise InputError("delay_mtt must return a positive, finite MTT for every masked voxel")
-            for b in np.unique(state["bank"]):
-                bank = self.banks[b]
-                chosen = np.flatnonzero(state["bank"] == b)
-                # in order of the guide's MTT: a block then holds few MTT groups (few, large products)
-                chosen = chosen[np.argsort(state["grid"][2][chosen], kind="stable")]
-                search_index = state["grid"][2] if delay_mtt is None else _nearest_index(bank.mtts, search_mtt)
-                for part, block in curve_blocks(flat, voxels[chosen], CHUNK_VOXELS):
-                    rows = chosen[part]
-                    state["amplitude"][rows], state["delay"][rows] = self._fit_at_guide(
-                        bank, block, [g[rows] for g in state["grid"]], search_index[rows])
-                    ttp[rows] = self.times[block.argmax(axis=1)] - self.times[0]
+
+    @staticmethod
+    def _delay_search_mtt(delay_mtt, state: dict, mask: np.ndarray) -> np.ndarray:
+        """MTT (s) per masked voxel at which its delay is searched: ``delay_mtt`` of the
+        guide's MTT map, or the guide's MTT itself without ``delay_mtt``."""
+        if delay_mtt is None:
+            return state["mtt"]
+        guide_mtt = np.zeros(mask.shape, np.float32)
+        guide_mtt[mask] = state["mtt"]
+        search_mtt = np.asarray(delay_mtt(guide_mtt), np.float32)[mask]
+        if search_mtt.shape != (state["mtt"].size,) or not np.all(np.isfinite(search_mtt) & (search_mtt > 0)):
+            raise InputError("guide.delay_mtt must return a positive, finite MTT for every masked voxel")
+        return search_mtt
+
+    def _refit_delays(self, flat: np.ndarray, voxels: np.ndarray, state: dict, search_mtt: np.ndarray | None) -> None:
+        """Amplitude (1/s), delay (s) and TTP (s) from the curves ``flat[:, voxels]`` at the
+        guide's templates in ``state`` (see :meth:`_fit_at_guide`); the delay is searched at
+        the grid MTT nearest ``search_mtt`` (s), or at the guide's MTT index when None."""
+        for b in np.unique(state["bank"]):
+            bank = self.banks[b]
+            chosen = np.flatnonzero(state["bank"] == b)
+            # in order of the guide's MTT: a block then holds few MTT groups (few, large products)
+            chosen = chosen[np.argsort(state["grid"][2][chosen], kind="stable")]
+            search_index = state["grid"][2] if search_mtt is None else _nearest_index(bank.mtts, search_mtt)
+            for part, block in curve_blocks(flat, voxels[chosen], CHUNK_VOXELS):
+                rows = chosen[part]
+                state["amplitude"][rows], state["delay"][rows] = self._fit_at_guide(
+                    bank, block, [g[rows] for g in state["grid"]], search_index[rows])
+                state["ttp"][rows] = self.times[block.argmax(axis=1)] - self.times[0]
+
+    def _maps(self, state: dict, search_mtt: np.ndarray, mask: np.ndarray) -> PerfusionFit:
+        """The maps of the fitted ``state``: CBF (mL/100 g/min), CBV (mL/100 g), Tmax = delay
+        plus the dispersed residue's peak offset at ``search_mtt`` (s), TTP (s); MTT derived."""
         dispersions = np.array([bank.dispersion for bank in self.banks])
         offset, _ = dispersed_peak(search_mtt, dispersions[state["bank"]])
         amplitude = state["amplitude"]
         out = {"cbf": amplitude * np.float32(FLOW_TO_CBF),
                "cbv": amplitude * state["mtt"] * np.float32(100 * K_H / RHO_BRAIN),
-               "tmax": (state["delay"] + offset).astype(np.float32), "ttp": ttp}
+               "tmax": (state["delay"] + offset).astype(np.float32), "ttp": state["ttp"]}
         return assemble_fit(out, mask)
+
+
+def _new_state(n: int) -> dict:
+    """Per-voxel fit state of ``n`` voxels: best score (ΔHU), amplitude (1/s), delay (s), MTT
+    (s), TTP (s), grid position (delay index, delay offset, MTT index, MTT offset; see
+    :meth:`ExponentialResidueModel._refine`) and template bank index (τ)."""
+    state = {name: np.zeros(n, np.float32) for name in ("score", "amplitude", "delay", "mtt", "ttp")}
+    state["grid"] = [np.zeros(n, np.intp), np.zeros(n, np.float32), np.zeros(n, np.intp), np.zeros(n, np.float32)]
+    state["bank"] = np.zeros(n, np.intp)
+    return state
+
+
+def _store_refined(state: dict, rows, fitted) -> None:
+    """Write the result of :meth:`ExponentialResidueModel._refine` at ``rows`` (slice or
+    indices) of ``state``: amplitude, delay, MTT and grid position."""
+    for name, value in zip(("amplitude", "delay", "mtt"), fitted[:3]):
+        state[name][rows] = value
+    for whole, value in zip(state["grid"], fitted[3]):
+        whole[rows] = value

@@ -319,7 +319,22 @@ def test_result_failure_and_reanalysis_alerts_reach_every_endpoint_signed(series
     image (generation 1), then a late time point (generation 2): each announced once to each of
     two webhooks, as JSON and FHIR (the incomplete series in JSON only), signed, with the volumes
     of that generation's result.json, the viewer link, a PNG thumbnail, no patient information."""
-    uid, bad_uid = series["uid"], series["bad_uid"]
+    uid = series["uid"]
+    node, endpoint, requests = _send_incomplete_then_missing_then_late(series, tmp_path)
+    assert len(endpoint.requests) == 14 and all(r.status == 200 for r in requests)
+    assert len({r.headers["Idempotency-Key"] for r in requests}) == 14
+    finished, written, last_received = _outbox_record(node, uid)
+    for generation in (1, 2):
+        alert = _check_result_alerts(requests, node, uid, generation, finished[generation], written[generation])
+    assert alert["times"]["last_image_received"] == last_received
+    _check_failure_and_incomplete_alerts(requests, series)
+    _check_signed_without_patient_information(requests, series, node.log())
+
+
+def _send_incomplete_then_missing_then_late(series, tmp_path: Path):
+    """Run a node alerting two webhooks (JSON and FHIR) and send it the CTP without one image
+    plus the refused series, then the missing image, then the last time point; return the
+    stopped node, the endpoint and its 14 requests."""
     first_frames, last_frame = series["ctp"][:-N_SLICES], series["ctp"][-N_SLICES:]
     missing = first_frames[10 * N_SLICES + 3]
     with Endpoint() as endpoint:
@@ -339,8 +354,13 @@ def test_result_failure_and_reanalysis_alerts_reach_every_endpoint_signed(series
             time.sleep(1.0)  # room for a duplicate to show up
         finally:
             assert node.stop() == 0
-    assert len(endpoint.requests) == 14 and all(r.status == 200 for r in requests)
-    assert len({r.headers["Idempotency-Key"] for r in requests}) == 14
+    return node, endpoint, requests
+
+
+def _outbox_record(node: NodeProcess, uid: str):
+    """From the node's store, once every alert of the outbox is delivered: when each generation's
+    analysis job finished, when its result alerts were written (one transaction: one time per
+    generation), and when the series' last image was received."""
     store = node.store()
     try:
         finished = {j.generation: j.updated_at for j in store.jobs(uid, "analyse") if j.state == "done"}
@@ -352,42 +372,61 @@ def test_result_failure_and_reanalysis_alerts_reach_every_endpoint_signed(series
         assert [row.state for row in OutboxStore(store).rows()] == ["delivered"] * 14
     finally:
         store.close()
-    for generation in (1, 2):
-        result = json.loads((node.result_dir(uid, generation) / "result.json").read_text())
-        alerts = by_kind(requests, "result", generation)
-        assert sorted(r.path for r in alerts) == ["/team-a", "/team-b?token=abc"]
-        for request in alerts:
-            alert = json.loads(request.body)
-            assert alert["volumes"] == {name: result[name] for name in VOLUMES}
-            assert alert["eligibility"] == result["eligibility"]
-            assert alert["quality"] == {"level": result["quality"]["level"], "warnings": result["quality"]["warnings"]}
-            assert alert["study"]["id"] == safe_name(uid) and alert["study"]["reanalysis"] == (generation == 2)
-            assert alert["links"]["study"] == f"https://viewer.example/triage/studies/{safe_name(uid)}"
-            # Announced once the result was in place, before the DICOM export ended the job.
-            result_json_at = (node.result_dir(uid, generation) / "result.json").stat().st_mtime
-            ready = alert["times"]["result_ready"]
-            assert result_json_at - 0.01 <= ready <= finished[generation]
-            (created_at,) = written[generation]
-            assert ready == pytest.approx(created_at, abs=0.01)
-            assert alert["idempotency_key"] == request.headers["Idempotency-Key"]
-            thumbnail = Image.open(io.BytesIO(base64.b64decode(alert["thumbnail_png_base64"])))
-            thumbnail.load()
-            assert thumbnail.format == "PNG" and thumbnail.width <= THUMBNAIL_WIDTH_PX
-        assert ("re-analysis 2" in alert["message"]) == (generation == 2)
-        (report, _) = [DiagnosticReport.model_validate_json(r.body)
-                       for r in by_kind(requests, "result", generation, "application/fhir+json")]
-        assert report.status == "final" and report.subject is None
-        values = {o.id: o.valueQuantity and float(o.valueQuantity.value) for o in report.contained}
-        assert values == {name.removesuffix("_ml").replace("_", "-"): result[name] for name in VOLUMES}
-    assert alert["times"]["last_image_received"] == last_received
+    return finished, written, last_received
+
+
+def _check_result_alerts(requests, node: NodeProcess, uid: str, generation: int, finished: float,
+                         written: set) -> dict:
+    """The JSON result alerts of ``generation`` (one per webhook) carry its result.json's numbers,
+    the viewer link and a thumbnail, were sent once the result was in place (before the job
+    ``finished``, at the time ``written``), and its FHIR report the same volumes; return the
+    last JSON alert."""
+    result = json.loads((node.result_dir(uid, generation) / "result.json").read_text())
+    alerts = by_kind(requests, "result", generation)
+    assert sorted(r.path for r in alerts) == ["/team-a", "/team-b?token=abc"]
+    for request in alerts:
+        alert = json.loads(request.body)
+        assert alert["volumes"] == {name: result[name] for name in VOLUMES}
+        assert alert["eligibility"] == result["eligibility"]
+        assert alert["quality"] == {"level": result["quality"]["level"], "warnings": result["quality"]["warnings"]}
+        assert alert["study"]["id"] == safe_name(uid) and alert["study"]["reanalysis"] == (generation == 2)
+        assert alert["links"]["study"] == f"https://viewer.example/triage/studies/{safe_name(uid)}"
+        # Announced once the result was in place, before the DICOM export ended the job.
+        result_json_at = (node.result_dir(uid, generation) / "result.json").stat().st_mtime
+        ready = alert["times"]["result_ready"]
+        assert result_json_at - 0.01 <= ready <= finished
+        (created_at,) = written
+        assert ready == pytest.approx(created_at, abs=0.01)
+        assert alert["idempotency_key"] == request.headers["Idempotency-Key"]
+        thumbnail = Image.open(io.BytesIO(base64.b64decode(alert["thumbnail_png_base64"])))
+        thumbnail.load()
+        assert thumbnail.format == "PNG" and thumbnail.width <= THUMBNAIL_WIDTH_PX
+    assert ("re-analysis 2" in alert["message"]) == (generation == 2)
+    (report, _) = [DiagnosticReport.model_validate_json(r.body)
+                   for r in by_kind(requests, "result", generation, "application/fhir+json")]
+    assert report.status == "final" and report.subject is None
+    values = {o.id: o.valueQuantity and float(o.valueQuantity.value) for o in report.contained}
+    assert values == {name.removesuffix("_ml").replace("_", "-"): result[name] for name in VOLUMES}
+    return alert
+
+
+def _check_failure_and_incomplete_alerts(requests, series) -> None:
+    """The refused series' failure went to both webhooks as JSON and FHIR; the CTP's missing
+    image was reported incomplete to both (JSON only) with the count of images expected."""
     failures = by_kind(requests, "failure", 1)
-    assert len(failures) == 2 and {json.loads(r.body)["study"]["series_uid"] for r in failures} == {bad_uid}
+    assert len(failures) == 2 and {json.loads(r.body)["study"]["series_uid"] for r in failures} == {series["bad_uid"]}
     assert len(by_kind(requests, "failure", 1, "application/fhir+json")) == 2
     failure = json.loads(failures[0].body)
     assert "bolus" in failure["error"] and "read the images without it" in failure["message"]
     incomplete = by_kind(requests, "incomplete", 1)
-    assert len(incomplete) == 2 and {json.loads(r.body)["study"]["series_uid"] for r in incomplete} == {uid}
+    assert len(incomplete) == 2 and {json.loads(r.body)["study"]["series_uid"] for r in incomplete} == {series["uid"]}
     assert f"(1 images missing of {N_SLICES * (N_FRAMES - 1)})" in json.loads(incomplete[0].body)["missing"]
+
+
+def _check_signed_without_patient_information(requests, series, log: str) -> None:
+    """Every request is signed (tampering and a replay after 300 s fail verification) and
+    holds no patient information; the node's ``log`` holds none either, nor the webhook's
+    token, and logs the 4 JSON result alerts delivered."""
     for request in requests:
         header = request.headers[SIGNATURE_HEADER]
         assert verify_signature(SECRET, header, request.body)
@@ -396,7 +435,6 @@ def test_result_failure_and_reanalysis_alerts_reach_every_endpoint_signed(series
         assert not verify_signature(SECRET, header, request.body, now=t + 301)
         for private in series["patient"].values():
             assert private.encode() not in request.body
-    log = node.log()
     assert not [v for v in series["patient"].values() if v in log] and "token=abc" not in log
     assert len(re.findall(r"result alert \(json\) of series .* delivered", log)) == 4
 

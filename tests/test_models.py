@@ -8,7 +8,7 @@ R and then sampled at the frame times (no inverse crime: the models see sampled 
 import numpy as np
 import pytest
 
-from models import BlockCirculantSVDModel, ExponentialResidueModel, PerfusionFit, TikhonovModel
+from models import BlockCirculantSVDModel, ExponentialResidueModel, FitGuide, PerfusionFit, TikhonovModel
 from models.parametric import DISPERSION_SEARCH, dispersed_peak
 from triage.base.errors import InputError
 
@@ -180,19 +180,19 @@ def test_mtt_guide_fixes_mtt_and_refits_flow_and_delay():
     model = ExponentialResidueModel(gamma_aif(NON_UNIFORM), NON_UNIFORM)
     clean = np.concatenate([tissue_curves(NON_UNIFORM, *TISSUES[name]) for name in ("WM", "core")], axis=1)
     # A guide equal to the curves changes nothing.
-    free, guided = model.fit(clean), model.fit(clean, mtt_curves=clean)
+    free, guided = model.fit(clean), model.fit(clean, guide=FitGuide(mtt_curves=clean))
     for name in ("cbf", "cbv", "mtt", "tmax"):
         np.testing.assert_allclose(getattr(guided, name), getattr(free, name), rtol=1e-5, atol=1e-4)
     # Noisy low-flow curves: with the MTT from a clean guide, flow is no longer inflated.
     noisy = tissue_curves(NON_UNIFORM, *TISSUES["core"], noise=2.0, n=2000, seed=3)
     guide = np.repeat(tissue_curves(NON_UNIFORM, *TISSUES["core"]), 2000, axis=1)
     unguided_cbf = np.median(model.fit(noisy).cbf)
-    guided_fit = model.fit(noisy, mtt_curves=guide)
+    guided_fit = model.fit(noisy, guide=FitGuide(mtt_curves=guide))
     assert np.median(guided_fit.cbf) == pytest.approx(TISSUES["core"][0], rel=0.15)
     assert abs(np.median(guided_fit.cbf) - 8) < abs(unguided_cbf - 8)
     assert np.median(guided_fit.tmax) == pytest.approx(TISSUES["core"][2], abs=1.0)
     with pytest.raises(InputError, match="mtt_curves"):
-        model.fit(noisy, mtt_curves=guide[:, :10])
+        model.fit(noisy, guide=FitGuide(mtt_curves=guide[:, :10]))
 
 
 def test_delay_is_searched_at_the_mtt_that_delay_mtt_returns():
@@ -203,21 +203,21 @@ def test_delay_is_searched_at_the_mtt_that_delay_mtt_returns():
     cbf, cbv, delay = TISSUES["penumbra"]
     noisy = tissue_curves(UNIFORM, cbf, cbv, delay, noise=1.0, n=500, seed=1)
     too_long = np.repeat(tissue_curves(UNIFORM, cbf / 3, cbv, delay), 500, axis=1)  # MTT 3 x 7.7 s
-    misled = model.fit(noisy, mtt_curves=too_long)
+    misled = model.fit(noisy, guide=FitGuide(mtt_curves=too_long))
     seen = []
 
     def true_mtt(guide_mtt):
         seen.append(guide_mtt.copy())
         return np.full(guide_mtt.shape, 60.0 * cbv / cbf, np.float32)
 
-    corrected = model.fit(noisy, mtt_curves=too_long, delay_mtt=true_mtt)
+    corrected = model.fit(noisy, guide=FitGuide(mtt_curves=too_long, delay_mtt=true_mtt))
     assert np.median(seen[0]) == pytest.approx(3 * 60.0 * cbv / cbf, rel=0.1)  # it gets the guide's MTT
     assert np.median(misled.tmax) < delay - 2.0
     assert np.median(corrected.tmax) == pytest.approx(delay, abs=0.5)
     for name in ("cbf", "cbv", "mtt"):
         np.testing.assert_array_equal(getattr(corrected, name), getattr(misled, name))
     with pytest.raises(InputError, match="delay_mtt"):
-        model.fit(noisy, mtt_curves=too_long, delay_mtt=np.zeros_like)
+        model.fit(noisy, guide=FitGuide(mtt_curves=too_long, delay_mtt=np.zeros_like))
 
 
 def dispersed_tissue(times, cbf, cbv, delay, dispersion):
@@ -283,3 +283,21 @@ def test_dispersion_is_fitted_only_where_the_curve_shows_it():
 def test_dispersions_must_start_with_zero():
     with pytest.raises(InputError, match="dispersions"):
         ExponentialResidueModel(gamma_aif(UNIFORM), UNIFORM, dispersions=(1.0, 2.0))
+
+
+def test_every_registered_model_takes_the_same_guide():
+    """``make_model`` builds each model of the registry; each accepts a ``FitGuide`` in the same
+    way, and those that ignore it give the same maps as without it."""
+    from models import MODELS, make_model
+
+    curves = tissue_curves(UNIFORM, *TISSUES["penumbra"], noise=1.0, n=50, seed=2)
+    guide = FitGuide(mtt_curves=curves, delay_mtt=lambda mtt: np.full(mtt.shape, 7.0, np.float32))
+    for name in MODELS:
+        model = make_model(name, gamma_aif(UNIFORM), UNIFORM)
+        guided, free = model.fit(curves, guide=guide), model.fit(curves)
+        assert isinstance(guided, PerfusionFit)
+        if name != "exponential":  # the guided model; the others ignore the guide
+            for map_name in ("cbf", "cbv", "mtt", "tmax", "ttp"):
+                np.testing.assert_array_equal(getattr(guided, map_name), getattr(free, map_name))
+    with pytest.raises(InputError, match="unknown model"):
+        make_model("gamma", gamma_aif(UNIFORM), UNIFORM)

@@ -83,7 +83,7 @@ def test_bad_node_values_in_file(tmp_path):
 
 
 def test_model_names_are_the_pipelines_models():
-    from triage.imaging.pipeline import MODELS
+    from models import MODELS
     from triage.settings import MODEL_NAMES
 
     assert set(MODEL_NAMES) == set(MODELS)

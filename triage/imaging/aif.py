@@ -348,37 +348,66 @@ def select_arterial_input(enhancement: np.ndarray, times: np.ndarray, brain: np.
     if override_zyx is not None:
         auto_stats = _describe(cand.curves[:, auto].mean(axis=1), times) if auto.size else None
         warnings += _override_warning(stats, auto_stats, override_zyx)
+    venous = _venous_output(enhancement, cand, times, aif_raw, stats, n_voxels)
+    warnings += venous.warnings + _curve_warnings(stats, times)
+    quality = {**_aif_quality(stats, venous), "manual": override_zyx is not None,
+               "n_candidates": int(len(cand.zyx)), "warnings": warnings}
+    return ArterialInput(
+        aif=(aif_raw * venous.scale).astype(np.float32), aif_raw=aif_raw.astype(np.float32),
+        vof=None if venous.vof is None else venous.vof.astype(np.float32), aif_voxels=aif_voxels.astype(int),
+        vof_voxels=None if venous.voxels is None else venous.voxels.astype(int),
+        aif_scale=venous.scale, quality=quality)
 
-    vof_found = _select_vof(enhancement, cand, times, stats["ttp_s"], stats["peak_hu"], n_voxels)
-    scale, ratio, method, vof, vof_voxels, vof_stats = 1.0, None, None, None, None, None
-    if vof_found is None:
-        warnings.append("VOF not found: AIF not corrected for partial volume")
-    else:
-        vof, vof_voxels = vof_found
-        vof_stats = _describe(vof, times)
-        ratio, method = _area_ratio(aif_raw, vof, times, stats["ttp_s"], vof_stats["ttp_s"],
-                                    vof_stats["tail_fraction"])
-        if not RATIO_RANGE[0] <= ratio <= RATIO_RANGE[1]:
-            warnings.append(f"implausible VOF/AIF area ratio {ratio:.2f} (expected "
-                            f"{RATIO_RANGE[0]}-{RATIO_RANGE[1]}): check the AIF and VOF")
-        if 1.0 < ratio <= RATIO_RANGE[1]:
-            scale = float(ratio)
-    warnings += _curve_warnings(stats, times)
 
+@dataclass
+class _VenousOutput:
+    """The VOF and the partial-volume correction of the AIF it gives (module docstring, 5-6).
+
+    vof : (t,) ΔHU or None when not found; voxels : (n, 3) z, y, x or None; stats : its
+    :func:`_describe` or None; ratio : VOF / AIF first-pass area ratio or None; method : how
+    the areas were measured or None; scale : factor applied to the AIF (1 without correction);
+    warnings : lines for the result.
+    """
+
+    vof: np.ndarray | None = None
+    voxels: np.ndarray | None = None
+    stats: dict | None = None
+    ratio: float | None = None
+    method: str | None = None
+    scale: float = 1.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _venous_output(enhancement: np.ndarray, cand: _Candidates, times: np.ndarray, aif_raw: np.ndarray,
+                   stats: dict, n_voxels: int) -> _VenousOutput:
+    """Find the VOF among the candidates and the AIF's partial-volume scale from the area
+    ratio: applied when 1 < ratio <= RATIO_RANGE[1], a warning outside RATIO_RANGE."""
+    found = _select_vof(enhancement, cand, times, stats["ttp_s"], stats["peak_hu"], n_voxels)
+    if found is None:
+        return _VenousOutput(warnings=["VOF not found: AIF not corrected for partial volume"])
+    vof, voxels = found
+    vof_stats = _describe(vof, times)
+    ratio, method = _area_ratio(aif_raw, vof, times, stats["ttp_s"], vof_stats["ttp_s"], vof_stats["tail_fraction"])
+    venous = _VenousOutput(vof, voxels, vof_stats, ratio, method)
+    if not RATIO_RANGE[0] <= ratio <= RATIO_RANGE[1]:
+        venous.warnings.append(f"implausible VOF/AIF area ratio {ratio:.2f} (expected "
+                               f"{RATIO_RANGE[0]}-{RATIO_RANGE[1]}): check the AIF and VOF")
+    if 1.0 < ratio <= RATIO_RANGE[1]:
+        venous.scale = float(ratio)
+    return venous
+
+
+def _aif_quality(stats: dict, venous: _VenousOutput) -> dict:
+    """The curve part of ``ArterialInput.quality``: the AIF's features (peak in HU after the
+    partial-volume scale, times in s), its VOF's and the area ratio."""
     truncated = stats["tail_fraction"] > TRUNCATED_TAIL
-    quality = {
-        "peak_hu": stats["peak_hu"] * scale, "raw_peak_hu": stats["peak_hu"],
+    vof_stats = venous.stats
+    return {
+        "peak_hu": stats["peak_hu"] * venous.scale, "raw_peak_hu": stats["peak_hu"],
         "arrival_s": stats["arrival_s"], "ttp_s": stats["ttp_s"],
         "fwhm_s": None if truncated else stats["fwhm_s"], "truncated": bool(truncated),
         "score": stats["score"], "noise_hu": stats["noise_hu"],
         "vof_peak_hu": vof_stats["peak_hu"] if vof_stats else None,
         "vof_ttp_s": vof_stats["ttp_s"] if vof_stats else None,
-        "vof_aif_area_ratio": None if ratio is None else float(ratio), "area_method": method,
-        "manual": override_zyx is not None, "n_candidates": int(len(cand.zyx)),
-        "warnings": warnings,
+        "vof_aif_area_ratio": None if venous.ratio is None else float(venous.ratio), "area_method": venous.method,
     }
-    return ArterialInput(
-        aif=(aif_raw * scale).astype(np.float32), aif_raw=aif_raw.astype(np.float32),
-        vof=None if vof is None else vof.astype(np.float32), aif_voxels=aif_voxels.astype(int),
-        vof_voxels=None if vof_voxels is None else vof_voxels.astype(int),
-        aif_scale=scale, quality=quality)

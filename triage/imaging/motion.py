@@ -26,6 +26,7 @@ import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import SimpleITK as sitk
@@ -220,12 +221,83 @@ def correct_motion(
     n_frames = data.shape[0]
     if not 0 <= reference_frame < n_frames:
         raise InputError(f"reference frame {reference_frame} outside the series of {n_frames} frames")
-    sx, sy, sz = series.geometry.spacing
+    reference = _registration_reference(data[reference_frame], series.geometry.spacing)
+    others = [i for i in range(n_frames) if i != reference_frame]
+    small = {i: _downsample(data[i], reference.factor) for i in others}
+    displacement, to_register = _screen_frames(reference, small, n_frames)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        transforms = dict(zip(to_register, pool.map(partial(_register_frame, reference, small), to_register)))
+        for index, transform in transforms.items():
+            displacement[index] = np.nan if transform is None else _displacement_mm(transform, reference.points)
+        failed = [i for i, t in transforms.items() if t is None]
+        excluded = sorted(failed + [i for i in others if displacement[i] > exclude_above_mm])
+        kept = [i for i in range(n_frames) if i not in excluded]
+        if len(kept) < MIN_KEPT_SHARE * n_frames:
+            raise InputError(
+                f"{len(excluded)} of {n_frames} frames moved more than {exclude_above_mm:g} mm "
+                "or could not be registered: too few left to analyse"
+            )
+        corrected = [i for i in kept if i in transforms and displacement[i] > resample_above_mm]
+        spacing = series.geometry.spacing
+        list(pool.map(lambda index: _resample_in_place(data, index, transforms[index], spacing), corrected))
+    _move_kept_forward(data, kept)
+
+    registered = np.isfinite(displacement)
+    warnings = _exclusion_warnings(displacement, failed, excluded, exclude_above_mm)
+    report = MotionReport(displacement, float(displacement[registered].max()), excluded, corrected, warnings)
+    corrected_series = dataclasses.replace(
+        series,
+        data=data if len(kept) == n_frames else data[: len(kept)],
+        times=series.times[kept],
+    )
+    return corrected_series, report
+
+
+@dataclass(frozen=True)
+class _RegistrationReference:
+    """The reference frame as registration sees it (all lengths in mm, local frame).
+
+    factor : int
+        In-plane downsampling factor of the registration copies.
+    spacing, origin : tuple of float
+        (x, y, z) voxel size and origin of a registration copy (origin at the centre of the
+        first block of ``factor`` x ``factor`` pixels).
+    array : ndarray (z, y, x) float32
+        Downsampled reference, HU clipped to [CLIP_HU_LOW, CLIP_HU_HIGH].
+    image : sitk.Image
+        ``array`` cropped to the head's bounding box (plus 2 voxels), the fixed image.
+    brain : ndarray (z, y, x) bool
+        Head outline eroded by SCALP_AND_SKULL_MM in-plane (the brain, approximately).
+    points : ndarray (n, 3)
+        Brain-surface points (x, y, z), where displacement is measured.
+    centre : ndarray (3,)
+        Centre of the head (x, y, z), the centre of rotation.
+    """
+
+    factor: int
+    spacing: tuple
+    origin: tuple
+    array: np.ndarray
+    image: sitk.Image
+    brain: np.ndarray
+    points: np.ndarray
+    centre: np.ndarray
+
+
+def _registration_reference(frame: np.ndarray, spacing: tuple[float, float, float]) -> _RegistrationReference:
+    """Downsample the reference ``frame`` (z, y, x) HU with voxel ``spacing`` (x, y, z) mm and
+    find its head, brain surface and centre.
+
+    Raises
+    ------
+    InputError
+        No head (nothing above HEAD_MIN_CLIPPED_HU) in the reference frame.
+    """
+    sx, sy, sz = spacing
     factor = max(1, int(round(REGISTRATION_PIXEL_MM / max(sx, sy))))
     small_spacing = (sx * factor, sy * factor, sz)
     small_origin = (sx * (factor - 1) / 2.0, sy * (factor - 1) / 2.0, 0.0)  # block centres
-
-    fixed_array = _downsample(data[reference_frame], factor)
+    fixed_array = _downsample(frame, factor)
     head = ndimage.binary_fill_holes(fixed_array > HEAD_MIN_CLIPPED_HU)
     if not head.any():
         raise InputError("motion correction found no head in the reference frame")
@@ -240,49 +312,53 @@ def correct_motion(
     box = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in head_box)
     box_origin = tuple(o + b.start * d for o, b, d in zip(small_origin, box[::-1], small_spacing))
     fixed = _image(np.ascontiguousarray(fixed_array[box]), small_spacing, box_origin)
+    return _RegistrationReference(factor, small_spacing, small_origin, fixed_array, fixed, brain, points, centre)
 
-    def register(index: int) -> sitk.Euler3DTransform | None:
-        if not _correlation(fixed_array, small[index]) >= MIN_FRAME_CORRELATION:
-            return None
-        return _register(fixed, _image(small[index], small_spacing, small_origin), centre)
 
-    def resample(index: int) -> None:
-        _resample_in_place(data, index, transforms[index], (sx, sy, sz))
-
-    others = [i for i in range(n_frames) if i != reference_frame]
+def _screen_frames(
+    reference: _RegistrationReference, small: dict[int, np.ndarray], n_frames: int
+) -> tuple[np.ndarray, list[int]]:
+    """First-order displacement (mm, 0 for the reference) of every frame, shape (t,), and the
+    frames to register: those over STILL_SCREEN_MM and those unlike the reference (blank,
+    corrupt), which registration then refuses. ``small``: registration copies by frame index."""
+    others = list(small)
     displacement = np.zeros(n_frames)
-    small = {i: _downsample(data[i], factor) for i in others}
     screened = _first_order_displacement_mm(
-        fixed_array, list(small.values()), small_spacing, small_origin, centre, points, brain
+        reference.array, list(small.values()), reference.spacing, reference.origin,
+        reference.centre, reference.points, reference.brain,
     )
     displacement[others] = screened
-    # Frames unlike the reference (blank, corrupt) go to registration, which refuses them.
     to_register = [
         i for i, d in zip(others, screened)
-        if d > STILL_SCREEN_MM or not _correlation(fixed_array, small[i]) >= MIN_FRAME_CORRELATION
+        if d > STILL_SCREEN_MM or not _correlation(reference.array, small[i]) >= MIN_FRAME_CORRELATION
     ]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        transforms = dict(zip(to_register, pool.map(register, to_register)))
-        for index, transform in transforms.items():
-            displacement[index] = np.nan if transform is None else _displacement_mm(transform, points)
-        failed = [i for i, t in transforms.items() if t is None]
-        excluded = sorted(failed + [i for i in others if displacement[i] > exclude_above_mm])
-        kept = [i for i in range(n_frames) if i not in excluded]
-        if len(kept) < MIN_KEPT_SHARE * n_frames:
-            raise InputError(
-                f"{len(excluded)} of {n_frames} frames moved more than {exclude_above_mm:g} mm "
-                "or could not be registered: too few left to analyse"
-            )
-        corrected = [i for i in kept if i in transforms and displacement[i] > resample_above_mm]
-        list(pool.map(resample, corrected))
+    return displacement, to_register
 
+
+def _register_frame(
+    reference: _RegistrationReference, small: dict[int, np.ndarray], index: int
+) -> sitk.Euler3DTransform | None:
+    """Rigid transform of frame ``index`` (its registration copy in ``small``) to the
+    reference, or None when the frame is unlike the reference or registration fails."""
+    if not _correlation(reference.array, small[index]) >= MIN_FRAME_CORRELATION:
+        return None
+    return _register(reference.image, _image(small[index], reference.spacing, reference.origin), reference.centre)
+
+
+def _move_kept_forward(data: np.ndarray, kept: list[int]) -> None:
+    """Copy the kept frames (indices, increasing) of ``data`` (t, z, y, x) to its first
+    ``len(kept)`` positions, over the removed ones, in place."""
     for position, index in enumerate(kept):
         if position != index:
             data[position] = data[index]
 
+
+def _exclusion_warnings(
+    displacement: np.ndarray, failed: list[int], excluded: list[int], exclude_above_mm: float
+) -> list[str]:
+    """Warnings for the frames removed: failed registrations, and frames that moved more than
+    ``exclude_above_mm`` (with the largest such ``displacement``, mm)."""
     warnings = []
-    registered = np.isfinite(displacement)
-    max_displacement = float(displacement[registered].max())
     if failed:
         warnings.append(f"motion: registration failed for frames {failed}; they were removed")
     moved_out = [i for i in excluded if i not in failed]
@@ -291,13 +367,7 @@ def correct_motion(
             f"motion: frames {moved_out} moved more than {exclude_above_mm:g} mm "
             f"(up to {displacement[moved_out].max():.1f} mm) and were removed"
         )
-    report = MotionReport(displacement, max_displacement, excluded, corrected, warnings)
-    corrected_series = dataclasses.replace(
-        series,
-        data=data if len(kept) == n_frames else data[: len(kept)],
-        times=series.times[kept],
-    )
-    return corrected_series, report
+    return warnings
 
 
 def _resample_in_place(

@@ -3,7 +3,8 @@
 Each stage is a module with a plain interface (``triage.imaging.motion``, ``triage.imaging.masks``,
 ``triage.imaging.bolus``, ``triage.imaging.aif``, ``triage.imaging.denoise``, ``models``, ``triage.imaging.lesion``,
 ``triage.imaging.eligibility``); this module runs them in order, times them, and gathers what the
-reader of the result must know about the input's quality.
+reader of the result must know about the input's quality. The model is picked by name from
+``models.MODELS`` and given the same guide (``models.FitGuide``) whichever it is.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from models import BlockCirculantSVDModel, ExponentialResidueModel, TikhonovModel
-from models.parametric import DISPERSION_SEARCH
+from models import FitGuide, PerfusionFit, make_model
 from models.profiles import ThresholdProfile
 from triage.base.errors import InputError
 from triage.imaging.aif import ArterialInput, select_arterial_input
@@ -30,12 +30,6 @@ from triage.imaging.motion import MotionReport, correct_motion
 from triage.imaging.series import PerfusionSeries
 from triage.settings import AnalysisSettings
 
-MODELS = {
-    "exponential": ExponentialResidueModel,
-    "exponential-dispersed": partial(ExponentialResidueModel, dispersions=DISPERSION_SEARCH),
-    "bcsvd": BlockCirculantSVDModel,
-    "tikhonov": TikhonovModel,
-}
 MAP_NAMES = ("cbf", "cbv", "mtt", "tmax", "ttp")
 MOTION_WARN_MM = 2.0  # displacement worth telling the reader even when corrected
 MOTION_LIMITED_MM = 5.0  # above this, registration residuals and through-plane motion limit trust
@@ -164,26 +158,11 @@ def analyse(
             enhancement, series.times, tissue.brain, series.geometry, override_zyx=aif_zyx, peak=peak
         )
     with stages.stage("denoising"):
-        coarse_curves = None  # smoothing 0: the curves are fitted as they are
-        if settings.smoothing_fwhm_mm > 0:
-            coarse_curves = denoise_curves(
-                enhancement, tissue.parenchyma, series.geometry, series.times,
-                settings.smoothing_fwhm_mm, settings.coarse_fwhm_mm,
-            )
+        guide = fit_guide(enhancement, tissue.parenchyma, series, settings)
     with stages.stage("deconvolution"):
-        model = MODELS[settings.model](arterial.aif, series.times)
-        if settings.model == "exponential" and coarse_curves is not None:
-            delay_mtt = None
-            if settings.delay_mtt_fwhm_mm > 0:
-                fwhm = settings.delay_mtt_fwhm_mm
-                delay_mtt = partial(geometric_smooth_within_mask, mask=tissue.parenchyma,
-                                    geometry=series.geometry, fwhm_mm=(fwhm,) * 3)
-            fit = model.fit(enhancement, tissue.parenchyma, mtt_curves=coarse_curves, delay_mtt=delay_mtt)
-        else:
-            fit = model.fit(enhancement, tissue.parenchyma)
-        del coarse_curves
-        maps = {name: getattr(fit, name) for name in MAP_NAMES}
-        maps["tmax"] = median_within_mask(maps["tmax"], tissue.parenchyma, TMAX_MEDIAN_PX, TMAX_MEDIAN_SLICES)
+        fit = make_model(settings.model, arterial.aif, series.times).fit(enhancement, tissue.parenchyma, guide=guide)
+        del guide
+        maps = perfusion_maps(fit, tissue.parenchyma)
     with stages.stage("lesion"):
         lesion = segment_lesion(maps["cbf"], maps["tmax"], tissue.parenchyma, tissue.brain, series.geometry, profile)
         eligibility = assess(
@@ -193,15 +172,7 @@ def analyse(
             nihss=nihss,
         )
 
-    warnings = list(series.warnings)
-    if motion.max_displacement_mm > MOTION_WARN_MM:
-        warnings.append(
-            f"head motion up to {motion.max_displacement_mm:.1f} mm: "
-            f"{len(motion.corrected_frames)} frames realigned by rigid registration"
-        )
     implausible = plausibility_warnings(maps["tmax"], tissue.parenchyma)
-    warnings += implausible + motion.warnings + bolus.warnings + list(arterial.quality.get("warnings", []))
-    warnings += lesion.warnings
     return Analysis(
         series=series,
         baseline=baseline,
@@ -216,7 +187,56 @@ def analyse(
         eligibility=eligibility,
         profile=profile,
         settings=settings,
-        warnings=list(dict.fromkeys(warnings)),
+        warnings=reader_warnings(series, motion, bolus, arterial, lesion, implausible),
         implausible=implausible,
         timings=stages.timings,
     )
+
+
+def fit_guide(
+    enhancement: np.ndarray, parenchyma: np.ndarray, series: PerfusionSeries, settings: AnalysisSettings
+) -> FitGuide | None:
+    """The spatial guide offered to the model (each model uses or ignores it).
+
+    ``mtt_curves``: the parenchyma's enhancement (ΔHU) denoised at ``settings.smoothing_fwhm_mm``
+    and ``settings.coarse_fwhm_mm`` (mm), shape (t, parenchyma voxels); ``delay_mtt``: a
+    Gaussian smoothing of the MTT map (s) within the parenchyma, FWHM
+    ``settings.delay_mtt_fwhm_mm`` (mm) in each axis, or None when that is 0. No guide (None)
+    when ``settings.smoothing_fwhm_mm`` is 0: the curves are fitted as they are.
+    """
+    if settings.smoothing_fwhm_mm <= 0:
+        return None
+    coarse_curves = denoise_curves(
+        enhancement, parenchyma, series.geometry, series.times, settings.smoothing_fwhm_mm, settings.coarse_fwhm_mm,
+    )
+    delay_mtt = None
+    if settings.delay_mtt_fwhm_mm > 0:
+        fwhm = settings.delay_mtt_fwhm_mm
+        delay_mtt = partial(geometric_smooth_within_mask, mask=parenchyma, geometry=series.geometry,
+                            fwhm_mm=(fwhm,) * 3)
+    return FitGuide(mtt_curves=coarse_curves, delay_mtt=delay_mtt)
+
+
+def perfusion_maps(fit: PerfusionFit, parenchyma: np.ndarray) -> dict[str, np.ndarray]:
+    """The maps of ``MAP_NAMES`` from ``fit`` (mL/100 g/min, mL/100 g, s), with Tmax (s)
+    median-filtered within the parenchyma (``TMAX_MEDIAN_PX`` in-plane, ``TMAX_MEDIAN_SLICES``)."""
+    maps = {name: getattr(fit, name) for name in MAP_NAMES}
+    maps["tmax"] = median_within_mask(maps["tmax"], parenchyma, TMAX_MEDIAN_PX, TMAX_MEDIAN_SLICES)
+    return maps
+
+
+def reader_warnings(
+    series: PerfusionSeries, motion: MotionReport, bolus: BolusTiming, arterial: ArterialInput,
+    lesion: LesionResult, implausible: list[str],
+) -> list[str]:
+    """The result's warnings, in order and without repeats: the series', large (corrected)
+    head motion, implausible maps, motion, bolus, AIF and lesion warnings."""
+    warnings = list(series.warnings)
+    if motion.max_displacement_mm > MOTION_WARN_MM:
+        warnings.append(
+            f"head motion up to {motion.max_displacement_mm:.1f} mm: "
+            f"{len(motion.corrected_frames)} frames realigned by rigid registration"
+        )
+    warnings += implausible + motion.warnings + bolus.warnings + list(arterial.quality.get("warnings", []))
+    warnings += lesion.warnings
+    return list(dict.fromkeys(warnings))

@@ -133,24 +133,8 @@ def render_summary(path: Path, anatomy: np.ndarray, core: np.ndarray, hypoperfus
         _check_lines(lines, label)
     if parenchyma is not None:
         parenchyma = _mask(parenchyma, "parenchyma", shape)
-        coverage = parenchyma.any(axis=(1, 2))
-    else:
-        soft_tissue = ((anatomy > BRAIN_WINDOW_HU[0]) & (anatomy < BRAIN_WINDOW_HU[1])).sum(axis=(1, 2))
-        coverage = soft_tissue >= 0.05 * max(int(soft_tissue.max()), 1)
-    slices = _choose_slices(coverage)
-    extent = (anatomy[slices] > -300.0) | core[slices] | hypoperfused[slices]
-    if parenchyma is not None:
-        extent |= parenchyma[slices]
-    crop = _crop_box(extent)
-
-    header = _TextBlock()
-    for line in headline:
-        header.add(line, _font(48, bold=True), TEXT)
-    header.space(8)
-    for line in details:
-        header.add(line, _font(30), DETAIL_TEXT)
-    for line in warnings:
-        header.add(f"Warning: {line}", _font(30, bold=True), WARNING_TEXT)
+    slices, crop = _summary_slices(anatomy, core, hypoperfused, parenchyma)
+    header = _summary_header(headline, details, warnings)
     legend_height = 48
     layout = _layout(slices, crop, header.height + legend_height, 0, geometry)
 
@@ -162,6 +146,53 @@ def render_summary(path: Path, anatomy: np.ndarray, core: np.ndarray, hypoperfus
                                                      (HYPOPERFUSED_COLOUR, hypoperfused_label)])
     _draw_slice_note(draw, MARGIN + header.height + 24, len(slices), shape[0])
     tile_w, tile_h = layout.tiles[0][2:]
+    rgb = _overlaid_tiles(anatomy, core, hypoperfused, slices, crop, (tile_w, tile_h))
+    _paste_tiles(picture, layout, rgb)
+    _label_tiles(draw, layout, geometry)
+    _draw_footer(draw, layout.size)
+    _save(picture, path)
+    return layout
+
+
+def _summary_slices(anatomy: np.ndarray, core: np.ndarray, hypoperfused: np.ndarray,
+                    parenchyma: np.ndarray | None) -> tuple[list[int], tuple[int, int, int, int]]:
+    """Slices (z indices) of the summary and the crop (y0, x0, ny, nx) to the head.
+
+    Slices with brain (``parenchyma``), or without it with soft tissue (anatomy within
+    BRAIN_WINDOW_HU on at least 5 % of the most covered slice's area), at most MAX_TILES
+    chosen evenly; the crop holds the voxels above -300 HU, the masks and the parenchyma.
+    """
+    if parenchyma is not None:
+        coverage = parenchyma.any(axis=(1, 2))
+    else:
+        soft_tissue = ((anatomy > BRAIN_WINDOW_HU[0]) & (anatomy < BRAIN_WINDOW_HU[1])).sum(axis=(1, 2))
+        coverage = soft_tissue >= 0.05 * max(int(soft_tissue.max()), 1)
+    slices = _choose_slices(coverage)
+    extent = (anatomy[slices] > -300.0) | core[slices] | hypoperfused[slices]
+    if parenchyma is not None:
+        extent |= parenchyma[slices]
+    return slices, _crop_box(extent)
+
+
+def _summary_header(headline: list[str], details: list[str], warnings: list[str]) -> _TextBlock:
+    """The header text: headline in large bold type, details in small type, warnings amber."""
+    header = _TextBlock()
+    for line in headline:
+        header.add(line, _font(48, bold=True), TEXT)
+    header.space(8)
+    for line in details:
+        header.add(line, _font(30), DETAIL_TEXT)
+    for line in warnings:
+        header.add(f"Warning: {line}", _font(30, bold=True), WARNING_TEXT)
+    return header
+
+
+def _overlaid_tiles(anatomy: np.ndarray, core: np.ndarray, hypoperfused: np.ndarray, slices,
+                    crop: tuple[int, int, int, int], tile_size: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 tiles (slices, height, width, 3): the anatomy (HU) in the brain window, upscaled
+    bilinearly, with the hypoperfused and then the core voxels as translucent blocks
+    (OVERLAY_ALPHA) with opaque outlines."""
+    tile_w, tile_h = tile_size
     grey = _upscale_bilinear(lut_indices(_cropped(anatomy, slices, crop), BRAIN_WINDOW_HU), tile_w, tile_h)
     rgb = GREY_LUT[grey].astype(np.float32)
     core_big = _upscale_nearest(_cropped(core, slices, crop), tile_w, tile_h)
@@ -170,11 +201,7 @@ def render_summary(path: Path, anatomy: np.ndarray, core: np.ndarray, hypoperfus
         colour = np.array(colour, dtype=np.float32)
         rgb[region] = (1.0 - OVERLAY_ALPHA) * rgb[region] + OVERLAY_ALPHA * colour
         rgb[_outline(region)] = colour
-    _paste_tiles(picture, layout, rgb.astype(np.uint8))
-    _label_tiles(draw, layout, geometry)
-    _draw_footer(draw, layout.size)
-    _save(picture, path)
-    return layout
+    return rgb.astype(np.uint8)
 
 
 def render_map(path: Path, values: np.ndarray, *, name: str, units: str, window: tuple[float, float],

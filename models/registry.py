@@ -1,0 +1,45 @@
+"""The perfusion models by name: what ``AnalysisSettings.model`` selects.
+
+Every entry builds a :class:`models.base.PerfusionModel` from the arterial input (ΔHU, already
+scaled for partial volume) and the frame times (s); its ``fit(curves, mask, guide=...)``
+accepts the same :class:`models.base.FitGuide` whether it uses it or not.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+from triage.base.errors import InputError
+
+from .base import PerfusionModel
+from .parametric import DISPERSION_SEARCH, ExponentialResidueModel
+from .svd import BlockCirculantSVDModel
+from .tikhonov import TikhonovModel
+
+MODELS: dict[str, Callable[..., PerfusionModel]] = {
+    # Parametric fit; uses the guide (coarse-scale MTT, smoothed delay-search MTT).
+    "exponential": ExponentialResidueModel,
+    # With the opt-in dispersion search; fits the curves as they are (guide ignored).
+    "exponential-dispersed": partial(ExponentialResidueModel, dispersions=DISPERSION_SEARCH, guided=False),
+    # Block-circulant deconvolutions, regularised per voxel; guide ignored.
+    "bcsvd": BlockCirculantSVDModel,
+    "tikhonov": TikhonovModel,
+}
+"""Model factories by name, ``MODELS[name](aif, times)``; names in the order they are offered."""
+
+
+def make_model(name: str, aif, times) -> PerfusionModel:
+    """The model ``name`` of :data:`MODELS`, configured with ``aif`` (t,) ΔHU and ``times`` (t,) s.
+
+    Raises
+    ------
+    InputError
+        Unknown name, or an AIF and times the model refuses (see
+        :func:`models.base.check_aif_and_times`).
+    """
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise InputError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+    return factory(aif, times)
