@@ -34,7 +34,9 @@ from pathlib import Path
 from triage.base.errors import InputError
 
 ENV_PREFIX = "TRIAGE_"
-MODEL_NAMES = ("exponential", "exponential-dispersed", "bcsvd", "tikhonov")  # triage.imaging.pipeline.MODELS
+# The names of models.MODELS (tests/test_settings.py checks it), kept here so that reading the
+# settings does not import the models (SciPy).
+MODEL_NAMES = ("exponential", "exponential-dispersed", "bcsvd", "tikhonov")
 
 
 @dataclass(frozen=True)
