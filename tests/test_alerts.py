@@ -519,8 +519,7 @@ def _alert_config(settings):
 @pytest.mark.parametrize("text", [
     'webhook = ["https://team.example/a", "https://pager.example/b"]\nalert_fhir = true\nhttp_port = 8080\n',
     '[alerts]\nwebhook = ["https://team.example/a", "https://pager.example/b"]\nalert_fhir = true\n'
-    '[node]\nhttp_port = 8080\n',
-], ids=["top level", "sections"])
+    '[node]\nhttp_port = 8080\n'], ids=["top level", "sections"])
 def test_alert_settings_from_the_config_file_and_environment(tmp_path, text):
     config = tmp_path / "triage.toml"
     config.write_text(text)
