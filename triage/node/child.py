@@ -36,16 +36,11 @@ def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config:
         references: Path | None = None, generation: int = 1, allow_incomplete_end: bool = False,
         aif: tuple[int, int, int] | None = None, profile: str | None = None) -> int:
     """Analyse and export; the exit status (``error: <reason>`` on stderr when not 0)."""
-    try:
-        if ResultFolder(out_dir).read_cached() is None:  # else an earlier run completed the analysis
-            _analyse(series_dir, out_dir, series_uid, config, allow_incomplete_end, aif, profile)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except Exception as exc:
-        print(f"error: internal failure during the analysis: {one_line(exc, 300, with_type=True)}",
-              file=sys.stderr)
-        return EXIT_INTERNAL
+    if ResultFolder(out_dir).read_cached() is None:  # else an earlier run completed the analysis
+        status = _step(lambda: _analyse(series_dir, out_dir, series_uid, config, allow_incomplete_end, aif,
+                                        profile), "during the analysis")
+        if status:
+            return status
     from triage.dicom_out.export import write_result_objects  # after the analysis: its imports cost
     try:
         sources = ([Path(line) for line in references.read_text().splitlines() if line]
@@ -53,16 +48,26 @@ def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config:
     except OSError as exc:
         print(f"error: cannot read the list of reference images {references}: {exc.strerror}", file=sys.stderr)
         return EXIT_INTERNAL
+    written: list[Path] = []
+    status = _step(lambda: written.extend(write_result_objects(out_dir, sources, uid_seed=uid_seed,
+                                                               generation=generation)),
+                   "writing the DICOM results")
+    if status == 0:
+        print(f"wrote {len(written)} DICOM result objects to {ResultFolder(out_dir).dicom_dir}")
+    return status
+
+
+def _step(step, what: str) -> int:
+    """Run ``step()``: 0, or the exit status of its failure with ``error: <reason>`` on stderr
+    (2 for bad input, 3 for an internal failure ``what``)."""
     try:
-        written = write_result_objects(out_dir, sources, uid_seed=uid_seed, generation=generation)
+        step()
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:
-        print(f"error: internal failure writing the DICOM results: {one_line(exc, 300, with_type=True)}",
-              file=sys.stderr)
+        print(f"error: internal failure {what}: {one_line(exc, 300, with_type=True)}", file=sys.stderr)
         return EXIT_INTERNAL
-    print(f"wrote {len(written)} DICOM result objects to {ResultFolder(out_dir).dicom_dir}")
     return 0
 
 
