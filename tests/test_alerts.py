@@ -1,6 +1,6 @@
 """Alerts to the stroke team's endpoint: payloads, signatures, backoff, the outbox, and
 `triage serve` end to end with DCMTK storescu as the scanner and a real HTTP server on loopback
-as the endpoint (``tests/endpoint.py``), the node killed and restarted with alerts pending."""
+as the endpoint (``tests/support/endpoint.py``), the node killed and restarted with alerts pending."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The web API over real HTTP (uvicorn on a loopback port) on a data directory holding a real
-analysis of the phantom (tests/webdata.py): authentication and roles on every route, sessions,
+analysis of the phantom (tests/support/webdata.py): authentication and roles on every route, sessions,
 study list and detail against result.json, slice PNGs against the maps and the phantom's truth,
 re-run requests, metrics and the audit log.
 """
