@@ -59,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", default="mismatch", choices=sorted(CASES))
     parser.add_argument("--data", type=Path, help="directory to keep the generated series in (reused)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="analyses to time (0: only write the data)")
     args = parser.parse_args()
     data = args.data or Path(tempfile.mkdtemp(prefix="bench-analyze-"))
     prepare(data, args.case)
@@ -70,6 +70,8 @@ def main() -> None:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in result["timings_s"].items())
         print(f"run {i + 1}: wall {wall:.2f} s (process start to exit), peak RSS {peak_gb:.2f} GB")
         print(f"  stages (s): {stages}")
+    if args.runs < 1:
+        return
     print("volumes (mL)   measured   truth")
     for key in ("core_ml", "tmax6_ml", "tmax10_ml", "mismatch_ml"):
         print(f"  {key:<12} {result[key]:8.1f} {truth[key]:8.1f}")
