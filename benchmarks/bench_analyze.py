@@ -70,12 +70,11 @@ def main() -> None:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in result["timings_s"].items())
         print(f"run {i + 1}: wall {wall:.2f} s (process start to exit), peak RSS {peak_gb:.2f} GB")
         print(f"  stages (s): {stages}")
-    if args.runs < 1:
-        return
-    print("volumes (mL)   measured   truth")
-    for key in ("core_ml", "tmax6_ml", "tmax10_ml", "mismatch_ml"):
-        print(f"  {key:<12} {result[key]:8.1f} {truth[key]:8.1f}")
-    print(f"  DEFUSE 3 imaging: {result['eligibility']['defuse3']}")
+    if args.runs >= 1:
+        print("volumes (mL)   measured   truth")
+        for key in ("core_ml", "tmax6_ml", "tmax10_ml", "mismatch_ml"):
+            print(f"  {key:<12} {result[key]:8.1f} {truth[key]:8.1f}")
+        print(f"  DEFUSE 3 imaging: {result['eligibility']['defuse3']}")
     if args.data is None:
         shutil.rmtree(data)
 
