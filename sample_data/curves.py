@@ -4,15 +4,15 @@ Every curve is computed on a fine time grid (``FINE_DT_S``) that extends far pas
 acquisition so the bolus and the tissue tails return to zero, then sampled at the frame times by
 linear interpolation. The tissue model follows docs/conventions.md:
 C(t) = (rho / k_H) * F * (C_a conv R)(t), F = CBF / 6000 mL/g/s, R(t) = exp(-(t - d) / MTT) for
-t >= d (or, with a residue shape > 1, a gamma distribution of transit times). The fine-grid convolution is not the frame-rate discretisation a deconvolution uses, so
-the phantom does not commit an inverse crime.
+t >= d, or another distribution of transit times (:data:`RESIDUE_SHAPES`). The fine-grid
+convolution is not the frame-rate discretisation a deconvolution uses.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.signal import fftconvolve
-from scipy.special import gammainc, gammaincc
+from scipy.special import gammainc, gammaincc, ndtr
 
 RHO = 1.04                        # brain density, g/mL
 K_H = (1.0 - 0.45) / (1.0 - 0.25)  # hematocrit correction, ~0.733
@@ -60,21 +60,60 @@ def venous_curve(t_fine: np.ndarray, aif_fine: np.ndarray) -> np.ndarray:
     return _convolve(delayed, exponential_kernel(VOF_DISPERSION_S, t_fine.size))
 
 
+LOGNORMAL_CV = 0.7  # coefficient of variation of the lognormal transit times
+RESIDUE_SHAPES = ("exponential", "gamma2", "gamma3", "gamma5", "linear", "box", "lognormal")
+"""Transit-time distributions of the residue, by name (see :func:`residue`)."""
+
+
+def _gamma_cumulative(shape: float):
+    def cumulative(x, mtt):
+        theta = mtt / shape
+        return x * gammaincc(shape, x / theta) + mtt * gammainc(shape + 1.0, x / theta)
+    return cumulative
+
+
+def _lognormal_cumulative(x, mtt):
+    sigma = np.sqrt(np.log1p(LOGNORMAL_CV**2))
+    mu = np.log(mtt) - sigma**2 / 2
+    with np.errstate(divide="ignore"):
+        log_x = np.log(np.maximum(x, 1e-300))
+    return x * ndtr(-(log_x - mu) / sigma) + mtt * ndtr((log_x - mu - sigma**2) / sigma)
+
+
+# ∫_0^x R(s) ds for a residue of mean transit time ``mtt`` (s), x ≥ 0 (s).
+_CUMULATIVE = {
+    "exponential": lambda x, mtt: mtt * -np.expm1(-x / mtt),
+    "gamma2": _gamma_cumulative(2.0),
+    "gamma3": _gamma_cumulative(3.0),
+    "gamma5": _gamma_cumulative(5.0),
+    "linear": lambda x, mtt: np.where(x < 2 * mtt, x - x**2 / (4 * mtt), mtt),
+    "box": lambda x, mtt: np.minimum(x, mtt),
+    "lognormal": _lognormal_cumulative,
+}
+
+
 def residue(t_fine: np.ndarray, mtt_s: float, delay_s: float, dispersion_s: float,
-            shape: float = 1.0) -> np.ndarray:
+            shape: str = "exponential") -> np.ndarray:
     """Effective residue R_eff = h conv R as cell averages over the fine grid.
 
-    R(t) = 1 - P(shape, (t - delay) / theta) for t >= delay: the fraction of tracer still in
-    tissue when transit times follow a gamma distribution with mean MTT = shape * theta
-    (shape 1: the exponential exp(-(t - delay) / MTT); larger shapes: less capillary transit
-    time heterogeneity, a flatter-topped residue). h is an exponential dispersion kernel with
-    time constant ``dispersion_s`` (none when 0). Cell averages keep the area exact (= MTT).
+    R(s) = P(transit time > s), s = t - delay >= 0, is the fraction of tracer still in tissue
+    for a distribution of transit times with mean MTT (s), named by ``shape``
+    (:data:`RESIDUE_SHAPES`):
+
+    * ``exponential``: R = exp(-s / MTT) (one well-mixed compartment);
+    * ``gamma2``, ``gamma3``, ``gamma5``: gamma-distributed transit times of that shape
+      parameter (less capillary transit-time heterogeneity, a flatter-topped residue);
+    * ``linear``: R = 1 - s / (2 MTT) up to 2 MTT (uniform transit times, Kudo et al. 2013);
+    * ``box``: R = 1 up to MTT (a single transit time, plug flow; Kudo et al. 2013);
+    * ``lognormal``: lognormal transit times with coefficient of variation ``LOGNORMAL_CV``.
+
+    h is an exponential dispersion kernel with time constant ``dispersion_s`` (none when 0).
+    Cell averages (exact integrals of R over each fine cell) keep the area exact (= MTT).
     """
-    theta = mtt_s / shape
+    if shape not in _CUMULATIVE:
+        raise ValueError(f"unknown residue shape {shape!r}; known: {', '.join(RESIDUE_SHAPES)}")
     x = np.clip(np.append(t_fine, t_fine[-1] + FINE_DT_S) - delay_s, 0.0, None)
-    # Integral of R from 0 to x: x (1 - P(a, x/theta)) + a theta P(a + 1, x/theta).
-    cumulative = x * gammaincc(shape, x / theta) + mtt_s * gammainc(shape + 1.0, x / theta)
-    r = np.diff(cumulative) / FINE_DT_S
+    r = np.diff(_CUMULATIVE[shape](x, mtt_s)) / FINE_DT_S
     if dispersion_s > 0:
         r = _convolve(r, exponential_kernel(dispersion_s, r.size))
     return r

@@ -82,7 +82,7 @@ class PhantomConfig:
     noise_fwhm_px: float = 1.5      # in-plane spatial correlation of the noise
     tissue_delay_s: float = 0.0     # extra delay of ALL brain tissue vs the AIF (Tmax shifts)
     dispersion_s: float = 0.0       # extra exponential dispersion in the lesion zones
-    residue_shape: float = 1.0      # gamma shape of the transit-time distribution (1 = exponential residue)
+    residue: str = "exponential"    # transit-time distribution (sample_data.curves.RESIDUE_SHAPES)
     motion: bool = False            # rigid head motion in some frames
     lesion_side: str = "left"       # patient left (+X, high column index) or right
     age: int | None = 72
@@ -99,7 +99,7 @@ CASES: dict[str, PhantomConfig] = {
     "delayed": replace(_BASE, tissue_delay_s=1.0),
     "variable_sampling": replace(_BASE, variable_sampling=True),
     "dispersed": replace(_BASE, dispersion_s=2.0),
-    "heterogeneous": replace(_BASE, residue_shape=2.0),  # non-exponential (gamma transit times) residue
+    "heterogeneous": replace(_BASE, residue="gamma2"),  # non-exponential (gamma transit times) residue
     "right_side": replace(_BASE, lesion_side="right"),
     "noise_free": replace(_BASE, noise_hu=0.0),
 }
@@ -157,7 +157,8 @@ def _validate(config: PhantomConfig) -> None:
         (config.noise_hu >= 0 and config.noise_fwhm_px >= 0, "noise must be >= 0"),
         (0.0 <= config.tissue_delay_s <= 10.0, "tissue_delay_s must be between 0 and 10"),
         (0.0 <= config.dispersion_s <= 10.0, "dispersion_s must be between 0 and 10"),
-        (1.0 <= config.residue_shape <= 10.0, "residue_shape must be between 1 and 10"),
+        (config.residue in curves.RESIDUE_SHAPES,
+         f"unknown residue {config.residue!r}; known: {', '.join(curves.RESIDUE_SHAPES)}"),
         (config.lesion_side in ("left", "right"), "lesion_side must be 'left' or 'right'"),
         (config.age is None or 0 <= config.age <= 130, "age must be between 0 and 130"),
     ]
@@ -188,7 +189,7 @@ def _parameter_sets(config: PhantomConfig):
     return sets
 
 
-def _curve_table(times, sets, residue_shape):
+def _curve_table(times, sets, residue):
     """Enhancement table (t, 2 + len(sets)): column 0 none, 1..n tissue sets, last VOF.
 
     Also returns AIF and VOF at the frame times and the truth Tmax of each set.
@@ -199,7 +200,7 @@ def _curve_table(times, sets, residue_shape):
     columns = [np.zeros_like(t_fine)]
     tmax = []
     for _, _, cbf, cbv, delay, dispersion in sets:
-        r = curves.residue(t_fine, 60.0 * cbv / cbf, delay, dispersion, residue_shape)
+        r = curves.residue(t_fine, 60.0 * cbv / cbf, delay, dispersion, residue)
         columns.append(curves.tissue_curve(aif_fine, r, cbf))
         tmax.append(delay if dispersion == 0 else curves.tmax_of(r, t_fine))
     columns.append(vof_fine)
@@ -308,7 +309,7 @@ def make_phantom(config: PhantomConfig) -> Phantom:
                             config.lesion_side)
     times = acquisition.frame_times(config.n_frames, config.duration_s, config.variable_sampling)
     sets = _parameter_sets(config)
-    table, aif, vof, set_tmax = _curve_table(times, sets, config.residue_shape)
+    table, aif, vof, set_tmax = _curve_table(times, sets, config.residue)
 
     rng = np.random.default_rng(config.seed)
     poses = (acquisition.motion_poses(config.n_frames, rng) if config.motion

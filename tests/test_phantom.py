@@ -325,17 +325,26 @@ def test_cli(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_gamma_transit_time_residue():
-    """Shape 1 is the exponential residue; other shapes keep area MTT, R(delay) = 1, R falling."""
+def test_residue_shapes():
+    """Every shape keeps area MTT, R(delay) = 1 and R falling; the exponential is exp(-s/MTT);
+    the flatter shapes hold more tracer early; box and linear end at MTT and 2 MTT."""
     from sample_data import curves
 
     t = curves.fine_times()
-    exponential = curves.residue(t, 4.0, 1.0, 0.0, 1.0)
+    exponential = curves.residue(t, 4.0, 1.0, 0.0, "exponential")
     centres = t + curves.FINE_DT_S / 2 - 1.0
     assert np.allclose(exponential[t >= 1.0], np.exp(-centres[t >= 1.0] / 4.0), atol=3e-3)
-    for shape in (2.0, 3.0):
+    at_2s = int(2.0 / curves.FINE_DT_S)
+    for shape in curves.RESIDUE_SHAPES:
         r = curves.residue(t, 4.0, 1.0, 0.0, shape)
-        assert r.sum() * curves.FINE_DT_S == pytest.approx(4.0, rel=1e-4)
-        assert r.max() == pytest.approx(1.0, abs=1e-3) and curves.tmax_of(r, t) == pytest.approx(1.0, abs=0.03)
-        assert np.all(np.diff(r[t >= 1.0]) <= 1e-9)
-        assert r[int(2.0 / curves.FINE_DT_S)] > exponential[int(2.0 / curves.FINE_DT_S)]  # flatter top
+        assert r.sum() * curves.FINE_DT_S == pytest.approx(4.0, rel=1e-4), shape
+        assert r.max() == pytest.approx(1.0, abs=3e-3) and curves.tmax_of(r, t) == pytest.approx(1.0, abs=0.03)
+        assert np.all(np.diff(r[t >= 1.0]) <= 1e-9), shape
+        if shape != "exponential":
+            assert r[at_2s] > exponential[at_2s], shape  # flatter top
+    box = curves.residue(t, 4.0, 1.0, 0.0, "box")
+    linear = curves.residue(t, 4.0, 1.0, 0.0, "linear")
+    assert box[int(4.9 / curves.FINE_DT_S)] == pytest.approx(1.0, abs=1e-9) and box[int(5.1 / curves.FINE_DT_S)] == pytest.approx(0, abs=1e-9)
+    assert linear[int(8.9 / curves.FINE_DT_S)] > 0 and linear[int(9.1 / curves.FINE_DT_S)] == 0
+    with pytest.raises(ValueError, match="unknown residue shape"):
+        curves.residue(t, 4.0, 1.0, 0.0, "cubic")
