@@ -126,5 +126,7 @@ def tissue_curve(aif_fine: np.ndarray, r_fine: np.ndarray, cbf: float) -> np.nda
 
 
 def tmax_of(r_fine: np.ndarray, t_fine: np.ndarray) -> float:
-    """Time (s) of the maximum of the residue function (cell centre)."""
-    return float(t_fine[int(np.argmax(r_fine))] + FINE_DT_S / 2.0)
+    """Time (s) of the maximum of the residue function (cell centre): the first cell within
+    1e-9 of the maximum, so that a flat top (box residue) gives its start."""
+    first = int(np.argmax(r_fine >= r_fine.max() * (1.0 - 1e-9)))
+    return float(t_fine[first] + FINE_DT_S / 2.0)
