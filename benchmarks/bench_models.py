@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from models import BlockCirculantSVDModel, ExponentialResidueModel, TikhonovModel
+from models import BlockCirculantSVDModel, ParametricResidueModel, TikhonovModel
 
-MODELS = (ExponentialResidueModel, BlockCirculantSVDModel, TikhonovModel)
+MODELS = (ParametricResidueModel, BlockCirculantSVDModel, TikhonovModel)
 RHO, K_H = 1.04, (1 - 0.45) / (1 - 0.25)
 TISSUES = {"GM": (60, 4.0, 1.0), "WM": (25, 2.0, 1.0), "penumbra": (35, 4.5, 8.0), "core": (8, 1.5, 12.0)}
 ACCURACY_TIMES = np.concatenate([[0.0, 3.0], np.arange(5.0, 36.0, 1.0), np.arange(38.0, 63.0, 3.0)])

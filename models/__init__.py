@@ -6,7 +6,7 @@ cbv (mL/100 g), mtt, tmax and ttp (s).
 """
 
 from .base import FitGuide, PerfusionFit, PerfusionModel
-from .parametric import ExponentialResidueModel
+from .parametric import ParametricResidueModel
 from .registry import MODELS, make_model
 from .svd import BlockCirculantSVDModel
 from .tikhonov import TikhonovModel
@@ -14,8 +14,8 @@ from .tikhonov import TikhonovModel
 __all__ = [
     "MODELS",
     "BlockCirculantSVDModel",
-    "ExponentialResidueModel",
     "FitGuide",
+    "ParametricResidueModel",
     "PerfusionFit",
     "PerfusionModel",
     "TikhonovModel",

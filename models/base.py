@@ -19,8 +19,8 @@ or ignores it. ``models.registry`` builds the models by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -76,16 +76,23 @@ class FitGuide:
     ----------
     mtt_curves : ndarray, shape (t, masked voxels), optional
         Less noisy (more smoothed) tissue enhancement ΔHU of the masked voxels, in
-        ``np.flatnonzero(mask)`` order. Used by :class:`models.parametric.ExponentialResidueModel`
+        ``np.flatnonzero(mask)`` order. Used by :class:`models.parametric.ParametricResidueModel`
         to set each voxel's MTT (s) and dispersion.
     delay_mtt : callable, optional
         With ``mtt_curves``: maps the guide's MTT map (s; float32 array of the mask's spatial
         shape, 0 outside the mask) to the MTT (s) at which each voxel's delay is searched, an
         array of that shape (e.g. a smoothing of the MTT within the mask).
+    representative : ndarray of int, shape (masked voxels,), optional
+        With ``mtt_curves``: for each masked voxel, the masked voxel (index in
+        ``np.flatnonzero(mask)`` order) whose guide curve stands for it. The guide varies
+        slowly in space, so a model may fit the guide at the representatives only and give
+        every voxel its representative's parameters (a voxel that represents itself is
+        fitted). None: every voxel represents itself.
     """
 
     mtt_curves: np.ndarray | None = None
     delay_mtt: Callable[[np.ndarray], np.ndarray] | None = None
+    representative: np.ndarray | None = None
 
 
 class PerfusionModel:

@@ -1,24 +1,27 @@
-"""Parametric deconvolution: a delayed exponential residue fitted by template matching.
+"""Parametric deconvolution: a delayed residue of gamma-distributed transit times, optionally
+dispersed, fitted by template matching.
 
-The one-compartment residue R(t) = exp(−(t − d) / MTT) for t ≥ d (0 before) is the usual
-parametric model of brain tissue (Østergaard et al., MRM 1996; Mouridsen et al., NeuroImage
-2006). With it, the tissue curve is C(t) = a · h_{d,MTT}(t), h = C_a ⊗ R, a = (ρ / k_H) · F.
-For white Gaussian noise the maximum-likelihood (d, MTT) is the template h with the largest
-normalised correlation with C, and a is the least-squares amplitude. Unlike truncated
-deconvolution it does not smooth the residue (no CBF under-estimation, no Tmax delay from
-regularisation) and it does not assume that the curves return to baseline within the
-acquisition (no block-circulant wrap-around).
+The residue R_k (:mod:`models.residues`) has a gamma distribution of transit times of shape k
+and mean MTT; k = 1 is the one-compartment exponential exp(−(t − d) / MTT) (Østergaard et al.,
+MRM 1996), larger k a flatter-topped residue (Mouridsen et al., NeuroImage 2006). With it, the
+tissue curve is C(t) = a · h_{d,MTT,k,τ}(t), h = C_a ⊗ R_eff, a = (ρ / k_H) · F. For white
+Gaussian noise the maximum-likelihood template is the one with the largest normalised
+correlation with C, and a is the least-squares amplitude. Unlike truncated deconvolution it
+does not smooth the residue (no CBF under-estimation, no Tmax delay from regularisation) and
+it does not assume that the curves return to baseline within the acquisition.
+
+The shape sets the flow read from a curve: the curve fixes CBV and, roughly, the mean time
+tracer spends in the tissue, MTT · (1 + CV²) / 2 with CV = 1/√k the transit times'
+coefficient of variation, so a residue too peaked for the tissue reads a shorter MTT and a
+higher CBF = CBV / MTT. At 1–2 s sampling and clinical noise the shape is weakly determined by
+one curve, so it is chosen on the less noisy guide curves with the MTT (``shapes``: several
+shapes; one shape fixes it).
 
 Dispersion of the bolus on its way from the measured artery to the tissue (collateral flow)
 is modelled by an exponential kernel g_τ(t) = exp(−t/τ)/τ (Calamante et al., MRM 2000): the
-effective residue is R_eff = g_τ ⊗ R, which for the exponential R is
-
-    R_eff(s) = MTT / (MTT − τ) · (exp(−s/MTT) − exp(−s/τ)),   s = t − d ≥ 0,
-
-(s/τ · exp(−s/τ) when τ = MTT). It peaks at s* = τ · MTT / (MTT − τ) · ln(MTT / τ) (s* = τ
-when τ = MTT, 0 when τ = 0) with value R_eff(s*) = exp(−s*/MTT), and its area is MTT.
-Tmax, the time of the maximum of k = F · R_eff that model-free deconvolution measures, is
-d + s*. CBF is the flow F itself, the amplitude of the fitted residue: max k = F · exp(−s*/MTT)
+effective residue R_eff = g_τ ⊗ R_k has the area MTT of R_k and its maximum s* after the onset
+d. Tmax, the time of the maximum of k = F · R_eff that model-free deconvolution measures, is
+d + s*. CBF is the flow F itself, the amplitude of the fitted residue: max k = F · R_eff(s*)
 would count the arterial transport delay as lower tissue flow (on the phantom it enlarges the
 rCBF < 30 % core of dispersed and of flat-residue tissue well beyond the truth).
 """
@@ -41,11 +44,12 @@ from .base import (
     curve_blocks,
     masked_curves,
 )
+from .templates import TemplateBank
 
 DEFAULT_DELAYS = tuple(np.arange(-5.0, 30.01, 0.5))  # s
 DEFAULT_MTTS = tuple(np.geomspace(1.0, 40.0, 21))  # s, ratio 1.2 between neighbours
-FINE_STEP = 0.05  # s, grid of the template convolution
-TEMPLATE_RANK_TOLERANCE = 1e-4
+DEFAULT_SHAPES = (1.0,)  # gamma shapes k of the transit times (1: the exponential residue)
+SHAPE_SEARCH = (1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 DEFAULT_DISPERSIONS = (0.0,)  # s, time constants τ of the dispersion kernel (0: none searched)
 # The opt-in dispersion search (model "exponential-dispersed"): not the default yet, because on
 # the undispersed phantom cases it also fits dispersion to smoothed mixtures of neighbouring
@@ -77,92 +81,19 @@ def _quadratic_value(before, centre, after, offset):
     return centre + 0.5 * offset * (after - before) + 0.5 * offset**2 * (after - 2.0 * centre + before)
 
 
-def dispersed_peak(mtt, dispersion):
-    """Peak time s* (s after the onset d) and peak value of R_eff = g_τ ⊗ exp(−s/MTT).
-
-    Parameters
-    ----------
-    mtt, dispersion : array_like
-        MTT and dispersion time constant τ, s (τ = 0: no dispersion, s* = 0, value 1).
-
-    Returns
-    -------
-    (ndarray, ndarray)
-        s* = τ · ln(MTT/τ) / (1 − τ/MTT) (τ when τ = MTT) and R_eff(s*) = exp(−s*/MTT).
-    """
-    mtt = np.asarray(mtt, dtype=np.float64)
-    dispersion = np.asarray(dispersion, dtype=np.float64)
-    ratio = np.where(dispersion > 0, dispersion / np.maximum(mtt, 1e-12), 1.0)  # τ / MTT
-    near = np.abs(1.0 - ratio) < 1e-6
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = np.where(near, 1.0, -np.log(ratio) / np.where(near, 1.0, 1.0 - ratio))
-    offset = np.where(dispersion > 0, dispersion * factor, 0.0)
-    return offset, np.exp(-offset / np.maximum(mtt, 1e-12))
-
-
-def _dispersed_residue(s, mtt, dispersion):
-    """R_eff(s) of a delayed exponential residue dispersed by g_τ, s ≥ 0 (array), in (0, 1]."""
-    if dispersion <= 0:
-        return np.exp(-s / mtt)
-    if abs(mtt - dispersion) < 1e-9 * mtt:
-        return s / dispersion * np.exp(-s / dispersion)
-    return mtt / (mtt - dispersion) * (np.exp(-s / mtt) - np.exp(-s / dispersion))
-
-
-class _TemplateBank:
-    """Unit templates AIF ⊗ R_eff of one dispersion τ over the (delay, MTT) grid, expressed in
-    their own low-rank temporal subspace.
-
-    Attributes
-    ----------
-    dispersion : float
-        τ, s.
-    delays, mtts : ndarray
-        The template grid, s (uniform in delay, geometric in MTT).
-    to_subspace : ndarray, shape (t, rank), float32
-        Orthonormal temporal basis of the mean-removed templates.
-    unit : ndarray, shape (rank, delays · MTTs), float32
-        Unit-length templates in that basis (flat index = delay index · n_MTT + MTT index).
-    norms : ndarray, shape (delays · MTTs,), float32
-        Length of each mean-removed template (ΔHU·s per unit amplitude).
-    """
-
-    def __init__(self, templates: np.ndarray, dispersion: float, delays: np.ndarray, mtts: np.ndarray):
-        self.dispersion = float(dispersion)
-        self.delays, self.mtts = delays, mtts
-        templates = templates - templates.mean(axis=0)  # a free baseline offset
-        norms = np.sqrt((templates**2).sum(axis=0))
-        self.norms = np.maximum(norms, 1e-12).astype(np.float32).ravel()
-        unit = (templates / np.maximum(norms, 1e-12)).reshape(templates.shape[0], -1)
-        # The templates span few temporal dimensions: correlate in that subspace (same scores
-        # to ~1e-4 of a template's length, at a fraction of the cost).
-        u, s, vt = np.linalg.svd(unit, full_matrices=False)
-        rank = int(np.count_nonzero(s > TEMPLATE_RANK_TOLERANCE * s[0]))
-        self.to_subspace = u[:, :rank].astype(np.float32)
-        self.unit = (s[:rank, None] * vt[:rank]).astype(np.float32)
-
-    def scores(self, block: np.ndarray, work: np.ndarray) -> np.ndarray:
-        """Correlation × |c| of every curve of ``block`` (voxels, t) with every unit template,
-        both with their mean removed (a free baseline offset), in the start of the contiguous
-        buffer ``work`` (at least voxels · K elements)."""
-        scores = work.reshape(-1)[: block.shape[0] * self.unit.shape[1]].reshape(block.shape[0], -1)
-        centred = block - block.mean(axis=1, keepdims=True)
-        np.matmul(centred @ self.to_subspace, self.unit, out=scores)
-        return scores
-
-
-class ExponentialResidueModel(PerfusionModel):
-    """Per-voxel fit of a delayed, optionally dispersed exponential residue on a grid of
-    (delay, MTT, τ) templates.
+class ParametricResidueModel(PerfusionModel):
+    """Per-voxel fit of a delayed, optionally dispersed residue of gamma-distributed transit
+    times on a grid of (delay, MTT) templates per shape k and dispersion τ.
 
     Every template is the measured AIF (linearly interpolated, held at its last value past the
-    last frame, 0 before the first) convolved on a ``FINE_STEP`` grid with R_eff, sampled at
+    last frame, 0 before the first) convolved on a fine grid with R_eff (:mod:`models.templates`), sampled at
     the frame times and normalised to unit length. One matrix product gives each voxel's
-    correlation with all templates of τ = 0; voxels whose best τ = 0 delay exceeds
+    correlation with all templates of τ = 0 of one shape, and each voxel keeps the best
+    template over the shapes; voxels whose best τ = 0 delay exceeds
     ``DISPERSION_SEARCH_DELAY`` (where collateral dispersion occurs) are also correlated with
     the templates of every τ > 0 and keep the τ with the best correlation. The best template
     is refined below the grid spacing by a parabola through its neighbours in delay and in log
-    MTT (the amplitude is interpolated with the same offsets); τ stays on its grid.
+    MTT (the amplitude is interpolated with the same offsets); k and τ stay on their grids.
 
     A τ > 0 template must also lower the squared residual by more than
     ``DISPERSION_EVIDENCE`` times the residual variance per frame: with the delay and MTT
@@ -188,6 +119,8 @@ class ExponentialResidueModel(PerfusionModel):
         before the AIF bolus).
     mtts : sequence of float
         Template mean transit times of R, s, geometrically spaced.
+    shapes : sequence of float
+        Gamma shapes k ≥ 1 of the transit times (``(1.0,)``: the exponential residue only).
     dispersions : sequence of float
         Dispersion time constants τ, s, starting with 0 (no dispersion); ``(0.0,)`` fits the
         undispersed model only.
@@ -197,46 +130,31 @@ class ExponentialResidueModel(PerfusionModel):
         whatever guide is passed.
     """
 
-    def __init__(self, aif, times, *, delays=DEFAULT_DELAYS, mtts=DEFAULT_MTTS,
+    def __init__(self, aif, times, *, delays=DEFAULT_DELAYS, mtts=DEFAULT_MTTS, shapes=DEFAULT_SHAPES,
                  dispersions=DEFAULT_DISPERSIONS, guided: bool = True):
         self.aif, self.times = check_aif_and_times(aif, times)
         self.guided = bool(guided)
         self.delays = np.asarray(delays, dtype=np.float64)
         self.mtts = np.asarray(mtts, dtype=np.float64)
+        shapes = np.asarray(shapes, dtype=np.float64)
         dispersions = np.asarray(dispersions, dtype=np.float64)
         if dispersions.size == 0 or dispersions[0] != 0 or np.any(dispersions[1:] <= 0):
             raise InputError("dispersions must start with 0 and be positive after it")
-        self.banks = []
-        for tau in dispersions:
+        if shapes.size == 0 or np.any(shapes < 1):
+            raise InputError("residue shapes must be at least 1 (1: exponential)")
+        self.banks = [TemplateBank(self.aif, self.times, self.delays, self.mtts, shape=k, dispersion=0.0)
+                      for k in shapes]
+        self.n_undispersed = len(self.banks)
+        for tau in dispersions[1:]:
             # R_eff is symmetric in (MTT, τ) up to its area: only τ ≤ MTT is identifiable.
             # Dispersion is searched in late tissue only: no negative delays.
-            delays = self.delays if tau == 0 else self.delays[self.delays >= 0]
+            delays = self.delays[self.delays >= 0]
             mtts = self.mtts[self.mtts >= tau]
             if delays.size < 3 or mtts.size < 3:
                 raise InputError(f"dispersion {tau} s leaves fewer than 3 delays or MTTs on the grid")
-            self.banks.append(_TemplateBank(self._templates(tau, delays, mtts), tau, delays, mtts))
+            self.banks += [TemplateBank(self.aif, self.times, delays, mtts, shape=k, dispersion=tau) for k in shapes]
 
-    def _templates(self, dispersion: float, delays: np.ndarray, mtts: np.ndarray) -> np.ndarray:
-        """AIF ⊗ R_eff for every (delay, MTT), ΔHU·s at the frame times, shape (t, delays, mtts)."""
-        start = self.times[0] - max(delays.max(), 0.0)
-        stop = self.times[-1] - min(delays.min(), 0.0)
-        fine = np.arange(start, stop + FINE_STEP, FINE_STEP)
-        aif = np.interp(fine, self.times, self.aif, left=0.0, right=self.aif[-1])
-        out = np.empty((self.times.size, delays.size, mtts.size))
-        sample_at = self.times[:, None] - delays[None, :]  # (t, delays)
-        n = aif.size
-        length = 1 << (2 * n - 1).bit_length()
-        aif_spectrum = np.fft.rfft(aif, length)
-        lags = np.arange(n) * FINE_STEP
-        for j, mtt in enumerate(mtts):
-            # Trapezoid rule of ∫ aif(s) R_eff(t - s) ds: half weight at lag 0.
-            kernel = FINE_STEP * _dispersed_residue(lags, mtt, dispersion)
-            kernel[0] /= 2
-            convolved = np.fft.irfft(aif_spectrum * np.fft.rfft(kernel, length), length)[:n]
-            out[:, :, j] = np.interp(sample_at, fine, convolved, left=0.0)
-        return out
-
-    def _refine(self, bank: _TemplateBank, scores: np.ndarray, best: np.ndarray):
+    def _refine(self, bank: TemplateBank, scores: np.ndarray, best: np.ndarray):
         """Sub-grid refinement around template ``best`` of each row of ``scores`` (of ``bank``).
 
         Returns amplitude a (1/s, 0 without positive correlation), delay (s), MTT (s), and the
@@ -264,7 +182,7 @@ class ExponentialResidueModel(PerfusionModel):
         peak = np.where(centre > 0, np.maximum(peak, 0), 0).astype(np.float32)
         return peak, delay, mtt, (i_delay, offsets[0], i_mtt, offsets[1])
 
-    def _fit_at_guide(self, bank: _TemplateBank, block: np.ndarray, grid, search_index: np.ndarray):
+    def _fit_at_guide(self, bank: TemplateBank, block: np.ndarray, grid, search_index: np.ndarray):
         """Amplitude a (1/s) and delay (s) per voxel of ``block`` (voxels, t) given the grid
         position of the guide's template in ``bank`` (delay index, delay offset, MTT index,
         MTT offset) and the MTT index at which each voxel's delay is searched.
@@ -333,7 +251,8 @@ class ExponentialResidueModel(PerfusionModel):
         energy = np.einsum("ij,ij->i", centred, centred)  # |c|², ΔHU²
         free = max(block.shape[1] - 4, 1)  # frames minus (offset, amplitude, delay, MTT)
         undispersed = state["score"][rows]
-        for b, bank in enumerate(self.banks[1:], start=1):
+        for b in range(self.n_undispersed, len(self.banks)):
+            bank = self.banks[b]
             scores = bank.scores(block, work)
             best = scores.argmax(axis=1)
             score = scores[np.arange(best.size), best]
@@ -391,7 +310,7 @@ class ExponentialResidueModel(PerfusionModel):
             self._fit_templates(flat, voxels, state, work, measure_ttp=True)
             search_mtt = state["mtt"]
         else:
-            self._fit_templates(guide_flat, np.arange(voxels.size), state, work, measure_ttp=False)
+            self._fit_guide(guide_flat, guide.representative, state, work)
             search_mtt = self._delay_search_mtt(guide.delay_mtt, state, mask)
             self._refit_delays(flat, voxels, state, search_mtt if guide.delay_mtt is not None else None)
         return self._maps(state, search_mtt, mask)
@@ -405,6 +324,25 @@ class ExponentialResidueModel(PerfusionModel):
             raise InputError(f"guide.mtt_curves have shape {guide_flat.shape}, expected {(self.times.size, n_voxels)}")
         return guide_flat
 
+    def _fit_guide(self, guide_flat: np.ndarray, representative: np.ndarray | None, state: dict, work: np.ndarray) -> None:
+        """Best template of the guide curves (t, masked voxels) into ``state``, fitted at the
+        ``representative`` voxels only (see :class:`models.base.FitGuide`) and copied to the
+        voxels they stand for."""
+        n = guide_flat.shape[1]
+        if representative is None:
+            self._fit_templates(guide_flat, np.arange(n), state, work, measure_ttp=False)
+            return
+        representative = np.asarray(representative)
+        if representative.shape != (n,) or representative.min(initial=0) < 0 or representative.max(initial=0) >= n:
+            raise InputError("guide.representative must give a masked voxel index for every masked voxel")
+        fitted, position = np.unique(representative, return_inverse=True)
+        own = _new_state(fitted.size)
+        self._fit_templates(guide_flat, fitted, own, work, measure_ttp=False)
+        for name in ("score", "amplitude", "delay", "mtt", "bank"):
+            state[name][:] = own[name][position]
+        for whole, part in zip(state["grid"], own["grid"]):
+            whole[:] = part[position]
+
     def _fit_templates(self, source: np.ndarray, source_voxels: np.ndarray, state: dict, work: np.ndarray, *,
                        measure_ttp: bool) -> None:
         """Best template of every curve ``source[:, source_voxels]`` (ΔHU) into ``state``.
@@ -414,14 +352,19 @@ class ExponentialResidueModel(PerfusionModel):
         curves' time to peak (s from the first frame) is stored too.
         """
         for part, block in curve_blocks(source, source_voxels, CHUNK_VOXELS):
-            scores = self.banks[0].scores(block, work)
-            best = scores.argmax(axis=1)
-            state["score"][part] = scores[np.arange(best.size), best]
-            _store_refined(state, part, self._refine(self.banks[0], scores, best))
+            rows = np.arange(part.start, part.start + block.shape[0])
+            for b in range(self.n_undispersed):
+                scores = self.banks[b].scores(block, work)
+                best = scores.argmax(axis=1)
+                score = scores[np.arange(best.size), best]
+                better = np.flatnonzero(score > state["score"][rows]) if b else np.arange(best.size)
+                state["score"][rows[better]] = score[better]
+                state["bank"][rows[better]] = b
+                _store_refined(state, rows[better], self._refine(self.banks[b], scores[better], best[better]))
             if measure_ttp:
                 state["ttp"][part] = self.times[block.argmax(axis=1)] - self.times[0]
         late = np.flatnonzero(state["delay"] > DISPERSION_SEARCH_DELAY)
-        if len(self.banks) > 1:
+        if len(self.banks) > self.n_undispersed:
             for part, block in curve_blocks(source, source_voxels[late], CHUNK_VOXELS):
                 self._search_dispersion(block, late[part], state, work)
 
@@ -457,8 +400,10 @@ class ExponentialResidueModel(PerfusionModel):
     def _maps(self, state: dict, search_mtt: np.ndarray, mask: np.ndarray) -> PerfusionFit:
         """The maps of the fitted ``state``: CBF (mL/100 g/min), CBV (mL/100 g), Tmax = delay
         plus the dispersed residue's peak offset at ``search_mtt`` (s), TTP (s); MTT derived."""
-        dispersions = np.array([bank.dispersion for bank in self.banks])
-        offset, _ = dispersed_peak(search_mtt, dispersions[state["bank"]])
+        offset = np.zeros(search_mtt.shape, np.float32)
+        for b in np.unique(state["bank"]):
+            chosen = state["bank"] == b
+            offset[chosen] = self.banks[b].peak_offset_at(search_mtt[chosen])
         amplitude = state["amplitude"]
         out = {"cbf": amplitude * np.float32(FLOW_TO_CBF),
                "cbv": amplitude * state["mtt"] * np.float32(100 * K_H / RHO_BRAIN),
@@ -469,7 +414,7 @@ class ExponentialResidueModel(PerfusionModel):
 def _new_state(n: int) -> dict:
     """Per-voxel fit state of ``n`` voxels: best score (ΔHU), amplitude (1/s), delay (s), MTT
     (s), TTP (s), grid position (delay index, delay offset, MTT index, MTT offset; see
-    :meth:`ExponentialResidueModel._refine`) and template bank index (τ)."""
+    :meth:`ParametricResidueModel._refine`) and template bank index (τ)."""
     state = {name: np.zeros(n, np.float32) for name in ("score", "amplitude", "delay", "mtt", "ttp")}
     state["grid"] = [np.zeros(n, np.intp), np.zeros(n, np.float32), np.zeros(n, np.intp), np.zeros(n, np.float32)]
     state["bank"] = np.zeros(n, np.intp)
@@ -477,7 +422,7 @@ def _new_state(n: int) -> dict:
 
 
 def _store_refined(state: dict, rows, fitted) -> None:
-    """Write the result of :meth:`ExponentialResidueModel._refine` at ``rows`` (slice or
+    """Write the result of :meth:`ParametricResidueModel._refine` at ``rows`` (slice or
     indices) of ``state``: amplitude, delay, MTT and grid position."""
     for name, value in zip(("amplitude", "delay", "mtt"), fitted[:3]):
         state[name][rows] = value

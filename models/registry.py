@@ -7,21 +7,24 @@ accepts the same :class:`models.base.FitGuide` whether it uses it or not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from triage.base.errors import InputError
 
 from .base import PerfusionModel
-from .parametric import DISPERSION_SEARCH, ExponentialResidueModel
+from .parametric import DISPERSION_SEARCH, SHAPE_SEARCH, ParametricResidueModel
 from .svd import BlockCirculantSVDModel
 from .tikhonov import TikhonovModel
 
 MODELS: dict[str, Callable[..., PerfusionModel]] = {
     # Parametric fit; uses the guide (coarse-scale MTT, smoothed delay-search MTT).
-    "exponential": ExponentialResidueModel,
+    "exponential": ParametricResidueModel,
     # With the opt-in dispersion search; fits the curves as they are (guide ignored).
-    "exponential-dispersed": partial(ExponentialResidueModel, dispersions=DISPERSION_SEARCH, guided=False),
+    "exponential-dispersed": partial(ParametricResidueModel, dispersions=DISPERSION_SEARCH, guided=False),
+    # Gamma-distributed transit times of several shapes; the guide sets the shape with the MTT.
+    "gamma": partial(ParametricResidueModel, shapes=SHAPE_SEARCH),
+    "gamma-dispersed": partial(ParametricResidueModel, shapes=SHAPE_SEARCH, dispersions=DISPERSION_SEARCH),
     # Block-circulant deconvolutions, regularised per voxel; guide ignored.
     "bcsvd": BlockCirculantSVDModel,
     "tikhonov": TikhonovModel,

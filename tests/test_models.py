@@ -8,8 +8,10 @@ R and then sampled at the frame times (no inverse crime: the models see sampled 
 import numpy as np
 import pytest
 
-from models import BlockCirculantSVDModel, ExponentialResidueModel, FitGuide, PerfusionFit, TikhonovModel
-from models.parametric import DISPERSION_SEARCH, dispersed_peak
+from models import BlockCirculantSVDModel, FitGuide, ParametricResidueModel, PerfusionFit, TikhonovModel
+from models.parametric import DISPERSION_SEARCH
+from models.residues import effective_residue
+from models.templates import residue_peak_offsets
 from triage.base.errors import InputError
 
 RHO, K_H = 1.04, (1 - 0.45) / (1 - 0.25)
@@ -18,7 +20,7 @@ UNIFORM = np.arange(60) * 1.0
 NON_UNIFORM = np.concatenate([[0.0, 3.0], np.arange(5.0, 36.0, 1.0), np.arange(38.0, 63.0, 3.0)])
 # (CBF mL/100 g/min, CBV mL/100 g, delay s)
 TISSUES = {"GM": (60, 4.0, 1.0), "WM": (25, 2.0, 1.0), "penumbra": (35, 4.5, 8.0), "core": (8, 1.5, 12.0)}
-MODELS = [BlockCirculantSVDModel, TikhonovModel, ExponentialResidueModel]
+MODELS = [BlockCirculantSVDModel, TikhonovModel, ParametricResidueModel]
 
 
 def gamma_aif(t, peak=350.0, start=6.0, rise=6.0, alpha=3.0):
@@ -156,7 +158,7 @@ TRUNCATED = {"core": (3.0, 0.8, 14.0), "core_gm": (4.5, 1.6, 14.0), "late": (16.
 def test_exponential_model_is_unbiased_noise_free(tissue):
     cbf, cbv, delay = {**TISSUES, **TRUNCATED}[tissue]
     times = np.arange(40) * 1.5  # 1.5 s sampling, 58.5 s: late tissue does not return to baseline
-    got = fit_one_times(ExponentialResidueModel, times, cbf, cbv, delay)
+    got = fit_one_times(ParametricResidueModel, times, cbf, cbv, delay)
     assert got["cbf"] == pytest.approx(cbf, rel=0.04)
     assert got["cbv"] == pytest.approx(cbv, rel=0.04)
     assert got["mtt"] == pytest.approx(60 * cbv / cbf, rel=0.05)
@@ -171,13 +173,13 @@ def fit_one_times(model_class, times, cbf, cbv, delay):
 def test_exponential_model_ignores_a_baseline_offset():
     cbf, cbv, delay = TISSUES["penumbra"]
     curves = tissue_curves(UNIFORM, cbf, cbv, delay) + np.float32(1.5)
-    fit = ExponentialResidueModel(gamma_aif(UNIFORM), UNIFORM).fit(curves)
+    fit = ParametricResidueModel(gamma_aif(UNIFORM), UNIFORM).fit(curves)
     assert float(fit.cbf[0]) == pytest.approx(cbf, rel=0.05)
     assert float(fit.tmax[0]) == pytest.approx(delay, abs=0.5)
 
 
 def test_mtt_guide_fixes_mtt_and_refits_flow_and_delay():
-    model = ExponentialResidueModel(gamma_aif(NON_UNIFORM), NON_UNIFORM)
+    model = ParametricResidueModel(gamma_aif(NON_UNIFORM), NON_UNIFORM)
     clean = np.concatenate([tissue_curves(NON_UNIFORM, *TISSUES[name]) for name in ("WM", "core")], axis=1)
     # A guide equal to the curves changes nothing.
     free, guided = model.fit(clean), model.fit(clean, guide=FitGuide(mtt_curves=clean))
@@ -199,7 +201,7 @@ def test_delay_is_searched_at_the_mtt_that_delay_mtt_returns():
     """A guide whose MTT is too long advances the fitted delay (the two trade off); searched
     at the MTT that ``delay_mtt`` returns, the delay is right again, while flow, CBV and MTT
     keep the guide's template."""
-    model = ExponentialResidueModel(gamma_aif(UNIFORM), UNIFORM)
+    model = ParametricResidueModel(gamma_aif(UNIFORM), UNIFORM)
     cbf, cbv, delay = TISSUES["penumbra"]
     noisy = tissue_curves(UNIFORM, cbf, cbv, delay, noise=1.0, n=500, seed=1)
     too_long = np.repeat(tissue_curves(UNIFORM, cbf / 3, cbv, delay), 500, axis=1)  # MTT 3 x 7.7 s
@@ -233,16 +235,21 @@ def dispersed_tissue(times, cbf, cbv, delay, dispersion):
 
 
 @pytest.mark.parametrize(("mtt", "dispersion"), [(4.0, 0.0), (4.0, 1.0), (6.0, 2.0), (3.0, 3.0), (2.0, 5.0)])
-def test_dispersed_peak_matches_numerical_maximum(mtt, dispersion):
-    step = 0.001
-    s = np.arange(0, 80, step)
-    if dispersion == 0:
-        effective = np.exp(-s / mtt)
-    else:
-        effective = np.convolve(np.exp(-s / dispersion) / dispersion * step, np.exp(-s / mtt))[: s.size]
-    offset, value = dispersed_peak(mtt, dispersion)
-    assert float(offset) == pytest.approx(s[effective.argmax()], abs=0.01)
-    assert float(value) == pytest.approx(effective.max(), abs=2e-3)
+def test_dispersed_peak_matches_the_exponential_formula(mtt, dispersion):
+    """s* = τ ln(MTT/τ) / (1 − τ/MTT) (τ when τ = MTT) for the dispersed exponential residue."""
+    ratio = dispersion / mtt
+    expected = 0.0 if dispersion == 0 else dispersion if ratio == 1 else dispersion * np.log(1 / ratio) / (1 - ratio)
+    assert residue_peak_offsets([mtt], 1.0, dispersion)[0] == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.parametrize("shape", [1.0, 2.0, 5.0])
+@pytest.mark.parametrize("dispersion", [0.0, 1.5, 3.0])
+def test_effective_residue_keeps_its_area_and_starts_at_one(shape, dispersion):
+    lags = np.arange(0, 200, 0.01)
+    r = effective_residue(lags, 6.0, shape, dispersion)
+    assert r.sum() * 0.01 == pytest.approx(6.0, rel=2e-3)
+    assert r[0] == pytest.approx(1.0 if dispersion == 0 else 0.0, abs=0.01)
+    assert r.max() <= 1.0
 
 
 # (CBF, CBV, delay, τ): collateral-like tissue whose bolus is delayed and dispersed.
@@ -256,11 +263,11 @@ def test_dispersed_tissue_tmax_is_the_peak_of_the_effective_residue(tissue):
     times = np.arange(40) * 1.5
     curves, true_tmax = dispersed_tissue(times, cbf, cbv, delay, dispersion)
     assert true_tmax > delay + 0.5  # dispersion delays the residue maximum
-    fit = ExponentialResidueModel(gamma_aif(times), times, dispersions=DISPERSION_SEARCH).fit(curves)
+    fit = ParametricResidueModel(gamma_aif(times), times, dispersions=DISPERSION_SEARCH).fit(curves)
     assert float(fit.tmax[0]) == pytest.approx(true_tmax, abs=0.5)
     assert float(fit.cbf[0]) == pytest.approx(cbf, rel=0.10)  # the flow F, not F · max R_eff
     assert float(fit.cbv[0]) == pytest.approx(cbv, rel=0.05)
-    undispersed = ExponentialResidueModel(gamma_aif(times), times, dispersions=(0.0,)).fit(curves)
+    undispersed = ParametricResidueModel(gamma_aif(times), times, dispersions=(0.0,)).fit(curves)
     assert abs(float(undispersed.tmax[0]) - true_tmax) > abs(float(fit.tmax[0]) - true_tmax)
 
 
@@ -271,9 +278,9 @@ def test_dispersion_is_fitted_only_where_the_curve_shows_it():
     times = NON_UNIFORM
     clean, true_tmax = dispersed_tissue(times, cbf, cbv, delay, dispersion)
     noisy = clean + np.random.default_rng(5).normal(0, 0.5, (times.size, 1000)).astype(np.float32)
-    model = ExponentialResidueModel(gamma_aif(times), times, dispersions=DISPERSION_SEARCH)
+    model = ParametricResidueModel(gamma_aif(times), times, dispersions=DISPERSION_SEARCH)
     fit = model.fit(noisy)
-    undispersed = ExponentialResidueModel(gamma_aif(times), times, dispersions=(0.0,)).fit(noisy)
+    undispersed = ParametricResidueModel(gamma_aif(times), times, dispersions=(0.0,)).fit(noisy)
     assert np.median(fit.tmax) == pytest.approx(true_tmax, abs=0.6)
     assert np.mean(fit.tmax > 6) > np.mean(undispersed.tmax > 6) + 0.3
     plain = model.fit(tissue_curves(times, 42.0, 4.4, 5.0, noise=3.0, n=1000, seed=6))
@@ -282,7 +289,7 @@ def test_dispersion_is_fitted_only_where_the_curve_shows_it():
 
 def test_dispersions_must_start_with_zero():
     with pytest.raises(InputError, match="dispersions"):
-        ExponentialResidueModel(gamma_aif(UNIFORM), UNIFORM, dispersions=(1.0, 2.0))
+        ParametricResidueModel(gamma_aif(UNIFORM), UNIFORM, dispersions=(1.0, 2.0))
 
 
 def test_every_registered_model_takes_the_same_guide():
@@ -291,13 +298,61 @@ def test_every_registered_model_takes_the_same_guide():
     from models import MODELS, make_model
 
     curves = tissue_curves(UNIFORM, *TISSUES["penumbra"], noise=1.0, n=50, seed=2)
-    guide = FitGuide(mtt_curves=curves, delay_mtt=lambda mtt: np.full(mtt.shape, 7.0, np.float32))
+    guide = FitGuide(mtt_curves=curves, delay_mtt=lambda mtt: np.full(mtt.shape, 7.0, np.float32),
+                     representative=np.arange(50) // 2 * 2)
     for name in MODELS:
         model = make_model(name, gamma_aif(UNIFORM), UNIFORM)
         guided, free = model.fit(curves, guide=guide), model.fit(curves)
         assert isinstance(guided, PerfusionFit)
-        if name != "exponential":  # the guided model; the others ignore the guide
+        if getattr(model, "guided", False):
+            assert name in ("exponential", "gamma", "gamma-dispersed")
+        else:  # the others ignore the guide
             for map_name in ("cbf", "cbv", "mtt", "tmax", "ttp"):
                 np.testing.assert_array_equal(getattr(guided, map_name), getattr(free, map_name))
     with pytest.raises(InputError, match="unknown model"):
-        make_model("gamma", gamma_aif(UNIFORM), UNIFORM)
+        make_model("cubic", gamma_aif(UNIFORM), UNIFORM)
+
+
+def gamma_tissue(times, cbf, cbv, delay, shape):
+    """Tissue enhancement (t, 1) for gamma-distributed transit times of ``shape`` (0.01 s grid,
+    independently of the models' template code)."""
+    from scipy.special import gammaincc
+
+    step = 0.01
+    fine = np.arange(0, times[-1] + step, step)
+    mtt = 60 * cbv / cbf
+    residue = gammaincc(shape, shape * fine / mtt)
+    convolved = np.convolve(gamma_aif(fine - delay), residue)[: fine.size] * step
+    return np.interp(times, fine, (RHO / K_H) * (cbf / 6000) * convolved)[:, None].astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [2.0, 3.0, 5.0])
+def test_gamma_family_reads_the_flow_of_flatter_residues(shape):
+    """On a clean curve (a guide's noise level) the shape search finds the flow of gamma tissue
+    that the exponential residue over-reads (same CBV, shorter MTT)."""
+    from models import make_model
+
+    cbf, cbv, delay = 35.0, 4.5, 3.0
+    times = np.arange(40) * 1.5
+    curve = gamma_tissue(times, cbf, cbv, delay, shape)
+    family = make_model("gamma", gamma_aif(times), times).fit(curve)
+    exponential = make_model("exponential", gamma_aif(times), times).fit(curve)
+    assert float(family.cbf[0]) == pytest.approx(cbf, rel=0.12)
+    assert float(family.cbv[0]) == pytest.approx(cbv, rel=0.05)
+    assert float(family.tmax[0]) == pytest.approx(delay, abs=0.5)
+    assert float(exponential.cbf[0]) > 1.3 * cbf
+
+
+def test_guide_fitted_at_representatives_only():
+    """Voxels take their representative's guide fit: with each pair of voxels sharing a guide
+    curve, fitting at one of each pair gives the maps of fitting both; bad indices are refused."""
+    times = UNIFORM
+    model = ParametricResidueModel(gamma_aif(times), times)
+    curves = tissue_curves(times, *TISSUES["penumbra"], noise=2.0, n=40, seed=3)
+    guide_curves = np.repeat(tissue_curves(times, *TISSUES["penumbra"], noise=0.3, n=20, seed=4), 2, axis=1)
+    both = model.fit(curves, guide=FitGuide(mtt_curves=guide_curves))
+    pairs = model.fit(curves, guide=FitGuide(mtt_curves=guide_curves, representative=np.arange(40) // 2 * 2))
+    for name in ("cbf", "cbv", "mtt", "tmax"):
+        np.testing.assert_allclose(getattr(pairs, name), getattr(both, name), rtol=1e-5)
+    with pytest.raises(InputError, match="representative"):
+        model.fit(curves, guide=FitGuide(mtt_curves=guide_curves, representative=np.full(40, 40)))

@@ -86,7 +86,7 @@ def denoise_curves(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry
     -------
     ndarray, float32, (t, voxels of ``mask`` in ``np.flatnonzero`` order)
         A low-noise guide for the parameters that vary slowly in space (the MTT of
-        ``models.ExponentialResidueModel.fit``). Where the curves enhance well it is the
+        ``models.ParametricResidueModel.fit``). Where the curves enhance well it is the
         denoised curve with its weak components filtered, instead, by the bilateral filter at
         ``coarse_fwhm_mm``: Gaussian smoothing of the penumbra mixes in the long MTT of the
         core and the early timing of the rim, which lengthens its MTT and so advances its

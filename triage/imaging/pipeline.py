@@ -40,6 +40,9 @@ PLAUSIBLE_MEDIAN_TMAX_S = (-1.5, 4.0)
 # Tmax decides the hypoperfused volume: a median within parenchyma (in-plane px, slices) removes
 # isolated noisy estimates without moving the edges of lesion-sized regions.
 TMAX_MEDIAN_PX, TMAX_MEDIAN_SLICES = 5, 3
+# The guide curves are smoothed over 12-14 mm: the model fits them on an in-plane lattice of
+# about this pitch (mm) and each voxel takes its lattice neighbour's fit (see guide_lattice).
+GUIDE_LATTICE_MM = 2.0
 
 Progress = Callable[[str], None]
 
@@ -214,7 +217,20 @@ def fit_guide(
         fwhm = settings.delay_mtt_fwhm_mm
         delay_mtt = partial(geometric_smooth_within_mask, mask=parenchyma, geometry=series.geometry,
                             fwhm_mm=(fwhm,) * 3)
-    return FitGuide(mtt_curves=coarse_curves, delay_mtt=delay_mtt)
+    return FitGuide(mtt_curves=coarse_curves, delay_mtt=delay_mtt,
+                    representative=guide_lattice(parenchyma, series.geometry.spacing, GUIDE_LATTICE_MM))
+
+
+def guide_lattice(mask: np.ndarray, spacing, pitch_mm: float) -> np.ndarray:
+    """For each voxel of ``mask`` (z, y, x), the masked voxel (index in ``np.flatnonzero``
+    order) at the corner of its in-plane lattice cell of ``pitch_mm`` (whole pixels, at least 1;
+    ``spacing`` (x, y, z) mm), or the voxel itself when that corner is outside the mask."""
+    steps = [max(1, int(pitch_mm / float(spacing[axis]))) for axis in (1, 0)]  # y, x
+    z, y, x = np.nonzero(mask)
+    index = np.full(mask.shape, -1, np.int64)
+    index[z, y, x] = np.arange(z.size)
+    corner = index[z, y - y % steps[0], x - x % steps[1]]
+    return np.where(corner >= 0, corner, np.arange(z.size))
 
 
 def perfusion_maps(fit: PerfusionFit, parenchyma: np.ndarray) -> dict[str, np.ndarray]:
