@@ -88,11 +88,16 @@ class FitGuide:
         slowly in space, so a model may fit the guide at the representatives only and give
         every voxel its representative's parameters (a voxel that represents itself is
         fitted). None: every voxel represents itself.
+    temporal_basis : ndarray, shape (t, n), optional
+        Orthonormal temporal columns whose span holds the curves and the guide curves (a
+        denoiser kept only these components); a model may compare its templates with the
+        curves inside that span.
     """
 
     mtt_curves: np.ndarray | None = None
     delay_mtt: Callable[[np.ndarray], np.ndarray] | None = None
     representative: np.ndarray | None = None
+    temporal_basis: np.ndarray | None = None
 
 
 class PerfusionModel:

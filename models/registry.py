@@ -13,18 +13,21 @@ from functools import partial
 from triage.base.errors import InputError
 
 from .base import PerfusionModel
-from .parametric import DISPERSION_SEARCH, SHAPE_SEARCH, ParametricResidueModel
+from .parametric import DISPERSION_SEARCH, MIDDLE_SHAPE, SHAPE_SEARCH, ParametricResidueModel
 from .svd import BlockCirculantSVDModel
 from .tikhonov import TikhonovModel
 
 MODELS: dict[str, Callable[..., PerfusionModel]] = {
-    # Parametric fit; uses the guide (coarse-scale MTT, smoothed delay-search MTT).
+    # Parametric fits; they use the guide (coarse-scale MTT, smoothed delay-search MTT).
+    # Gamma transit times of shape 2 (CV 0.71): the middle of the shapes tissue may have.
+    "gamma": partial(ParametricResidueModel, shapes=(MIDDLE_SHAPE,)),
+    "gamma-dispersed": partial(ParametricResidueModel, shapes=(MIDDLE_SHAPE,), dispersions=DISPERSION_SEARCH),
+    # The shape searched per voxel on the guide (under evaluation: weakly determined).
+    "gamma-shapes": partial(ParametricResidueModel, shapes=SHAPE_SEARCH),
+    # The one-compartment exponential residue (shape 1).
     "exponential": ParametricResidueModel,
-    # With the opt-in dispersion search; fits the curves as they are (guide ignored).
+    # With the dispersion search; fits the curves as they are (guide ignored).
     "exponential-dispersed": partial(ParametricResidueModel, dispersions=DISPERSION_SEARCH, guided=False),
-    # Gamma-distributed transit times of several shapes; the guide sets the shape with the MTT.
-    "gamma": partial(ParametricResidueModel, shapes=SHAPE_SEARCH),
-    "gamma-dispersed": partial(ParametricResidueModel, shapes=SHAPE_SEARCH, dispersions=DISPERSION_SEARCH),
     # Block-circulant deconvolutions, regularised per voxel; guide ignored.
     "bcsvd": BlockCirculantSVDModel,
     "tikhonov": TikhonovModel,

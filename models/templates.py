@@ -3,6 +3,8 @@ shape k and dispersion τ, held in their own low-rank temporal subspace for fast
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .residues import effective_residue, peak_offset
@@ -81,6 +83,21 @@ class TemplateBank:
         rank = int(np.count_nonzero(s > TEMPLATE_RANK_TOLERANCE * s[0]))
         self.to_subspace = u[:, :rank].astype(np.float32)
         self.unit = (s[:rank, None] * vt[:rank]).astype(np.float32)
+
+    def projected(self, basis: np.ndarray) -> TemplateBank:
+        """This bank for curves that were projected onto the orthonormal temporal columns of
+        ``basis`` (t, n) (e.g. by a denoiser that keeps slow components only).
+
+        A curve in that span correlates with a template h as with its projection P h, so
+        only the templates' lengths change: scores are divided, and norms multiplied, by the
+        fraction |P h| / |h| of each template inside the span.
+        """
+        inside = np.linalg.norm((np.asarray(basis, np.float32).T @ self.to_subspace) @ self.unit, axis=0)
+        inside = np.maximum(inside, np.float32(1e-6))
+        bank = copy.copy(self)
+        bank.unit = (self.unit / inside).astype(np.float32)
+        bank.norms = (self.norms * inside).astype(np.float32)
+        return bank
 
     def peak_offset_at(self, mtt: np.ndarray) -> np.ndarray:
         """s* (s) at MTTs ``mtt`` (s), interpolated in log MTT between the grid's MTTs."""

@@ -305,7 +305,7 @@ def test_every_registered_model_takes_the_same_guide():
         guided, free = model.fit(curves, guide=guide), model.fit(curves)
         assert isinstance(guided, PerfusionFit)
         if getattr(model, "guided", False):
-            assert name in ("exponential", "gamma", "gamma-dispersed")
+            assert name in ("gamma", "gamma-dispersed", "gamma-shapes", "exponential")
         else:  # the others ignore the guide
             for map_name in ("cbf", "cbv", "mtt", "tmax", "ttp"):
                 np.testing.assert_array_equal(getattr(guided, map_name), getattr(free, map_name))
@@ -326,21 +326,25 @@ def gamma_tissue(times, cbf, cbv, delay, shape):
     return np.interp(times, fine, (RHO / K_H) * (cbf / 6000) * convolved)[:, None].astype(np.float32)
 
 
-@pytest.mark.parametrize("shape", [2.0, 3.0, 5.0])
-def test_gamma_family_reads_the_flow_of_flatter_residues(shape):
-    """On a clean curve (a guide's noise level) the shape search finds the flow of gamma tissue
-    that the exponential residue over-reads (same CBV, shorter MTT)."""
+def test_middle_shape_bounds_the_flow_error_over_residue_shapes():
+    """The flow read from a clean curve depends on the residue shape assumed (the shape is not
+    determined by curves sampled every 1.5 s). Over tissue of gamma shapes 1-5, the "gamma"
+    model (shape 2) errs by -28 % to +57 %; the exponential model reads +33 % to +106 % on
+    every non-exponential shape. CBV (within 10 %) and Tmax (within 1 s) depend less on it."""
     from models import make_model
 
-    cbf, cbv, delay = 35.0, 4.5, 3.0
     times = np.arange(40) * 1.5
-    curve = gamma_tissue(times, cbf, cbv, delay, shape)
-    family = make_model("gamma", gamma_aif(times), times).fit(curve)
-    exponential = make_model("exponential", gamma_aif(times), times).fit(curve)
-    assert float(family.cbf[0]) == pytest.approx(cbf, rel=0.12)
-    assert float(family.cbv[0]) == pytest.approx(cbv, rel=0.05)
-    assert float(family.tmax[0]) == pytest.approx(delay, abs=0.5)
-    assert float(exponential.cbf[0]) > 1.3 * cbf
+    ratios = {"gamma": [], "exponential": []}
+    for cbf, cbv, delay in [(35, 4.5, 3.0), (60, 4.0, 1.0), (25, 2.0, 1.0), (10, 2.0, 8.0)]:
+        for shape in (1.0, 2.0, 3.0, 5.0):
+            curve = gamma_tissue(times, cbf, cbv, delay, shape)
+            for name in ratios:
+                fit = make_model(name, gamma_aif(times), times).fit(curve)
+                ratios[name].append(float(fit.cbf[0]) / cbf)
+                assert float(fit.cbv[0]) == pytest.approx(cbv, rel=0.10)
+                assert float(fit.tmax[0]) == pytest.approx(delay, abs=1.0)
+    assert 0.7 < min(ratios["gamma"]) and max(ratios["gamma"]) < 1.6
+    assert max(ratios["exponential"]) > 1.9 and min(ratios["exponential"]) > 0.95
 
 
 def test_guide_fitted_at_representatives_only():

@@ -36,7 +36,7 @@ from triage.base.errors import InputError
 ENV_PREFIX = "TRIAGE_"
 # The names of models.MODELS (tests/test_settings.py checks it), kept here so that reading the
 # settings does not import the models (SciPy).
-MODEL_NAMES = ("exponential", "exponential-dispersed", "gamma", "gamma-dispersed", "bcsvd", "tikhonov")
+MODEL_NAMES = ("gamma", "gamma-dispersed", "gamma-shapes", "exponential", "exponential-dispersed", "bcsvd", "tikhonov")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ COARSE_TRUNCATE = 2.0  # the coarse kernel is cut at 2 SD: its tails barely matt
 TEMPORAL_RESOLUTION_S = 4.0  # shortest half-period of the temporal basis of denoise_curves
 DISTANCE_COMPONENTS = 4  # principal temporal components that set the profile distance (and are filtered)
 DISTANCE_FWHM_MM = 7.0  # pre-smoothing of those components (distances only)
+BASELINE_FWHM_MM = 2.0  # pre-smoothing of the pre-contrast image in the distances
 NOISE_PAIR_OFFSET_PX = 4  # voxel pairs this far apart measure the noise part of profile distances
 RANGE_FACTOR = 0.25  # width of the range kernel, in units of the expected noise distance
 # Curve strength (relative to the median) below which the MTT guide is the coarse Gaussian
@@ -62,7 +63,7 @@ def smooth_within_mask(enhancement: np.ndarray, mask: np.ndarray, geometry: Geom
 
 
 def denoise_curves(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry, times: np.ndarray,
-                   spatial_fwhm_mm: float, coarse_fwhm_mm: float) -> np.ndarray:
+                   spatial_fwhm_mm: float, coarse_fwhm_mm: float, *, baseline: np.ndarray | None = None) -> np.ndarray:
     """Denoise the curves of ``mask`` (t, z, y, x, ΔHU) in place without mixing tissue classes.
 
     1. The curves are projected on the slow cosines of :func:`temporal_basis` (bolus curves
@@ -76,7 +77,12 @@ def denoise_curves(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry
        is measured on the data (:func:`_typical_distance`), not assumed: distances up to it
        count as 0, beyond it weights fall as ``exp(-excess / (RANGE_FACTOR · noise part))``.
        Tissue with another arrival time or flow is thus hardly averaged in, so Tmax keeps
-       its edges.
+       its edges. With ``baseline`` (the pre-contrast image, HU, z, y, x), its difference
+       between the voxels joins the distance, lightly smoothed (``BASELINE_FWHM_MM``) and
+       scaled so that its noise weighs as much as the profiles' noise: grey and white matter
+       (about 10 HU apart before contrast) are then kept apart even where the cortex is
+       thinner than the pre-smoothing of the profiles, whose GM/WM contrast drowns in noise
+       there (without it the cortex took in white matter's lower CBV: GM CBF −25 % at 7 HU).
     3. The weaker components (shapes of small regions, e.g. the core, below the noise of
        single voxels) are smoothed within the mask at ``coarse_fwhm_mm``: such regions are
        large compared with the kernel, their shape survives in their interior while the
@@ -112,6 +118,8 @@ def denoise_curves(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry
     dominant = slice(0, DISTANCE_COMPONENTS)
     guide = score_maps[dominant].copy()
     smooth_within_mask(guide, mask, geometry, DISTANCE_FWHM_MM)
+    if baseline is not None:
+        guide = _with_baseline(guide, baseline[box], mask, geometry)
     noise_distance = _typical_distance(guide, mask, NOISE_PAIR_OFFSET_PX)
     range_var = max(RANGE_FACTOR * noise_distance, 1e-12)
     weak = slice(DISTANCE_COMPONENTS, None)
@@ -131,6 +139,20 @@ def denoise_curves(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry
     coarse *= weight
     coarse += kept_apart
     return coarse
+
+
+def _with_baseline(guide: np.ndarray, baseline: np.ndarray, mask: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """``guide`` (k, z, y, x) with the pre-contrast ``baseline`` (z, y, x, HU) as one more
+    component: smoothed within ``mask`` at ``BASELINE_FWHM_MM`` and scaled so that its noise
+    distance (:func:`_typical_distance`) equals that of the other components together."""
+    channel = baseline.astype(np.float32)[None].copy()
+    smooth_within_mask(channel, mask, geometry, BASELINE_FWHM_MM)
+    channel[:, ~mask] = 0
+    own = _typical_distance(channel, mask, NOISE_PAIR_OFFSET_PX)
+    if own <= 0:
+        return guide
+    channel *= np.float32(np.sqrt(_typical_distance(guide, mask, NOISE_PAIR_OFFSET_PX) / own))
+    return np.concatenate([guide, channel])
 
 
 def _sigma_px(geometry: Geometry, fwhm_mm: float) -> tuple[float, float]:

@@ -22,7 +22,7 @@ from models.profiles import ThresholdProfile
 from triage.base.errors import InputError
 from triage.imaging.aif import ArterialInput, select_arterial_input
 from triage.imaging.bolus import BolusTiming, analyse_bolus, baseline_image
-from triage.imaging.denoise import denoise_curves, geometric_smooth_within_mask, median_within_mask
+from triage.imaging.denoise import denoise_curves, geometric_smooth_within_mask, median_within_mask, temporal_basis
 from triage.imaging.eligibility import Eligibility, assess
 from triage.imaging.lesion import LesionResult, segment_lesion
 from triage.imaging.masks import TissueMasks, segment_brain, segment_tissue
@@ -161,7 +161,7 @@ def analyse(
             enhancement, series.times, tissue.brain, series.geometry, override_zyx=aif_zyx, peak=peak
         )
     with stages.stage("denoising"):
-        guide = fit_guide(enhancement, tissue.parenchyma, series, settings)
+        guide = fit_guide(enhancement, tissue.parenchyma, series, settings, baseline)
     with stages.stage("deconvolution"):
         fit = make_model(settings.model, arterial.aif, series.times).fit(enhancement, tissue.parenchyma, guide=guide)
         del guide
@@ -197,20 +197,26 @@ def analyse(
 
 
 def fit_guide(
-    enhancement: np.ndarray, parenchyma: np.ndarray, series: PerfusionSeries, settings: AnalysisSettings
+    enhancement: np.ndarray, parenchyma: np.ndarray, series: PerfusionSeries, settings: AnalysisSettings,
+    baseline: np.ndarray | None = None,
 ) -> FitGuide | None:
     """The spatial guide offered to the model (each model uses or ignores it).
 
     ``mtt_curves``: the parenchyma's enhancement (ΔHU) denoised at ``settings.smoothing_fwhm_mm``
-    and ``settings.coarse_fwhm_mm`` (mm), shape (t, parenchyma voxels); ``delay_mtt``: a
+    and ``settings.coarse_fwhm_mm`` (mm), shape (t, parenchyma voxels), keeping apart tissue
+    whose pre-contrast ``baseline`` (HU, z, y, x) differs (grey and white matter); ``delay_mtt``: a
     Gaussian smoothing of the MTT map (s) within the parenchyma, FWHM
     ``settings.delay_mtt_fwhm_mm`` (mm) in each axis, or None when that is 0. No guide (None)
     when ``settings.smoothing_fwhm_mm`` is 0: the curves are fitted as they are.
+    ``representative``: a lattice of ``GUIDE_LATTICE_MM`` (see :func:`guide_lattice`);
+    ``temporal_basis``: the slow components that the denoised curves keep
+    (:func:`triage.imaging.denoise.temporal_basis`).
     """
     if settings.smoothing_fwhm_mm <= 0:
         return None
     coarse_curves = denoise_curves(
         enhancement, parenchyma, series.geometry, series.times, settings.smoothing_fwhm_mm, settings.coarse_fwhm_mm,
+        baseline=baseline,
     )
     delay_mtt = None
     if settings.delay_mtt_fwhm_mm > 0:
@@ -218,7 +224,8 @@ def fit_guide(
         delay_mtt = partial(geometric_smooth_within_mask, mask=parenchyma, geometry=series.geometry,
                             fwhm_mm=(fwhm,) * 3)
     return FitGuide(mtt_curves=coarse_curves, delay_mtt=delay_mtt,
-                    representative=guide_lattice(parenchyma, series.geometry.spacing, GUIDE_LATTICE_MM))
+                    representative=guide_lattice(parenchyma, series.geometry.spacing, GUIDE_LATTICE_MM),
+                    temporal_basis=temporal_basis(series.times))
 
 
 def guide_lattice(mask: np.ndarray, spacing, pitch_mm: float) -> np.ndarray:
