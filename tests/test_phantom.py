@@ -273,7 +273,7 @@ def test_motion_truth_only_in_moved_frames():
 
 def test_frame_times():
     uniform = make_phantom(replace(CASES["truncated"], **SMALL, n_slices=2)).times
-    assert uniform[0] == 0 and uniform[-1] == 30.0 and len(uniform) == 31
+    assert uniform[0] == 0 and uniform[-1] == 25.0 and len(uniform) == 26
     variable = make_phantom(replace(CASES["variable_sampling"], **SMALL, n_slices=2)).times
     assert variable[0] == 0 and variable[-1] == 60.0 and len(variable) == 40
     step = np.diff(variable)
@@ -510,6 +510,12 @@ def test_edge_blur_mixes_zones_only_at_their_edges():
     assert np.corrcoef(area_b / area_s, tb.cbv[mixed] / ts.cbv[mixed])[0, 1] > 0.9
     assert not np.any(tb.mixed & (ndimage.binary_dilation(tb.labels == CSF) & (tb.zones == NORMAL)
                                   & ~edge))
+
+
+def test_truncated_case_ends_before_the_brain_washes_out():
+    phantom = make_phantom(replace(CASES["truncated"], matrix=64, noise_hu=0.0))
+    brain = (phantom.hu - phantom.hu[0])[:, phantom.truth.parenchyma].mean(axis=1)
+    assert brain[-1] > 0.6 * brain.max()
 
 
 def test_low_wide_bolus():
