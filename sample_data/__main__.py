@@ -1,7 +1,8 @@
 """Command line: write a synthetic CT perfusion phantom as DICOM plus its truth.
 
     python -m sample_data --case mismatch --out DIR [--matrix 512 --slices 32 --frames 40
-        --noise 8 --seed 0 --motion --variable-sampling --variant messy]
+        --noise 8 --seed 0 --motion --variable-sampling --variant messy --residue gamma3
+        --dispersion 2 --texture 0.15 --edge-blur 2 --aif-peak 160 --bolus-width 1.6]
 
 Writes DIR/dicom/... , DIR/truth.json and DIR/truth_<map>.nii.gz, then prints one summary line.
 ``--case`` takes any preset of ``sample_data.phantom.CASES``; other options override it.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from triage.base.errors import InputError
 
+from .curves import RESIDUE_SHAPES
 from .dicom_writer import VARIANTS, parse_variant, write_dicom
 from .phantom import CASES, make_phantom, write_truth
 
@@ -24,7 +26,8 @@ _OVERRIDES = {  # option destination -> PhantomConfig field
     "matrix": "matrix", "slices": "n_slices", "slice_mm": "slice_mm", "frames": "n_frames",
     "duration": "duration_s", "noise": "noise_hu", "noise_fwhm": "noise_fwhm_px",
     "delay": "tissue_delay_s", "dispersion": "dispersion_s", "side": "lesion_side",
-    "age": "age", "seed": "seed",
+    "age": "age", "seed": "seed", "residue": "residue", "texture": "texture",
+    "edge_blur": "edge_blur_mm", "aif_peak": "aif_peak_hu", "bolus_width": "bolus_width",
 }
 
 
@@ -41,7 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, help="noise SD, HU (0 = noise-free)")
     p.add_argument("--noise-fwhm", type=float, help="noise correlation FWHM, pixels")
     p.add_argument("--delay", type=float, help="extra tissue arrival delay, s")
-    p.add_argument("--dispersion", type=float, help="lesion dispersion time constant, s")
+    p.add_argument("--dispersion", type=float, help="lesion dispersion time constant, 0-3 s")
+    p.add_argument("--residue", choices=RESIDUE_SHAPES, help="transit-time distribution")
+    p.add_argument("--texture", type=float, help="relative CBF/CBV texture amplitude, 0-0.2")
+    p.add_argument("--edge-blur", type=float, help="partial volume FWHM at lesion edges, mm")
+    p.add_argument("--aif-peak", type=float, help="arterial first-pass peak, HU")
+    p.add_argument("--bolus-width", type=float, help="bolus width factor (1 = default)")
     p.add_argument("--side", choices=["left", "right"])
     p.add_argument("--age", type=int)
     p.add_argument("--seed", type=int)

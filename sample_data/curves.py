@@ -36,11 +36,15 @@ def _gamma_bump(t, arrival, alpha, beta):
     return (x / alpha) ** alpha * np.exp(alpha - x)
 
 
-def arterial_curve(t: np.ndarray) -> np.ndarray:
-    """True arterial enhancement (HU) at times ``t`` (s): bolus plus a small recirculation."""
-    return AIF_PEAK_HU * (_gamma_bump(t, AIF_ARRIVAL_S, AIF_ALPHA, AIF_BETA_S)
-                          + RECIRC_FRACTION * _gamma_bump(t, RECIRC_ARRIVAL_S, RECIRC_ALPHA,
-                                                          RECIRC_BETA_S))
+def arterial_curve(t: np.ndarray, peak_hu: float = AIF_PEAK_HU, width: float = 1.0) -> np.ndarray:
+    """True arterial enhancement (HU) at times ``t`` (s): bolus plus a small recirculation.
+
+    ``peak_hu`` is the first-pass maximum (HU); ``width`` scales both gamma variates' beta, so
+    the first pass peaks at ``7 + 7.5 * width`` s and is ``width`` times wider (same arrival).
+    """
+    return peak_hu * (_gamma_bump(t, AIF_ARRIVAL_S, AIF_ALPHA, AIF_BETA_S * width)
+                      + RECIRC_FRACTION * _gamma_bump(t, RECIRC_ARRIVAL_S, RECIRC_ALPHA,
+                                                      RECIRC_BETA_S * width))
 
 
 def exponential_kernel(tau_s: float, n: int) -> np.ndarray:
@@ -130,3 +134,30 @@ def tmax_of(r_fine: np.ndarray, t_fine: np.ndarray) -> float:
     1e-9 of the maximum, so that a flat top (box residue) gives its start."""
     first = int(np.argmax(r_fine >= r_fine.max() * (1.0 - 1e-9)))
     return float(t_fine[first] + FINE_DT_S / 2.0)
+
+
+def dispersed_offset(mtt_s: float, dispersion_s: float, shape: str) -> float:
+    """Time (s) from the onset of the residue to the maximum of R_eff (0 without dispersion)."""
+    if dispersion_s == 0:
+        return 0.0
+    t = fine_times()
+    return tmax_of(residue(t, mtt_s, 0.0, dispersion_s, shape), t) - FINE_DT_S / 2.0
+
+
+def onset_for_tmax(tmax_s: float, mtt_s: float, dispersion_s: float,
+                   shape: str) -> tuple[float, float]:
+    """Arrival delay (s) that puts the maximum of R_eff at ``tmax_s``, and the dispersion used.
+
+    The delay is ``tmax_s`` minus the dispersed residue's offset (:func:`dispersed_offset`).
+    Tissue cannot enhance before its artery, so where that delay would be negative the
+    dispersion is reduced (bisection to 0.01 s) to the largest time constant (s) that keeps it
+    >= 0: e.g. the 3.5 s oligaemic rim with 3 s dispersion, or a box residue whose dispersed
+    maximum sits at the end of the box (one MTT).
+    """
+    if dispersed_offset(mtt_s, dispersion_s, shape) > tmax_s:
+        low, high = 0.0, dispersion_s
+        while high - low > 0.01:
+            mid = (low + high) / 2.0
+            low, high = (mid, high) if dispersed_offset(mtt_s, mid, shape) <= tmax_s else (low, mid)
+        dispersion_s = low
+    return tmax_s - dispersed_offset(mtt_s, dispersion_s, shape), dispersion_s

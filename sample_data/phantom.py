@@ -5,14 +5,22 @@ The phantom is a 4D head (``hu``: t, z, y, x, HU) built from a labelled anatomy 
 acquisition effects (:mod:`sample_data.acquisition`), plus the truth every accuracy test compares
 against (:class:`Truth`). Physics and lesion definitions follow docs/conventions.md.
 
-Reference CBF. The truth core rule is ``CBF < 0.30 * reference_cbf`` where the reference is
-the median truth CBF of contralateral parenchyma with Tmax < 4 s. White matter is the majority
-of that tissue (~75 %), so the reference is the normal WM CBF, 25 mL/100 g/min. The core
-multipliers are chosen per tissue so that every core voxel is <= 0.2 x reference (GM core CBF
-4.5, WM 3.0) and every other parenchyma voxel >= 0.45 x reference (lowest: WM severe penumbra,
-16.25). Tmax per zone: normal 0.6 (GM) / 1.0 (WM) s, oligaemic rim 3.5 s, outer penumbra 8 s,
-severe penumbra 12 s, core 14 s, all plus ``tissue_delay_s``. These margins are checked in
-:func:`make_phantom` (the Tmax ones when no dispersion is added).
+Reference CBF. The truth core is the core zone, which the rule ``CBF < 0.30 *
+reference_cbf`` reproduces: the reference is the median truth CBF of contralateral parenchyma
+with Tmax < 4 s. White matter is the majority of that tissue (~75 %), so the reference is about
+the normal WM CBF, 25 mL/100 g/min (slightly more with texture). The core multipliers are
+chosen per tissue so that every core voxel is <= 0.2 x reference before texture (GM core CBF
+4.5, WM 3.0) and every other parenchyma voxel >= 0.45 x reference after it (lowest: WM severe
+penumbra, 16.25, times 0.8 at 20 % texture). Tmax per zone (the maximum of the effective,
+dispersed residue): normal 0.6 (GM) / 1.0 (WM) s, oligaemic rim 3.5 s, outer penumbra 8 s,
+severe penumbra 12 s, core 14 s, all plus ``tissue_delay_s``; the arrival delay of each zone
+is solved for so that dispersion keeps these values. The margins are checked in
+:func:`make_phantom`.
+
+Model variations (what the analysis may not assume): the residue shape (lognormal transit
+times by default, not the exponential the default model fits), dispersion, smooth texture,
+partial volume at lesion edges (:mod:`sample_data.tissue`), bolus height and width, noise and
+sampling.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import numpy as np
 from triage.base.errors import InputError
 from triage.base.grid import Geometry
 
-from . import acquisition, curves
+from . import acquisition, curves, tissue
 from .anatomy import (
     AIR,
     ARTERY,
@@ -55,10 +63,11 @@ __all__ = ["PhantomConfig", "CASES", "Truth", "Phantom", "make_phantom", "write_
 
 FOV_MM = 240.0
 CORE_RCBF, HYPO_TMAX_S, SEVERE_TMAX_S = 0.30, 6.0, 10.0
+TISSUES = (GM, WM)   # parenchyma tissues, in the order of the parameter sets
 
-# Normal tissue: CBF mL/100 g/min, CBV mL/100 g, Tmax (arrival delay relative to the AIF) s.
+# Normal tissue: CBF mL/100 g/min, CBV mL/100 g, Tmax (relative to the AIF; no dispersion) s.
 NORMAL_TISSUE = {GM: (60.0, 4.0, 0.6), WM: (25.0, 2.0, 1.0)}
-# Lesion zones: CBF multiplier per tissue (GM, WM), CBV multiplier, Tmax s.
+# Lesion zones: CBF multiplier per tissue (GM, WM), CBV multiplier, effective Tmax s.
 ZONE_PARAMETERS = {
     RIM: ((0.85, 0.85), 1.0, 3.5),
     PENUMBRA: ((0.70, 0.70), 1.1, 8.0),
@@ -81,8 +90,12 @@ class PhantomConfig:
     noise_hu: float = 8.0           # per-voxel per-frame SD at this matrix (0 = noise-free)
     noise_fwhm_px: float = 1.5      # in-plane spatial correlation of the noise
     tissue_delay_s: float = 0.0     # extra delay of ALL brain tissue vs the AIF (Tmax shifts)
-    dispersion_s: float = 0.0       # extra exponential dispersion in the lesion zones
-    residue: str = "exponential"    # transit-time distribution (sample_data.curves.RESIDUE_SHAPES)
+    dispersion_s: float = 0.0       # exponential dispersion time constant in the lesion, 0-3 s
+    residue: str = "lognormal"      # transit-time distribution (sample_data.curves.RESIDUE_SHAPES)
+    texture: float = 0.15           # smooth relative CBF and CBV variation, |f| <= texture (<= 0.2)
+    edge_blur_mm: float = 2.0       # partial volume FWHM at lesion-zone edges, mm (0 = sharp)
+    aif_peak_hu: float = 320.0      # first-pass arterial peak enhancement, HU
+    bolus_width: float = 1.0        # bolus width factor (scales the AIF gamma variates' beta)
     motion: bool = False            # rigid head motion in some frames
     lesion_side: str = "left"       # patient left (+X, high column index) or right
     age: int | None = 72
@@ -95,11 +108,22 @@ CASES: dict[str, PhantomConfig] = {
     "large_core": replace(_BASE, case="large_core"),
     "no_lesion": replace(_BASE, case="no_lesion"),
     "moved_noisy": replace(_BASE, motion=True, noise_hu=12.0),
-    "truncated": replace(_BASE, duration_s=30.0, n_frames=31),
+    # scan ends at 25 s: brain enhancement still >= 0.5 of its peak for every residue but box
+    "truncated": replace(_BASE, duration_s=25.0, n_frames=26),
     "delayed": replace(_BASE, tissue_delay_s=1.0),
     "variable_sampling": replace(_BASE, variable_sampling=True),
     "dispersed": replace(_BASE, dispersion_s=2.0),
+    "dispersed_3s": replace(_BASE, dispersion_s=3.0),
     "heterogeneous": replace(_BASE, residue="gamma2"),  # non-exponential (gamma transit times) residue
+    "exponential": replace(_BASE, residue="exponential"),  # the default model's own residue
+    "gamma3": replace(_BASE, residue="gamma3"),
+    "gamma5": replace(_BASE, residue="gamma5"),
+    "linear": replace(_BASE, residue="linear"),        # uniform transit times (Kudo 2013)
+    "box": replace(_BASE, residue="box"),              # single transit time (Kudo 2013)
+    "sharp_uniform": replace(_BASE, texture=0.0, edge_blur_mm=0.0),
+    "low_wide_bolus": replace(_BASE, aif_peak_hu=160.0, bolus_width=1.6),
+    "noise_5": replace(_BASE, noise_hu=5.0),
+    "noise_15": replace(_BASE, noise_hu=15.0),
     "right_side": replace(_BASE, lesion_side="right"),
     "noise_free": replace(_BASE, noise_hu=0.0),
 }
@@ -131,6 +155,7 @@ class Truth:
     lesion_side: str | None
     displacement_mm: np.ndarray
     zones: np.ndarray = field(default=None)          # uint8 zone codes (NORMAL ... CORE)
+    mixed: np.ndarray = field(default=None)          # bool: partial-volume voxel (zones mixed)
     zone_parameters: list = field(default_factory=list)  # per (zone, tissue): params + volume
 
 
@@ -156,7 +181,11 @@ def _validate(config: PhantomConfig) -> None:
         (5.0 <= config.duration_s <= 200.0, "duration_s must be between 5 and 200"),
         (config.noise_hu >= 0 and config.noise_fwhm_px >= 0, "noise must be >= 0"),
         (0.0 <= config.tissue_delay_s <= 10.0, "tissue_delay_s must be between 0 and 10"),
-        (0.0 <= config.dispersion_s <= 10.0, "dispersion_s must be between 0 and 10"),
+        (0.0 <= config.dispersion_s <= 3.0, "dispersion_s must be between 0 and 3"),
+        (0.0 <= config.texture <= 0.2, "texture must be between 0 and 0.2"),
+        (0.0 <= config.edge_blur_mm <= 10.0, "edge_blur_mm must be between 0 and 10"),
+        (50.0 <= config.aif_peak_hu <= 1000.0, "aif_peak_hu must be between 50 and 1000"),
+        (0.5 <= config.bolus_width <= 2.0, "bolus_width must be between 0.5 and 2"),
         (config.residue in curves.RESIDUE_SHAPES,
          f"unknown residue {config.residue!r}; known: {', '.join(curves.RESIDUE_SHAPES)}"),
         (config.lesion_side in ("left", "right"), "lesion_side must be 'left' or 'right'"),
@@ -175,37 +204,42 @@ def _geometry(config: PhantomConfig) -> Geometry:
 
 
 def _parameter_sets(config: PhantomConfig):
-    """Distinct tissue parameter sets: list of (zone, tissue, cbf, cbv, delay, dispersion)."""
+    """Tissue parameter sets: list of (zone, tissue, cbf, cbv, tmax, arrival delay, dispersion).
+
+    Tmax (s) is the design value plus ``tissue_delay_s``; the arrival delay (s) is solved for
+    so that the maximum of the dispersed residue lands on it (:func:`curves.onset_for_tmax`).
+    """
     sets = []
     for zone in (NORMAL, RIM, PENUMBRA, SEVERE, CORE):
-        for t_index, tissue in enumerate((GM, WM)):
-            cbf, cbv, delay = NORMAL_TISSUE[tissue]
+        for t_index, tissue in enumerate(TISSUES):
+            cbf, cbv, tmax = NORMAL_TISSUE[tissue]
             dispersion = 0.0
             if zone != NORMAL:
-                cbf_mult, cbv_mult, delay = ZONE_PARAMETERS[zone]
+                cbf_mult, cbv_mult, tmax = ZONE_PARAMETERS[zone]
                 cbf, cbv = cbf * cbf_mult[t_index], cbv * cbv_mult
                 dispersion = config.dispersion_s
-            sets.append((zone, tissue, cbf, cbv, delay + config.tissue_delay_s, dispersion))
+            tmax += config.tissue_delay_s
+            delay, dispersion = curves.onset_for_tmax(tmax, 60.0 * cbv / cbf, dispersion,
+                                                      config.residue)
+            sets.append((zone, tissue, cbf, cbv, tmax, delay, dispersion))
     return sets
 
 
-def _curve_table(times, sets, residue):
+def _curve_table(times, sets, config):
     """Enhancement table (t, 2 + len(sets)): column 0 none, 1..n tissue sets, last VOF.
 
-    Also returns AIF and VOF at the frame times and the truth Tmax of each set.
+    Also returns the AIF and VOF at the frame times.
     """
     t_fine = curves.fine_times()
-    aif_fine = curves.arterial_curve(t_fine)
+    aif_fine = curves.arterial_curve(t_fine, config.aif_peak_hu, config.bolus_width)
     vof_fine = curves.venous_curve(t_fine, aif_fine)
     columns = [np.zeros_like(t_fine)]
-    tmax = []
-    for _, _, cbf, cbv, delay, dispersion in sets:
-        r = curves.residue(t_fine, 60.0 * cbv / cbf, delay, dispersion, residue)
+    for _, _, cbf, cbv, _, delay, dispersion in sets:
+        r = curves.residue(t_fine, 60.0 * cbv / cbf, delay, dispersion, config.residue)
         columns.append(curves.tissue_curve(aif_fine, r, cbf))
-        tmax.append(delay if dispersion == 0 else curves.tmax_of(r, t_fine))
     columns.append(vof_fine)
     table = np.stack([np.interp(times, t_fine, c) for c in columns], axis=1).astype(np.float32)
-    return table, np.interp(times, t_fine, aif_fine), np.interp(times, t_fine, vof_fine), tmax
+    return table, np.interp(times, t_fine, aif_fine), np.interp(times, t_fine, vof_fine)
 
 
 def _volumes(core, hypo, severe, voxel_ml):
@@ -223,16 +257,21 @@ def _volumes(core, hypo, severe, voxel_ml):
 def design_margin_violations(truth: Truth, tmax_margin_s: float = 2.0) -> list[str]:
     """Ways the truth is too close to a decision threshold (empty list = margins hold).
 
-    CBF: core <= 0.2 x reference, other parenchyma >= 0.45 x reference. Tmax (margin m, 2 s by
-    default): not hypoperfused <= 6 - m, hypoperfused >= 6 + m, severe >= 10 + m, hypoperfused
-    but not severe <= 10 - m.
+    CBF: core <= 0.25 x reference, other parenchyma >= 0.45 x reference. The core is designed
+    at <= 0.2 x reference; texture (<= 20 %) raises it to <= 0.24 x, and lowers the weakest
+    non-core tissue (WM severe penumbra, 0.65 x) to >= 0.52 x, while raising the reference by a
+    few per cent. Partial-volume voxels (``truth.mixed``) lie between their zones' values by
+    construction and are left out of the CBF rules. Tmax (margin m, 2 s by default):
+    not hypoperfused <= 6 - m, hypoperfused >= 6 + m, severe >= 10 + m, hypoperfused but not
+    severe <= 10 - m.
     """
     p, ref = truth.parenchyma, truth.reference_cbf
     cbf, tmax, hypo, sev = truth.cbf, truth.tmax, truth.hypoperfused, truth.severe
+    pure = ~truth.mixed if truth.mixed is not None else np.ones_like(p)
     m = tmax_margin_s
     rules = [
-        ("core CBF > 0.2 x reference", truth.core & (cbf > 0.2 * ref)),
-        ("non-core CBF < 0.45 x reference", p & ~truth.core & (cbf < 0.45 * ref)),
+        ("core CBF > 0.25 x reference", pure & truth.core & (cbf > 0.25 * ref)),
+        ("non-core CBF < 0.45 x reference", pure & p & ~truth.core & (cbf < 0.45 * ref)),
         (f"non-hypoperfused Tmax > {6 - m} s", p & ~hypo & (tmax > HYPO_TMAX_S - m)),
         (f"hypoperfused Tmax < {6 + m} s", hypo & (tmax < HYPO_TMAX_S + m)),
         (f"severe Tmax < {10 + m} s", sev & (tmax < SEVERE_TMAX_S + m)),
@@ -241,14 +280,26 @@ def design_margin_violations(truth: Truth, tmax_margin_s: float = 2.0) -> list[s
     return [f"{name}: {int(mask.sum())} voxels" for name, mask in rules if mask.any()]
 
 
-def _truth(config, geometry, anatomy, aif, vof, sets, set_tmax, displacement):
-    labels, zones = anatomy.labels, anatomy.zones
-    parenchyma = (labels == GM) | (labels == WM)
-    index = _set_index(labels, zones)
+def _truth_maps(index, sets, mixing, scale):
+    """Truth CBF, CBV, MTT, Tmax maps: per-set values, mixed at edges, times the texture."""
     lut = np.zeros((4, len(sets) + 2), np.float32)       # cbf, cbv, mtt, tmax per set column
-    for col, ((_, _, cbf, cbv, _, _), tmax) in enumerate(zip(sets, set_tmax), start=1):
+    for col, (_, _, cbf, cbv, tmax, _, _) in enumerate(sets, start=1):
         lut[:, col] = (cbf, cbv, 60.0 * cbv / cbf, tmax)
     cbf_map, cbv_map, mtt_map, tmax_map = (lut[i][index] for i in range(4))
+    for values, lut_row in ((cbf_map, lut[0]), (cbv_map, lut[1])):
+        values.reshape(-1)[mixing.voxels] = mixing.weights @ lut_row[1: len(sets) + 1]
+    mtt_map.reshape(-1)[mixing.voxels] = (60.0 * cbv_map.reshape(-1)[mixing.voxels]
+                                          / cbf_map.reshape(-1)[mixing.voxels])
+    cbf_map *= scale
+    cbv_map *= scale
+    return cbf_map, cbv_map, mtt_map, tmax_map
+
+
+def _truth(config, geometry, anatomy, aif, vof, sets, fields, displacement):
+    labels, zones = anatomy.labels, anatomy.zones
+    index, mixing, scale = fields
+    parenchyma = (labels == GM) | (labels == WM)
+    cbf_map, cbv_map, mtt_map, tmax_map = _truth_maps(index, sets, mixing, scale)
 
     side = 1.0 if config.lesion_side == "left" else -1.0
     x = geometry.origin[0] + geometry.spacing[0] * np.arange(labels.shape[2])
@@ -260,17 +311,18 @@ def _truth(config, geometry, anatomy, aif, vof, sets, set_tmax, displacement):
     if not reference.any():
         raise InputError("no normal parenchyma in the unaffected hemisphere: choose more slices or thinner ones")
     reference_cbf = float(np.median(cbf_map[reference]))
-    core = parenchyma & (cbf_map < CORE_RCBF * reference_cbf)
+    core = parenchyma & (zones == CORE)             # hard zone masks (edges mix symmetrically)
     hypo = parenchyma & (tmax_map > HYPO_TMAX_S)
     severe = parenchyma & (tmax_map > SEVERE_TMAX_S)
+    mixed = np.zeros(labels.shape, bool)
+    mixed.reshape(-1)[mixing.voxels] = True
     voxel_ml = geometry.voxel_volume_ml
     zone_parameters = [
         {"zone": ZONE_NAMES[zone], "tissue": LABEL_NAMES[tissue], "cbf": cbf, "cbv": cbv,
-         "mtt": 60.0 * cbv / cbf, "tmax": float(tmax), "arrival_delay_s": delay,
-         "dispersion_s": dispersion,
+         "mtt": 60.0 * cbv / cbf, "tmax": float(tmax), "arrival_delay_s": float(delay),
+         "dispersion_s": float(dispersion), "residue": config.residue,
          "volume_ml": float((index == col).sum() * voxel_ml)}
-        for col, ((zone, tissue, cbf, cbv, delay, dispersion), tmax)
-        in enumerate(zip(sets, set_tmax), start=1)]
+        for col, (zone, tissue, cbf, cbv, tmax, delay, dispersion) in enumerate(sets, start=1)]
     return Truth(
         labels=labels, parenchyma=parenchyma, cbf=cbf_map, cbv=cbv_map, mtt=mtt_map,
         tmax=tmax_map, core=core, hypoperfused=hypo, severe=severe,
@@ -278,14 +330,14 @@ def _truth(config, geometry, anatomy, aif, vof, sets, set_tmax, displacement):
         aif=aif.astype(np.float64), vof=vof.astype(np.float64),
         artery_voxels=np.argwhere(labels == ARTERY), vein_voxels=np.argwhere(labels == VEIN),
         lesion_side=None if config.case == "no_lesion" else config.lesion_side,
-        displacement_mm=np.asarray(displacement, float), zones=zones,
+        displacement_mm=np.asarray(displacement, float), zones=zones, mixed=mixed,
         zone_parameters=zone_parameters)
 
 
 def _set_index(labels, zones):
     """Column of the curve table for each voxel: 1 + 2 * zone + (WM), VOF last, else 0."""
     index = np.zeros(labels.shape, np.uint8)
-    for t_index, tissue in enumerate((GM, WM)):
+    for t_index, tissue in enumerate(TISSUES):
         mask = labels == tissue
         index[mask] = 1 + 2 * zones[mask] + t_index
     index[labels == VEIN] = 1 + 2 * len(ZONE_NAMES)
@@ -309,7 +361,7 @@ def make_phantom(config: PhantomConfig) -> Phantom:
                             config.lesion_side)
     times = acquisition.frame_times(config.n_frames, config.duration_s, config.variable_sampling)
     sets = _parameter_sets(config)
-    table, aif, vof, set_tmax = _curve_table(times, sets, config.residue)
+    table, aif, vof = _curve_table(times, sets, config)
 
     rng = np.random.default_rng(config.seed)
     poses = (acquisition.motion_poses(config.n_frames, rng) if config.motion
@@ -320,19 +372,22 @@ def make_phantom(config: PhantomConfig) -> Phantom:
     brain_mm = (brain[:: max(1, brain.shape[0] // 20000)] - centre) * spacing_zyx
     displacement = [acquisition.displacement_mm(p, brain_mm) for p in poses]
 
-    truth = _truth(config, geometry, anatomy, aif, vof, sets, set_tmax, displacement)
-    margin = 2.0 - config.tissue_delay_s if config.dispersion_s == 0 else 0.0
-    problems = design_margin_violations(truth, max(margin, 0.0))
+    fields = _tissue_fields(config, geometry, anatomy)
+    truth = _truth(config, geometry, anatomy, aif, vof, sets, fields, displacement)
+    problems = design_margin_violations(truth, max(2.0 - config.tissue_delay_s, 0.0))
     if problems:
         raise RuntimeError("phantom design margins violated: " + "; ".join(problems))
 
-    index = _set_index(anatomy.labels, anatomy.zones)
+    index, mixing, scale = fields
     artery = np.nonzero(anatomy.labels == ARTERY)
     artery_fraction = anatomy.artery_fraction[artery]
     noise = acquisition.CorrelatedNoise(config.noise_hu, config.noise_fwhm_px, rng)
     hu = np.empty((config.n_frames, *shape), np.float32)
     for k in range(config.n_frames):
-        frame = anatomy.baseline_hu + table[k][index]
+        enhancement = table[k][index]
+        enhancement.reshape(-1)[mixing.voxels] = mixing.weights @ table[k][1: len(sets) + 1]
+        enhancement *= scale
+        frame = anatomy.baseline_hu + enhancement
         frame[artery] += artery_fraction * np.float32(aif[k])
         if poses[k] is not None:
             frame = acquisition.apply_pose(frame, poses[k], spacing_zyx)
@@ -340,6 +395,21 @@ def make_phantom(config: PhantomConfig) -> Phantom:
             frame += noise.sample(shape)
         hu[k] = frame
     return Phantom(hu=hu, times=times, geometry=geometry, truth=truth, config=config)
+
+
+def _tissue_fields(config, geometry, anatomy):
+    """Per-voxel curve-table column, partial-volume mixing and texture scale (1 + f)."""
+    labels, zones = anatomy.labels, anatomy.zones
+    index = _set_index(labels, zones)
+    mixing = tissue.zone_mixing(labels, zones, geometry.spacing, config.edge_blur_mm, TISSUES,
+                                len(ZONE_NAMES))
+    scale = np.ones(labels.shape, np.float32)
+    if config.texture > 0:
+        parenchyma = (labels == GM) | (labels == WM)
+        field_ = tissue.texture_field(labels.shape, geometry.spacing, FOV_MM, config.texture,
+                                      config.seed)
+        scale[parenchyma] += field_[parenchyma]
+    return index, mixing, scale
 
 
 def truth_summary(phantom: Phantom) -> dict:
@@ -363,6 +433,15 @@ def truth_summary(phantom: Phantom) -> dict:
         "defuse3_imaging_eligible": bool(core < 70.0 and ratio is not None and ratio >= 1.8
                                          and mismatch >= 15.0),
         "zones": truth.zone_parameters,
+        "variations": {"residue": phantom.config.residue,
+                       "dispersion_s": phantom.config.dispersion_s,
+                       "texture": phantom.config.texture,
+                       "edge_blur_mm": phantom.config.edge_blur_mm,
+                       "mixed_voxel_count": int(truth.mixed.sum()),
+                       "aif_peak_hu": phantom.config.aif_peak_hu,
+                       "bolus_width": phantom.config.bolus_width,
+                       "noise_hu": phantom.config.noise_hu,
+                       "variable_sampling": phantom.config.variable_sampling},
         "lesion_side": truth.lesion_side,
         "labels": {name: code for code, name in LABEL_NAMES.items()},
         "aif_hu": truth.aif.tolist(),
@@ -374,7 +453,8 @@ def truth_summary(phantom: Phantom) -> dict:
     }
 
 
-TRUTH_MAPS = ("cbf", "cbv", "mtt", "tmax", "labels", "zones", "core", "hypoperfused", "severe")
+TRUTH_MAPS = ("cbf", "cbv", "mtt", "tmax", "labels", "zones", "mixed", "core", "hypoperfused",
+              "severe")
 
 
 def write_truth(phantom: Phantom, out_dir: Path) -> None:

@@ -22,14 +22,18 @@ def run_pipeline(config, settings):
 
 
 def tissue_zones(truth, min_voxels=150):
-    """Interior voxels of each region of constant truth (CBF, CBV, Tmax): zone masks."""
-    key = np.round(truth.cbf * 1000) + np.round(truth.tmax * 10) * 1e6 + np.round(truth.cbv * 100) * 1e8
+    """Interior voxels of each truth zone in each tissue (GM, WM): zone masks.
+
+    Grouped by ``truth.zones`` and ``truth.labels``, not by constant truth values: texture and
+    partial volume at the zone edges make the truth vary within a zone.
+    """
     zones = []
-    for value in np.unique(key[truth.parenchyma]):
-        zone = truth.parenchyma & (key == value)
-        interior = ndimage.binary_erosion(zone, structure=np.ones((1, 3, 3), bool), iterations=2)
-        if interior.sum() >= min_voxels:
-            zones.append(interior)
+    for tissue in np.unique(truth.labels[truth.parenchyma]):
+        for code in np.unique(truth.zones[truth.parenchyma]):
+            zone = truth.parenchyma & (truth.labels == tissue) & (truth.zones == code)
+            interior = ndimage.binary_erosion(zone, structure=np.ones((1, 3, 3), bool), iterations=2)
+            if interior.sum() >= min_voxels:
+                zones.append(interior)
     return zones
 
 
@@ -48,9 +52,9 @@ def test_noise_free_maps_within_10_percent(noise_free, name):
     zones = tissue_zones(phantom.truth)
     assert len(zones) >= 4  # GM, WM and lesion zones
     for zone in zones:
-        expected = float(np.median(truth[zone]))
-        measured = float(np.median(estimate[zone]))
-        assert measured == pytest.approx(expected, rel=0.10), (name, expected, measured, zone.sum())
+        ratio = float(np.median(estimate[zone] / truth[zone]))
+        assert ratio == pytest.approx(1.0, rel=0.10), (name, float(np.median(truth[zone])), ratio,
+                                                       zone.sum())
 
 
 def test_noise_free_tmax_within_one_interval(noise_free):
