@@ -44,24 +44,26 @@ class AnalysisSettings:
     """How a series is analysed (``triage analyze`` and the node's analyses; units in the names).
 
     profile : threshold profile name or JSON path (see ``models.profiles``)
-    model : deconvolution model, ``"exponential"`` (parametric fit of a delayed exponential
-        residue), ``"bcsvd"`` (block-circulant SVD, oscillation-index regularised) or
-        ``"tikhonov"``
+    model : deconvolution model (``models.MODELS``): ``"gamma"`` (parametric fit of a delayed
+        residue of gamma-distributed transit times, shape 2), ``"gamma-dispersed"`` (with a
+        dispersion kernel searched in late tissue), ``"gamma-shapes"`` (the shape searched
+        too), ``"exponential"`` (shape 1), ``"exponential-dispersed"``, ``"bcsvd"``
+        (block-circulant SVD, oscillation-index regularised) or ``"tikhonov"``
     max_matrix : in-plane matrix the perfusion is computed on; larger acquisitions are
         block-averaged in-plane (512 → 256), maps are written back on the acquisition grid
     smoothing_fwhm_mm : spatial (Gaussian) FWHM of the edge-preserving bilateral filter of the
         tissue curves within the parenchyma before deconvolution (0 = no denoising); the
         dominant temporal components keep this scale
     coarse_fwhm_mm : in-plane smoothing of the weak temporal components, and of the curves
-        that set the MTT of the exponential model (see ``triage.imaging.denoise.denoise_curves``)
-    delay_mtt_fwhm_mm : the exponential model searches each voxel's delay (Tmax) at its MTT
+        that set the MTT of the parametric models (see ``triage.imaging.denoise.denoise_curves``)
+    delay_mtt_fwhm_mm : the parametric models search each voxel's delay (Tmax) at its MTT
         smoothed within the parenchyma (geometric mean, Gaussian of this FWHM in every
         direction; 0 = at the voxel's own MTT): a noisy MTT moves the fitted delay against it
     motion_exclude_mm : frames displaced more than this are left out of the analysis
     """
 
     profile: str = "rapid-like"
-    model: str = "exponential"
+    model: str = "gamma"
     max_matrix: int = 256
     smoothing_fwhm_mm: float = 12.0
     coarse_fwhm_mm: float = 14.0

@@ -23,6 +23,7 @@ TEMPORAL_RESOLUTION_S = 4.0  # shortest half-period of the temporal basis of den
 DISTANCE_COMPONENTS = 4  # principal temporal components that set the profile distance (and are filtered)
 DISTANCE_FWHM_MM = 7.0  # pre-smoothing of those components (distances only)
 BASELINE_FWHM_MM = 2.0  # pre-smoothing of the pre-contrast image in the distances
+BASELINE_NOISE_WEIGHT = 0.25  # its noise distance relative to that of the profiles (0.25: GM kept, core noise not raised at 15 HU)
 NOISE_PAIR_OFFSET_PX = 4  # voxel pairs this far apart measure the noise part of profile distances
 RANGE_FACTOR = 0.25  # width of the range kernel, in units of the expected noise distance
 # Curve strength (relative to the median) below which the MTT guide is the coarse Gaussian
@@ -79,7 +80,7 @@ def denoise_curves(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry
        Tissue with another arrival time or flow is thus hardly averaged in, so Tmax keeps
        its edges. With ``baseline`` (the pre-contrast image, HU, z, y, x), its difference
        between the voxels joins the distance, lightly smoothed (``BASELINE_FWHM_MM``) and
-       scaled so that its noise weighs as much as the profiles' noise: grey and white matter
+       scaled so that its noise weighs ``BASELINE_NOISE_WEIGHT`` times the profiles' noise: grey and white matter
        (about 10 HU apart before contrast) are then kept apart even where the cortex is
        thinner than the pre-smoothing of the profiles, whose GM/WM contrast drowns in noise
        there (without it the cortex took in white matter's lower CBV: GM CBF −25 % at 7 HU).
@@ -151,7 +152,7 @@ def _with_baseline(guide: np.ndarray, baseline: np.ndarray, mask: np.ndarray, ge
     own = _typical_distance(channel, mask, NOISE_PAIR_OFFSET_PX)
     if own <= 0:
         return guide
-    channel *= np.float32(np.sqrt(_typical_distance(guide, mask, NOISE_PAIR_OFFSET_PX) / own))
+    channel *= np.float32(np.sqrt(BASELINE_NOISE_WEIGHT * _typical_distance(guide, mask, NOISE_PAIR_OFFSET_PX) / own))
     return np.concatenate([guide, channel])
 
 
