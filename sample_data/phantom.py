@@ -211,8 +211,8 @@ def _parameter_sets(config: PhantomConfig):
     """
     sets = []
     for zone in (NORMAL, RIM, PENUMBRA, SEVERE, CORE):
-        for t_index, tissue in enumerate(TISSUES):
-            cbf, cbv, tmax = NORMAL_TISSUE[tissue]
+        for t_index, label in enumerate(TISSUES):
+            cbf, cbv, tmax = NORMAL_TISSUE[label]
             dispersion = 0.0
             if zone != NORMAL:
                 cbf_mult, cbv_mult, tmax = ZONE_PARAMETERS[zone]
@@ -221,7 +221,7 @@ def _parameter_sets(config: PhantomConfig):
             tmax += config.tissue_delay_s
             delay, dispersion = curves.onset_for_tmax(tmax, 60.0 * cbv / cbf, dispersion,
                                                       config.residue)
-            sets.append((zone, tissue, cbf, cbv, tmax, delay, dispersion))
+            sets.append((zone, label, cbf, cbv, tmax, delay, dispersion))
     return sets
 
 
@@ -337,8 +337,8 @@ def _truth(config, geometry, anatomy, aif, vof, sets, fields, displacement):
 def _set_index(labels, zones):
     """Column of the curve table for each voxel: 1 + 2 * zone + (WM), VOF last, else 0."""
     index = np.zeros(labels.shape, np.uint8)
-    for t_index, tissue in enumerate(TISSUES):
-        mask = labels == tissue
+    for t_index, label in enumerate(TISSUES):
+        mask = labels == label
         index[mask] = 1 + 2 * zones[mask] + t_index
     index[labels == VEIN] = 1 + 2 * len(ZONE_NAMES)
     return index
