@@ -2,7 +2,7 @@
 
 Run from the repository root: ``python3 benchmarks/bench_osipi.py [--csv PATH] [--model NAME ...]``.
 The curves (external truth, Apache-2.0, see their README) are read by ``tests/support/osipi.py``
-from ``../shared/reference-data/osipi-dsc/dsc_data.csv`` beside the repository, or from
+from ``tests/data/osipi-dsc/dsc_data.csv`` (an unchanged copy), or from
 ``$TRIAGE_OSIPI_DSC`` / ``--csv``. Values are in OSIPI's convention (no k_H, no ρ): CBF
 mL/100 mL/min, CBV mL/100 mL. Per model and case: truth, measured value and relative error; per
 model: max and mean |error|, cases within OSIPI's 10 %, and the wall time of building the model
@@ -48,7 +48,7 @@ def report(name: str, cases: list, fit: osipi.OsipiFit) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, default=None, help="OSIPI dsc_data.csv (default: $TRIAGE_OSIPI_DSC or "
-                                                                "../shared/reference-data/osipi-dsc/)")
+                                                                "tests/data/osipi-dsc/)")
     parser.add_argument("--model", action="append", choices=list(MODELS), help="model(s) to run (default: all)")
     args = parser.parse_args(argv)
     path = args.csv or osipi.reference_csv()

@@ -7,7 +7,7 @@ OSIPI's own: CBF and CBV of every case within 10 % of the truth, asserted for th
 unexpected pass fails, so the marks go when the gap closes); every case is held within 20 %. The other models are held to the accuracy they reach today (a
 regression guard, not the target). ``benchmarks/bench_osipi.py`` prints the full table.
 
-The curves are found beside the repository (``../shared/reference-data/osipi-dsc/``) or at
+The curves are read from ``tests/data/osipi-dsc/`` (an unchanged Apache-2.0 copy) or from
 ``$TRIAGE_OSIPI_DSC``; a missing file fails these tests, it does not skip them.
 """
 

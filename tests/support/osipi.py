@@ -1,12 +1,11 @@
 """Reader of OSIPI's DSC reference curves (external truth, not made by this project) and the fit
 of our models to them in OSIPI's convention.
 
-The curves live outside the repository, in the workplace's shared reference data
-(``<repository>/../shared/reference-data/osipi-dsc/dsc_data.csv``, with its README and the
-Apache-2.0 licence of the OSIPI DCE-DSC-MRI Code Collection); the environment variable
-``TRIAGE_OSIPI_DSC`` (the CSV file, or the directory holding ``dsc_data.csv``) overrides that
-place, e.g. for a clone that does not sit beside ``shared/``. A missing file is an error, not a
-reason to skip: the reference data is part of the workplace.
+The curves are an unchanged copy of the workplace's shared reference data, in
+``tests/data/osipi-dsc/dsc_data.csv`` with its README and the Apache-2.0 licence of the OSIPI
+DCE-DSC-MRI Code Collection; the environment variable ``TRIAGE_OSIPI_DSC`` (the CSV file, or the
+directory holding ``dsc_data.csv``) reads another copy. A missing file is an error, not a
+reason to skip.
 
 Convention: OSIPI's CBV (mL/100 mL) is 100·∫C_t/∫C_a and its CBF (mL/100 mL/min) is 6000·F, with
 no hematocrit or density factor, while ours include k_H/ρ (``models.base``):
@@ -30,7 +29,7 @@ from models.base import K_H, RHO_BRAIN
 
 ENV_VAR = "TRIAGE_OSIPI_DSC"
 CSV_NAME = "dsc_data.csv"
-DEFAULT_CSV = Path(__file__).resolve().parents[3] / "shared" / "reference-data" / "osipi-dsc" / CSV_NAME
+DEFAULT_CSV = Path(__file__).resolve().parents[1] / "data" / "osipi-dsc" / CSV_NAME
 COLUMNS = ("label", "C_tis", "C_aif", "cbv", "cbf", "tr")
 CT_TO_OSIPI = RHO_BRAIN / K_H  # our CBF/CBV (with k_H/ρ) -> OSIPI's (without)
 TOLERANCE = 0.10  # OSIPI's relative tolerance for CBF and CBV
@@ -88,9 +87,8 @@ def read_cases(path: str | Path | None = None) -> list[OsipiCase]:
     path = Path(path) if path is not None else reference_csv()
     if not path.is_file():
         raise FileNotFoundError(
-            f"OSIPI DSC reference curves not found at {path}: they belong in the workplace's "
-            f"shared/reference-data/osipi-dsc/ beside the repository; set {ENV_VAR} to the CSV "
-            f"(or its directory) if the repository is elsewhere")
+            f"OSIPI DSC reference curves not found at {path}: the repository keeps them in "
+            f"tests/data/osipi-dsc/; set {ENV_VAR} to the CSV (or its directory) to read another copy")
     with path.open(newline="") as stream:
         reader = csv.DictReader(stream)
         missing = set(COLUMNS) - set(reader.fieldnames or ())
