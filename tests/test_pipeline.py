@@ -31,3 +31,20 @@ def test_plausibility_warns_when_normal_brain_looks_delayed_or_early():
     for wrong in (-5.0, 9.0):
         (line,) = plausibility_warnings(np.full((2, 8, 8), wrong, np.float32), parenchyma)
         assert "implausible maps" in line and "AIF" in line
+
+
+def test_guide_lattice_shares_the_fit_of_each_cell_corner():
+    """At 0.94 mm pixels the 2 mm lattice has 2 px cells: each voxel is represented by its cell's
+    corner, or by itself where the corner lies outside the mask; slices are never merged."""
+    from triage.imaging.pipeline import guide_lattice
+
+    mask = np.ones((2, 4, 4), bool)
+    mask[0, 2, 2] = False  # a corner outside the mask
+    representative = guide_lattice(mask, (0.94, 0.94, 5.0), 2.0)
+    voxels = np.argwhere(mask)
+    index = {tuple(v): i for i, v in enumerate(voxels)}
+    for i, (z, y, x) in enumerate(voxels):
+        corner = (z, y - y % 2, x - x % 2)
+        assert representative[i] == index.get(corner, i)
+    assert representative[index[(0, 3, 3)]] == index[(0, 3, 3)]  # its corner (0, 2, 2) is outside
+    assert np.array_equal(guide_lattice(mask, (0.5, 0.5, 5.0), 0.4), np.arange(mask.sum()))  # pitch < pixel
