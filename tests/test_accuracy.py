@@ -41,18 +41,9 @@ def lesion_case(request, run_case):
     return run_case(request.param)
 
 
-MOVED_NOISY_GAP = (
-    "known gap (issue 2): in this draw of motion and noise (seed 2) of the moved 12 HU case the core "
-    "reads ~15.0 mL against 20.1 mL (tolerance 5 mL; 15.9 mL without the pre-contrast channel of the "
-    "denoising): at the core's first and last slices the realigned 5 mm slices mix it with the tissue "
-    "above and below; Tmax > 6 s (~102 mL of 104.8) is within tolerance"
-)
-
-
 @pytest.mark.parametrize("name, seed", [
     ("mismatch", None), ("large_core", None), ("heterogeneous", None),
-    ("moved_noisy", None), ("moved_noisy", 1), ("moved_noisy", 3), ("moved_noisy", 4),
-    pytest.param("moved_noisy", 2, marks=pytest.mark.xfail(strict=True, reason=MOVED_NOISY_GAP)),
+    ("moved_noisy", None), ("moved_noisy", 1), ("moved_noisy", 2), ("moved_noisy", 3), ("moved_noisy", 4),
 ])
 def test_volumes_within_tolerance(run_case, name, seed):
     phantom, result, _ = run_case(name, seed=seed)

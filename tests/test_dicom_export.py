@@ -374,7 +374,7 @@ def test_dcmtk_reads_the_report_and_its_measurements(case):
                           capture_output=True, text=True, timeout=30)
     assert dump.returncode == 0, dump.stderr
     assert "Comprehensive SR Document" in dump.stdout
-    assert f'Volume")="{run["result"]["core_ml"]:g}" (ml,UCUM,"milliliter")' in dump.stdout
+    assert f'Volume")="{float(run["result"]["core_ml"])}" (ml,UCUM,"milliliter")' in dump.stdout  # DS of the float
     assert "Referenced Segment" in dump.stdout and "Qualitative Evaluations" in dump.stdout
     assert "E:" not in dump.stderr
 
