@@ -8,6 +8,10 @@ Enhanced CT multi-frame objects, the per-frame planes read by :func:`frame_plane
   that the grid is whole: every slice position present at every time point, evenly spaced.
   Positions and times are grouped with the tolerances of :mod:`triage.imaging.assembly`, which reads the
   series for the analysis.
+- :func:`required_quiet` says how long a series must stay without new images to be taken as
+  received whole: not at all when it holds every image its headers announce
+  (NumberOfTemporalPositions, ImagesInAcquisition), else a few of its sender's own gaps between
+  images, and at least the node's quiet period while the sender is still on the series.
 - :func:`decide` turns an assessment and the seconds since the last instance arrived into what
   the node does next.
 
@@ -39,6 +43,8 @@ from triage.base.grid import (
 )
 
 CTP, OTHER = "CTP", "other"
+CADENCE_FACTOR = 4.0     # quiet for this many of the sender's longest gaps: the series is whole
+CADENCE_FLOOR_S = 0.3    # s, the shortest such wait
 # What decide() asks for.
 WAIT, ANALYSE, IGNORE, INCOMPLETE, REPORT_INCOMPLETE, ANALYSE_WHOLE_TIMES = (
     "wait", "analyse", "ignore", "incomplete", "report incomplete", "analyse whole time points")
@@ -62,6 +68,8 @@ class Assessment:
     repeated position (0 when unknown), ``missing`` says what is missing when not ``complete``.
     ``whole_times``: when not complete but every missing image comes after the first
     ``whole_times`` time points of every position (an aborted scan), that number; else 0.
+    ``announced``: complete, and holding exactly the images its headers announce
+    (:func:`announced_images`), so no more are to come.
     """
 
     classification: str
@@ -72,6 +80,8 @@ class Assessment:
     complete: bool = False
     missing: str = ""
     whole_times: int = 0
+    announced: bool = False
+
 
     @property
     def is_perfusion(self) -> bool:
@@ -174,7 +184,46 @@ def assess(infos: list[InstanceInfo], multiframe_planes: dict[str, list[Plane]] 
                                   f"({missing} images missing of {n_positions * n_times})")
     if gap:
         return Assessment(CTP, reason, n, n_positions, n_times, complete=False, missing=gap)
-    return Assessment(CTP, reason, n, n_positions, n_times, complete=True)
+    return Assessment(CTP, reason, n, n_positions, n_times, complete=True,
+                      announced=announced_images(infos, n_positions) == len(planes))
+
+
+def announced_images(infos: list[InstanceInfo], n_positions: int) -> int | None:
+    """The number of images the headers say the series has, or None when they do not say it
+    the same way on every instance: NumberOfTemporalPositions × ``n_positions``, else
+    ImagesInAcquisition (an Enhanced CT object's frames: its NumberOfFrames, counted by
+    :func:`assess`). A vendor whose ImagesInAcquisition counts one time point's images never
+    matches a complete perfusion grid, so the count is only ever trusted when it fits."""
+    if len(infos) == 1 and is_multiframe(infos[0]):
+        return infos[0].number_of_frames
+    temporal = {i.temporal_positions for i in infos}
+    if len(temporal) == 1 and None not in temporal and min(temporal) > 0:
+        return temporal.pop() * n_positions
+    images = {i.images_in_acquisition for i in infos}
+    if len(images) == 1 and None not in images and min(images) > 0:
+        return images.pop()
+    return None
+
+
+def required_quiet(assessment: Assessment, arrivals: list[float], *, sending: bool,
+                   quiet_seconds: float) -> float:
+    """Seconds without a new image after which the series is taken as received whole.
+
+    - 0 when the series holds every image its headers announce (``assessment.announced``).
+    - Else ``CADENCE_FACTOR`` times the longest gap between two consecutive ``arrivals`` (s,
+      sorted) of its images so far, at least ``CADENCE_FLOOR_S``: a sender that delivered the
+      series at a steady pace and went quiet for several of its own gaps has finished it. A
+      slow sender (a scanner sending each time point as it is reconstructed) thus gets a wait
+      in proportion to its own pace.
+    - While ``sending`` (an association whose latest image belongs to this series is still
+      open: the sender has not moved on nor released), at least ``quiet_seconds``, so a
+      sender pausing mid-series is not cut short at a whole time point.
+    """
+    if assessment.announced:
+        return 0.0
+    gaps = np.diff(np.asarray(arrivals, dtype=float)) if len(arrivals) > 1 else np.zeros(1)
+    cadence = max(CADENCE_FACTOR * float(gaps.max()), CADENCE_FLOOR_S)
+    return max(cadence, quiet_seconds) if sending else cadence
 
 
 def decide(assessment: Assessment, quiet_for_s: float, *, quiet_seconds: float,

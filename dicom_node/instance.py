@@ -38,6 +38,8 @@ class InstanceInfo:
     time_s: float | None = None
     acquisition_number: int | None = None
     number_of_frames: int = 1
+    temporal_positions: int | None = None      # NumberOfTemporalPositions (0020,0105)
+    images_in_acquisition: int | None = None   # ImagesInAcquisition (0020,1002)
 
     @property
     def is_ct_image(self) -> bool:
@@ -82,4 +84,6 @@ def instance_info(ds: Dataset, path: Path, calling_aet: str = "") -> InstanceInf
         time_s=time_s,
         acquisition_number=_int(ds.get("AcquisitionNumber")),
         number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
+        temporal_positions=_int(ds.get("NumberOfTemporalPositions")),
+        images_in_acquisition=_int(ds.get("ImagesInAcquisition")),
     )

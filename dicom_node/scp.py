@@ -188,6 +188,7 @@ class StorageSCP:
         self.store_other_classes = store_other_classes
         self.quick_ack = quick_ack and _QUICKACK is not None
         self._tallies: dict[object, Counter] = {}
+        self._latest_series: dict[object, str] = {}  # association -> series of its latest image
         self._server = None
         self.ae = AE(ae_title)
         self.ae.maximum_associations = max_associations
@@ -205,6 +206,11 @@ class StorageSCP:
     def port(self) -> int:
         """The port listened on (the one picked by the system when started with ``port=0``)."""
         return self._server.server_address[1] if self._server else self._port
+
+    def sending_series(self) -> frozenset[str]:
+        """The Series Instance UIDs of the latest instance stored from each open association:
+        the series their senders are still on (thread-safe)."""
+        return frozenset(list(self._latest_series.values()))
 
     def start(self) -> None:
         """Listen in background threads and return."""
@@ -273,6 +279,7 @@ class StorageSCP:
         LOGGER.warning("association rejected from %s: %s", _Peer(event.assoc), reason)
 
     def _on_conn_close(self, event) -> None:
+        self._latest_series.pop(event.assoc, None)
         tally = self._tallies.pop(event.assoc, None)
         host, port = event.address[:2]
         if tally is None:
@@ -336,6 +343,7 @@ class StorageSCP:
                 LOGGER.error("stored %s from %s but could not record it: %s",
                              uids["sop_instance_uid"], peer, error)
                 return STORE_FAILED, "failed"
+        self._latest_series[event.assoc] = uids["series_uid"]
         LOGGER.debug("stored %s from %s", path.name, peer)
         return SUCCESS, "stored"
 

@@ -1,6 +1,7 @@
 """Series classification and completeness (dicom_node.completion) on instance records and on
 real Enhanced CT files."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,13 @@ from dicom_node.completion import (
     OTHER,
     REPORT_INCOMPLETE,
     WAIT,
+    announced_images,
     assess,
     decide,
     first_time_point_files,
     frame_planes,
     is_multiframe,
+    required_quiet,
 )
 from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo, instance_info
 from tests.support.dicom_factory import AXIAL, enhanced_ct_frame_object, slice_positions
@@ -136,6 +139,42 @@ def test_aborted_scan_is_analysed_on_its_whole_time_points_after_the_warning_tim
     assert decide(aborted, 12.0, **options) == ANALYSE_WHOLE_TIMES
     assert too_short.whole_times == 2        # fewer than MIN_PERFUSION_FRAMES: not analysed
     assert decide(too_short, 12.0, **options) == REPORT_INCOMPLETE
+
+
+def _announcing(infos, **fields):
+    return [replace(info, **fields) for info in infos]
+
+
+def test_a_series_holding_the_announced_image_count_needs_no_quiet():
+    """NumberOfTemporalPositions x positions (or ImagesInAcquisition) reached: complete at once,
+    whatever the sender does; one image short, or a count that does not fit, falls back to the
+    sender's pace."""
+    whole = assess(_announcing(series(4, 5), temporal_positions=5))
+    assert whole.announced and announced_images(_announcing(series(4, 5), temporal_positions=5), 4) == 20
+    assert required_quiet(whole, [0.0, 0.01, 5.0], sending=True, quiet_seconds=3.0) == 0.0
+    assert assess(_announcing(series(4, 5), images_in_acquisition=20)).announced
+    # A vendor counting one time point's images in ImagesInAcquisition: never trusted.
+    per_time_point = assess(_announcing(series(4, 5), images_in_acquisition=4))
+    assert per_time_point.complete and not per_time_point.announced
+    # Six time points announced, five received (the grid is whole, the series is not).
+    early = assess(_announcing(series(4, 5), temporal_positions=6))
+    assert early.complete and not early.announced
+    mixed = _announcing(series(4, 5), temporal_positions=5)
+    mixed[0] = replace(mixed[0], temporal_positions=None)
+    assert announced_images(mixed, 4) is None
+
+
+def test_quiet_needed_follows_the_senders_pace_and_waits_while_it_is_on_the_series():
+    complete = assess(series(4, 5))
+    assert not complete.announced
+    steady = [0.01 * k for k in range(20)]                     # 100 images/s
+    assert required_quiet(complete, steady, sending=False, quiet_seconds=3.0) == pytest.approx(0.3)
+    slow = [1.5 * (k // 4) + 0.01 * k for k in range(20)]      # a time point every 1.5 s
+    assert required_quiet(complete, slow, sending=False, quiet_seconds=3.0) == pytest.approx(4 * 1.51)
+    # The association is still open on this series: at least the node's quiet period.
+    assert required_quiet(complete, steady, sending=True, quiet_seconds=3.0) == 3.0
+    assert required_quiet(complete, slow, sending=True, quiet_seconds=3.0) == pytest.approx(4 * 1.51)
+    assert required_quiet(complete, [5.0], sending=False, quiet_seconds=3.0) == pytest.approx(0.3)
 
 
 def test_enhanced_ct_frames_from_real_files(tmp_path):

@@ -153,8 +153,10 @@ def _add_serve(commands) -> None:
         help="accept associations from any calling AE title")
     add("--pacs", metavar="AET@HOST:PORT", help="where results are sent (C-STORE); unset: results stay in DIR/results")
     add("--quiet-seconds", type=float, metavar="S",
-        help="a series is complete after S seconds without new images when every slice position has "
-             f"every time point (default {d.quiet_seconds:g})")
+        help="a series whose every slice position has every time point is complete after S seconds "
+             "without new images while its sender's association is still open on it; once the sender "
+             "moved on or released, after 4 of its own longest gaps between images (at least 0.3 s), "
+             f"and at once when the headers' image count is reached (default {d.quiet_seconds:g})")
     add("--incomplete-warn-seconds", type=float, metavar="S",
         help="after S quiet seconds, report a perfusion series still missing images, or analyse "
              "its complete time points when only the last ones lack slices (an aborted scan) "

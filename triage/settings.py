@@ -80,8 +80,11 @@ class NodeSettings:
     allow_aet : calling AE titles accepted; every other caller is rejected unless
         ``accept_any_aet`` (the node needs one of the two)
     pacs : where results are sent, ``"AET@HOST:PORT"`` (empty: kept in ``results/`` only)
-    quiet_seconds : a series is complete when no instance arrived for this long and every
-        slice position has every time point
+    quiet_seconds : a series whose every slice position has every time point is complete
+        once no instance arrived for this long while an open association is still on it (the
+        sender may pause); once its senders moved on or released, a few of their own gaps
+        between images suffice, and no wait at all when it holds every image its headers
+        announce (``dicom_node.completion.required_quiet``)
     incomplete_warn_seconds : a perfusion series quiet this long with positions still missing
         time points is reported as incomplete (it is analysed once the rest arrives), or, when
         only its last time points lack slices (an aborted scan), its complete time points are

@@ -1,9 +1,12 @@
 """The completion monitor thread: find the complete perfusion series, queue their analyses.
 
-Every ``TICK_S`` the ``completion`` thread looks at the series that received no image for
-``quiet_seconds`` and classifies them (:mod:`dicom_node.completion`): a complete CT perfusion
-series gets an analysis job (for the analysis runner, :mod:`triage.node.analysis_runner`); others
-are recorded and left alone, with the reason in the log. A perfusion series still incomplete
+Every ``MONITOR_TICK_S`` the ``completion`` thread looks at the series that received no image for
+a moment and classifies them (:mod:`dicom_node.completion`): a complete CT perfusion series gets
+an analysis job (for the analysis runner, :mod:`triage.node.analysis_runner`) once it has been
+quiet for :func:`~dicom_node.completion.required_quiet` (at once when it holds every image its
+headers announce; else a few of its sender's own gaps between images, and at least
+``quiet_seconds`` while an open association is still on the series); others are recorded and
+left alone, with the reason in the log. A perfusion series still incomplete
 after ``incomplete_warn_seconds`` is reported (and alerted, :mod:`triage.node.alert_composer`)
 and waits, unless only its last time points lack images (an aborted scan): its complete time
 points are then analysed (``--allow-incomplete-end``; the result's quality warnings say what was
@@ -26,11 +29,12 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from dicom_node.completion import (
     ANALYSE,
     ANALYSE_WHOLE_TIMES,
+    CADENCE_FLOOR_S,
     IGNORE,
     INCOMPLETE,
     OTHER,
@@ -40,13 +44,14 @@ from dicom_node.completion import (
     decide,
     frame_planes,
     is_multiframe,
+    required_quiet,
 )
 from dicom_node.instance import InstanceInfo
 from dicom_node.spool import Spool
 from triage.base.durable import fsync_directory
 from triage.base.errors import one_line
 from triage.node.alert_composer import AlertComposer
-from triage.node.context import TICK_S, NodeContext
+from triage.node.context import NodeContext
 from triage.store.records import SeriesRecord
 
 if TYPE_CHECKING:
@@ -55,23 +60,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("triage.node")
 
 RETENTION_SWEEP_S = 600.0     # how often expired series are looked for (more often for short retention)
+MONITOR_TICK_S = 0.1          # how often quiet series are looked at
 
 
 class CompletionMonitor:
     """The series of ``context``'s store, spooled in ``spool``: their analyses are queued for
     ``runner``, their alerts written with ``alerts``. :meth:`run` is the thread."""
 
-    def __init__(self, context: NodeContext, spool: Spool, runner: AnalysisRunner, alerts: AlertComposer):
+    def __init__(self, context: NodeContext, spool: Spool, runner: AnalysisRunner, alerts: AlertComposer, *,
+                 sending: Callable[[], frozenset[str]] = frozenset):
         self._context = context
         self._spool = spool
         self._runner = runner
         self._alerts = alerts
+        self._sending = sending  # the series that open associations are still sending
         self._reported: set[tuple[str, int]] = set()  # (series, instances) reported incomplete
+        # series -> ((instances, last received), assessment, arrival times): assessed once per change
+        self._assessed: dict[str, tuple[tuple[int, float], Assessment, list[float]]] = {}
 
     def run(self) -> None:
         settings, stopping = self._context.settings, self._context.stopping
         next_sweep = 0.0
-        while not stopping.wait(TICK_S):
+        while not stopping.wait(MONITOR_TICK_S):
             try:
                 self._check_series()
             except Exception as exc:
@@ -111,18 +121,35 @@ class CompletionMonitor:
     def _check_series(self) -> None:
         s, store = self._context.settings, self._context.store
         now = time.time()
-        for record in store.series_in_state("receiving", quiet_since=now - s.quiet_seconds):
-            self._decide(record, now)
+        sending = self._sending()
+        quiet = store.series_in_state("receiving", quiet_since=now - CADENCE_FLOOR_S)
+        for record in quiet:
+            self._decide(record, now, sending=record.series_uid in sending)
+        waiting = {record.series_uid for record in quiet}
+        for uid in [uid for uid in self._assessed if uid not in waiting]:
+            del self._assessed[uid]
         # Once quiet for incomplete_warn_seconds, an incomplete series is decided again: its
         # complete time points analysed when only the end is missing, else reported once.
         for record in store.series_in_state("incomplete", quiet_since=now - s.incomplete_warn_seconds):
             if (record.series_uid, record.n_instances) not in self._reported:
-                self._decide(record, now)
+                self._decide(record, now, sending=False)
 
-    def _decide(self, record: SeriesRecord, now: float) -> None:
+    def _assessment(self, record: SeriesRecord) -> tuple[Assessment, list[float]]:
+        """The series' assessment and its images' arrival times, read again only when it changed."""
+        key = (record.n_instances, record.last_received)
+        cached = self._assessed.get(record.series_uid)
+        if cached is None or cached[0] != key:
+            store = self._context.store
+            cached = (key, assess_series(record.series_uid, store.instances(record.series_uid)),
+                      store.arrival_times(record.series_uid))
+            self._assessed[record.series_uid] = cached
+        return cached[1], cached[2]
+
+    def _decide(self, record: SeriesRecord, now: float, *, sending: bool) -> None:
         s, store = self._context.settings, self._context.store
-        assessment = assess_series(record.series_uid, store.instances(record.series_uid))
-        decision = decide(assessment, now - record.last_received, quiet_seconds=s.quiet_seconds,
+        assessment, arrivals = self._assessment(record)
+        quiet_s = required_quiet(assessment, arrivals, sending=sending, quiet_seconds=s.quiet_seconds)
+        decision = decide(assessment, now - record.last_received, quiet_seconds=quiet_s,
                           incomplete_warn_seconds=s.incomplete_warn_seconds)
         uid, since = record.series_uid, record.last_received
         received = (f"received series {uid}: {assessment.n_instances} instances from "

@@ -133,7 +133,7 @@ class Node:
         context = NodeContext(self.settings, self.store, self.results, self.remote, self._stopping, self._wake)
         self._alerts = AlertComposer(self._alert_config, self.store, self._stopping)
         self._runner = AnalysisRunner(context, self._alerts, self.config_file)
-        self._monitor = CompletionMonitor(context, spool, self._runner, self._alerts)
+        self._monitor = CompletionMonitor(context, spool, self._runner, self._alerts, sending=self._series_being_sent)
         self._sender = Sender(context, self._pacs_tls)
 
     def _listen(self, spool: Spool, allowed: frozenset | None) -> None:
@@ -238,6 +238,10 @@ class Node:
                             "not encrypted; use https)", ", ".join(unencrypted(self._alert_config.urls)))
 
     # Receiving
+
+    def _series_being_sent(self) -> frozenset[str]:
+        """The series an open association's latest image belongs to (see StorageSCP.sending_series)."""
+        return self.scp.sending_series() if self.scp is not None else frozenset()
 
     def on_stored(self, info: InstanceInfo) -> None:
         """Called by the SCP after an instance is durably in the spool, before it is

@@ -81,6 +81,12 @@ class JobStore:
                            "WHERE series_uid = ? ORDER BY sop_uid", (series_uid,))
         return [_instance_from_row(row) for row in rows]
 
+    def arrival_times(self, series_uid: str) -> list[float]:
+        """When each recorded instance of a series arrived (s since the epoch), in order."""
+        rows = self._database.rows("SELECT received_at FROM instances WHERE series_uid = ? "
+                                   "ORDER BY received_at", (series_uid,))
+        return [row["received_at"] for row in rows]
+
     def series(self, series_uid: str) -> SeriesRecord | None:
         rows = self._database.rows("SELECT * FROM series WHERE series_uid = ?", (series_uid,))
         return SeriesRecord(**rows[0]) if rows else None
@@ -362,7 +368,8 @@ def _instance_row(info: InstanceInfo, received_at: float) -> tuple:
             info.series_description, json.dumps(list(info.image_type)),
             None if info.position is None else json.dumps(list(info.position)),
             None if info.orientation is None else json.dumps(list(info.orientation)),
-            info.time_s, info.acquisition_number, info.number_of_frames, received_at)
+            info.time_s, info.acquisition_number, info.number_of_frames, received_at,
+            info.temporal_positions, info.images_in_acquisition)
 
 
 def _instance_from_row(row: sqlite3.Row) -> InstanceInfo:
@@ -376,4 +383,5 @@ def _instance_from_row(row: sqlite3.Row) -> InstanceInfo:
         position=None if position is None else tuple(json.loads(position)),
         orientation=None if orientation is None else tuple(json.loads(orientation)),
         time_s=row["time_s"], acquisition_number=row["acquisition_number"],
-        number_of_frames=row["number_of_frames"])
+        number_of_frames=row["number_of_frames"], temporal_positions=row["temporal_positions"],
+        images_in_acquisition=row["images_in_acquisition"])

@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS instances (
     time_s REAL,                       -- s after midnight, or NULL
     acquisition_number INTEGER,
     number_of_frames INTEGER NOT NULL,
-    received_at REAL NOT NULL
+    received_at REAL NOT NULL,
+    temporal_positions INTEGER,        -- NumberOfTemporalPositions, or NULL
+    images_in_acquisition INTEGER      -- ImagesInAcquisition, or NULL
 );
 CREATE INDEX IF NOT EXISTS instances_by_series ON instances (series_uid);
 CREATE TABLE IF NOT EXISTS series (
@@ -99,11 +101,15 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 """
-MIGRATIONS = (("jobs", "options", "ALTER TABLE jobs ADD COLUMN options TEXT"),)
+MIGRATIONS = (
+    ("jobs", "options", "ALTER TABLE jobs ADD COLUMN options TEXT"),
+    ("instances", "temporal_positions", "ALTER TABLE instances ADD COLUMN temporal_positions INTEGER"),
+    ("instances", "images_in_acquisition", "ALTER TABLE instances ADD COLUMN images_in_acquisition INTEGER"),
+)
 """Columns added after the first release: (table, column, statement adding it)."""
 
 INSTANCE_COLUMNS = ("sop_uid", "series_uid", "study_uid", "sop_class_uid", "path", "calling_aet",
                     "patient_id", "modality", "series_description", "image_type", "position",
                     "orientation", "time_s", "acquisition_number", "number_of_frames",
-                    "received_at")
+                    "received_at", "temporal_positions", "images_in_acquisition")
 """The ``instances`` columns, in the order :class:`~triage.store.jobs.JobStore` writes and reads them."""
