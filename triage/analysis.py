@@ -39,6 +39,8 @@ class AnalysisRequest:
     age : patient age (years), overrides the DICOM Patient's Age; nihss : NIHSS score, for DAWN
     aif_xyz : force the AIF at this source-image column, row, slice (0-based)
     allow_incomplete_end : analyse the complete time points when the last ones lack slices
+    announce : write the result's announcement first (``ResultFolder.announcement``: result.json
+        and the summary picture), for the node's alert, while the rest is written
     """
 
     input: Path
@@ -49,6 +51,7 @@ class AnalysisRequest:
     nihss: int | None = None
     aif_xyz: tuple[int, int, int] | None = None
     allow_incomplete_end: bool = False
+    announce: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,8 @@ def analyse_directory(request: AnalysisRequest, progress: Progress | None = None
             analysis.timings = {"scanning": round(scan_seconds, 3), "reading": round(read_seconds, 3),
                                 **analysis.timings}
             progress("writing outputs")
-            done.append(AnalysedSeries(folder, write_outputs(analysis, folder.path, started=started)))
+            done.append(AnalysedSeries(folder, write_outputs(analysis, folder.path, started=started,
+                                                             announce=request.announce)))
             started = time.perf_counter()
     if len(chosen) > 1:
         index = [{"series_uid": d.result["series_uid"], "result": f"{d.result['series_uid']}/result.json"}

@@ -144,6 +144,16 @@ class LocalNode:
         if run.returncode != 0:
             raise InputError(f"cannot create the demo user: {run.stderr.strip() or run.stdout.strip()}")
 
+    def wait_for_result(self, timeout: float) -> bool:
+        """Wait until a result folder is whole (the alert may come first: it is sent from the
+        result's announcement while the maps are still being written); whether one is."""
+        deadline = time.monotonic() + timeout
+        while not any((self.data_dir / "results").glob("*/[0-9]*/result.json")):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                return False
+            time.sleep(0.2)
+        return True
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -246,6 +256,8 @@ def run_demo(args) -> int:
                              + (f" (node log: {node.log_path})" if node else ""))
         _print_alert(alert, secret, truth, time.monotonic() - sent_at)
         if node:
+            if not node.wait_for_result(timeout=60):
+                print(f"  the viewer has no result yet (node log: {node.log_path})")
             print(f"  log in as 'demo' with password {node.password}")
         if node and not args.exit_after_alert:
             print("\nthe node keeps running for the viewer; Ctrl-C stops it")

@@ -9,8 +9,9 @@ times, and a child running longer than ``ANALYSIS_TIMEOUT_S`` is killed and retr
 analysis queues its send (:mod:`triage.node.sender`) when a PACS is set.
 
 The result alert (:mod:`triage.node.alert_composer`) is written as soon as the child has renamed
-its ``result.json`` into place, before the DICOM export that follows; a failure's alert with the
-failure. When a newer generation starts, its older generations' running analyses are stopped
+the result's announcement into place (its ``result.json`` and summary picture, made before the
+maps, the other pictures and the DICOM export: :meth:`ResultFolder.announcement`), or its whole
+result folder; a failure's alert with the failure. When a newer generation starts, its older generations' running analyses are stopped
 (:meth:`AnalysisRunner.supersede`), unless their result was already announced: then they finish
 and their results are kept, not sent. When the analysis of a re-analysis fails for good, the
 newest earlier result not yet sent is sent in its place.
@@ -119,7 +120,7 @@ class AnalysisRunner:
         uid, generation = job.series_uid, job.generation
         instances = store.instances(uid)
         folder.path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in folder.stale_staging():  # left by a killed analysis
+        for stale in folder.stale_staging() + [folder.announcement().path]:  # left by a killed analysis
             shutil.rmtree(stale, ignore_errors=True)
         references = results.references(uid, generation)
         references.write_text("".join(f"{path}\n" for path in first_time_point_files(instances)))
@@ -154,7 +155,7 @@ class AnalysisRunner:
         if self._context.store.job(job.id).state == "superseded":
             # Never sent: a stopped analysis leaves nothing behind (its outputs may have been
             # renamed into place before the stop came, with the DICOM objects half written).
-            stale = folder.stale_staging() + ([folder.path] if status else [])
+            stale = folder.stale_staging() + [folder.announcement().path] + ([folder.path] if status else [])
             for path in stale:
                 shutil.rmtree(path, ignore_errors=True)
             self._log_superseded(job, "finished, not sent" if status == 0 else "stopped")
@@ -176,9 +177,9 @@ class AnalysisRunner:
 
     def _wait_for_analysis(self, job: Job, child: subprocess.Popen, folder: ResultFolder) -> tuple[int, bool]:
         """The child's exit status, and whether the result was announced while it ran: the
-        result alert goes out as soon as ``result.json`` is in place (the analysis output is
-        renamed there whole), not after the DICOM export that follows (seconds). Raises
-        TimeoutExpired after ``ANALYSIS_TIMEOUT_S``."""
+        result alert goes out as soon as the announcement or the whole result folder is in place
+        (each renamed there whole), not after the maps, pictures and DICOM export (seconds).
+        Raises TimeoutExpired after ``ANALYSIS_TIMEOUT_S``."""
         deadline = time.monotonic() + ANALYSIS_TIMEOUT_S
         watching, announced = self._alerts.config is not None, False
         while True:
@@ -187,12 +188,14 @@ class AnalysisRunner:
             except subprocess.TimeoutExpired:
                 if time.monotonic() >= deadline:
                     raise
-                if watching and folder.has_result():
+                source = next((f for f in (folder, folder.announcement()) if f.has_result()), None) if watching else None
+                if source is not None:
                     watching = False  # one try: an alert that cannot be built is tried again at the end
-                    announced = self._announce_result(job, folder)
+                    announced = self._announce_result(job, source)
 
     def _announce_result(self, job: Job, folder: ResultFolder) -> bool:
-        """Put the result alert of a running analysis in the outbox; whether it was. From then
+        """Put the result alert of a running analysis (read from ``folder``: the result folder or
+        its announcement) in the outbox; whether it was. From then
         on a newer generation does not stop the analysis (:meth:`supersede`): the results the
         stroke team was told of stay on disk."""
         store = self._context.store

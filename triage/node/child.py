@@ -76,7 +76,7 @@ def _analyse(series_dir: Path, out_dir: Path, series_uid: str, config: Path | No
 
     settings = load_settings(config, profile=profile).analysis
     request = AnalysisRequest(series_dir, out_dir, series_uid=series_uid, settings=settings, aif_xyz=aif,
-                              allow_incomplete_end=allow_incomplete_end)
+                              allow_incomplete_end=allow_incomplete_end, announce=True)
     for analysed in analyse_directory(request):
         result = analysed.result
         print(f"analysed series {result['series_uid']}: core {result['core_ml']} mL, Tmax > 6 s "

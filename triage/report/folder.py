@@ -121,6 +121,13 @@ class ResultFolder:
         """Staging folders left by analyses that were killed."""
         return sorted(self.path.parent.glob(f".{self.path.name}.partial-*"))
 
+    def announcement(self) -> ResultFolder:
+        """The hidden sibling holding the result's announcement while the rest is written: its
+        ``result.json`` (complete, with only the summary picture among its outputs) and that
+        picture, renamed into place together before the maps, pictures and DICOM objects are
+        made; removed once the whole folder is in place. Enough for the stroke team's alert."""
+        return ResultFolder(self.path.parent / f".{self.path.name}.announced")
+
     def check_writable(self) -> None:
         """Refuse an existing folder unless it is empty or an earlier triage output."""
         path = self.path

@@ -89,8 +89,13 @@ def _picture_jobs(analysis: Analysis, folder: ResultFolder) -> dict[str, tuple[P
     return jobs
 
 
-def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
-    """Write maps, pictures and ``result.json`` of ``analysis`` to ``out_dir``; return the result."""
+def write_outputs(analysis: Analysis, out_dir: Path, *, started: float, announce: bool = False) -> dict:
+    """Write maps, pictures and ``result.json`` of ``analysis`` to ``out_dir``; return the result.
+
+    With ``announce``, the summary picture is made first and, with a ``result.json`` listing
+    only it, renamed into :meth:`ResultFolder.announcement` while the rest is written (the node
+    alerts the stroke team from it); it is removed once ``out_dir`` is in place.
+    """
     folder = ResultFolder(Path(out_dir))
     folder.check_writable()
     staging = folder.staging()
@@ -102,9 +107,13 @@ def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
         # NIfTI (zlib, resampling) beside the pictures (PNG encoding and most array work
         # release the GIL: three workers keep both cores busy)
         with ThreadPoolExecutor(max_workers=OUTPUT_THREADS) as pool:
-            maps_written = pool.submit(_write_nifti, analysis, staged.maps_dir)
             pictures = _picture_jobs(analysis, staged)
-            rendered = [pool.submit(render) for _, render in pictures.values()]
+            summary = pool.submit(pictures["summary"][1])
+            maps_written = pool.submit(_write_nifti, analysis, staged.maps_dir)
+            if announce:  # the other pictures after it: the summary alone beside the NIfTI writer
+                summary.result()
+                _announce(analysis, folder, staged, started)
+            rendered = [summary] + [pool.submit(render) for key, (_, render) in pictures.items() if key != "summary"]
             for job in rendered:
                 job.result()
             outputs = {key: str(path.relative_to(staging)) for key, (path, _) in pictures.items()}
@@ -119,4 +128,20 @@ def write_outputs(analysis: Analysis, out_dir: Path, *, started: float) -> dict:
         fsync_directory(folder.path.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(folder.announcement().path, ignore_errors=True)
     return result
+
+
+def _announce(analysis: Analysis, folder: ResultFolder, staged: ResultFolder, started: float) -> None:
+    """The announcement of ``folder`` (see :meth:`ResultFolder.announcement`) from the summary
+    picture already in ``staged``: written beside it, then renamed into place whole."""
+    announcement = folder.announcement()
+    writing = ResultFolder(announcement.path.with_name(announcement.path.name + ".partial"))
+    shutil.rmtree(writing.path, ignore_errors=True)
+    writing.summary_png.parent.mkdir(parents=True)
+    shutil.copyfile(staged.summary_png, writing.summary_png)
+    outputs = {"summary": str(staged.summary_png.relative_to(staged.path))}
+    result = build_result(analysis, outputs=outputs, total_seconds=time.perf_counter() - started)
+    writing.result_json.write_text(json.dumps(result, indent=2) + "\n")
+    shutil.rmtree(announcement.path, ignore_errors=True)
+    writing.path.rename(announcement.path)

@@ -7,6 +7,7 @@ import { plotCurves } from "./curves.js";
 import { MapViewer } from "./slices.js";
 
 const POLL_MS = 3000;
+const POLL_RUNNING_MS = 1000;  // queued or analysing: the alert may be read before the maps are written
 const SETTLED = new Set(["done", "failed", "ignored"]);
 const NO_RESULT = {
   receiving: "Images are arriving; the analysis starts once the series is complete.",
@@ -172,10 +173,11 @@ async function refresh() {
 
 let timer = null;
 
-/** Poll again in POLL_MS (one poll outstanding at a time). */
-function schedule() {
+/** Poll again in POLL_MS, or POLL_RUNNING_MS while ``status`` is queued or analysing (one poll
+ * outstanding at a time). */
+function schedule(status) {
   clearTimeout(timer);
-  timer = setTimeout(poll, POLL_MS);
+  timer = setTimeout(poll, status === "queued" || status === "analysing" ? POLL_RUNNING_MS : POLL_MS);
 }
 
 /** Refresh until the study has settled and no re-run asked for here is outstanding. */
@@ -188,7 +190,7 @@ async function poll() {
     $("study-error").hidden = false;
     if (error.status === 404) return;
   }
-  if (!study || !SETTLED.has(study.status) || pending) schedule();
+  if (!study || !SETTLED.has(study.status) || pending) schedule(study?.status);
 }
 
 function setPicking(picking) {
@@ -211,7 +213,7 @@ function confirmAif(x, y, z) {
       const answer = await api("POST", `${url}/reprocess`, { aif: [x, y, z] });
       pending = { generation: answer.generation, aif: [x, y, z] };
       status.textContent = `Generation ${answer.generation} queued: re-analysis with the AIF at column ${x}, row ${y}, slice ${z}.`;
-      schedule();
+      schedule("queued");
     } catch (error) {
       status.textContent = `The re-run was not accepted: ${error.message}.`;
     }
