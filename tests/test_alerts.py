@@ -391,8 +391,7 @@ def _check_result_alerts(requests, node: NodeProcess, uid: str, generation: int,
         assert alert["quality"] == {"level": result["quality"]["level"], "warnings": result["quality"]["warnings"]}
         assert alert["study"]["id"] == safe_name(uid) and alert["study"]["reanalysis"] == (generation == 2)
         assert alert["links"]["study"] == f"https://viewer.example/triage/studies/{safe_name(uid)}"
-        # Announced from the announcement (volumes and summary picture), before the maps, the
-        # other pictures and the DICOM export: at the latest once the whole result was in place.
+        # Sent from the announcement (volumes, summary picture), at the latest with the whole result.
         result_json_at = (node.result_dir(uid, generation) / "result.json").stat().st_mtime
         ready = alert["times"]["result_ready"]
         assert ready <= result_json_at + 0.2 and ready <= finished

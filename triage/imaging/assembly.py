@@ -98,7 +98,14 @@ def scan(root: Path) -> ScanResult:
         Path(folder) / name for folder, _, names in os.walk(root) for name in names)
     if not paths:
         raise InputError(f"no files in {root}")
-    headers, ignored, unreadable = _read_headers(paths)
+    return scan_headers(root, paths, _read_headers(paths))
+
+
+def scan_headers(root: Path, paths: list[Path], reads: list[FileHeader | str]) -> ScanResult:
+    """What :func:`scan` finds in ``root`` given the header read of each of its files ``paths``
+    (a :class:`FileHeader`, or the reason the file is ignored, as :func:`read_file_header`
+    returns them): for a caller that read the headers as the files arrived."""
+    headers, ignored, unreadable = _sorted_reads(paths, reads)
     if not headers:
         example = f" (e.g. {ignored[0][0].name}: {ignored[0][1]})" if ignored else ""
         raise InputError(f"no DICOM files in {root}: {_count(len(ignored), 'file')} "
@@ -134,8 +141,8 @@ def select(scan: ScanResult, series_uid: str | None = None) -> list[SeriesCandid
     return perfusion
 
 
-def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256,
-             drop_incomplete_end: bool = False) -> PerfusionSeries:
+def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256, drop_incomplete_end: bool = False,
+             decoded: DecodedPlanes | None = None) -> PerfusionSeries:
     """Read one series into a (t, z, y, x) float32 HU array with times and geometry.
 
     Every slice position must have every time point. With ``drop_incomplete_end``, a series
@@ -153,6 +160,9 @@ def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256,
     (t, z) int array of 1-based frame numbers (multi-frame sources only) and ``time_source``
     (the tag the times come from).
 
+    ``decoded`` holds planes already read (:func:`decode_planes`, e.g. as the files arrived);
+    they are used where their reduction factor is this one's, the other planes are read.
+
     Raises
     ------
     InputError
@@ -161,7 +171,7 @@ def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256,
     """
     headers, unreadable = candidate.headers, list(candidate.unreadable)
     if not headers:
-        headers, ignored, _ = _read_headers(candidate.files)
+        headers, ignored, _ = _sorted_reads(candidate.files, _read_headers(candidate.files))
         unreadable += ignored
         if not headers:
             raise InputError(f"none of the {len(candidate.files)} files of series "
@@ -181,7 +191,8 @@ def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256,
         warnings.append(f"in-plane reduction by {factor} dropped the last "
                         f"{rows % factor} rows and {columns % factor} columns")
     data = np.empty((layout.n_frames, layout.n_slices) + reduced, dtype=np.float32)
-    _read_pixels(layout, {h.path: h for h in headers}, factor, data)
+    usable = decoded.planes if decoded is not None and decoded.factor == factor else {}
+    _read_pixels(layout, {h.path: h for h in headers}, factor, data, usable)
     if unreadable:
         warnings.append(f"{_count(len(unreadable), 'DICOM file')} in the input could not be "
                         "read and were skipped")
@@ -286,9 +297,60 @@ class _Layout:
         return jobs
 
 
+@dataclass
+class DecodedPlanes:
+    """Planes in HU on a grid reduced by ``factor``, keyed by (file, frame index), as
+    :func:`assemble` places them."""
+
+    factor: int
+    planes: dict[tuple[Path, int], np.ndarray] = field(default_factory=dict)
+
+
+def reduction_factor(header: FileHeader, max_matrix: int) -> int:
+    """The in-plane block-averaging factor :func:`assemble` uses for images like ``header``'s."""
+    plane = header.planes[0]
+    return max(1, math.ceil(max(plane.rows, plane.columns) / max_matrix))
+
+
+def decode_planes(header: FileHeader, factor: int) -> dict[tuple[Path, int], np.ndarray]:
+    """Every plane of one file in HU, block-averaged by ``factor``, exactly as :func:`assemble`
+    reads it (InputError for pixel data that cannot be read or does not fit the header)."""
+    first = header.planes[0]
+    shape = (first.rows, first.columns)
+    stored = _stored(header, shape, np.empty(shape, dtype=np.int16))
+    reduced = (first.rows // factor, first.columns // factor)
+    scratch = np.empty((reduced[0] * factor, reduced[1]), np.float32)
+    out = {}
+    for plane in header.planes:
+        target = np.empty(reduced, np.float32)
+        _plane_hu(stored, plane, factor, target, scratch, header.path)
+        out[(header.path, plane.frame or 0)] = target
+    return out
+
+
+def _stored(header: FileHeader, shape: tuple[int, int], buffer: np.ndarray) -> np.ndarray:
+    stored = read_stored_planes(header, buffer)
+    if stored.shape[1:] != shape:
+        raise InputError(f"{header.path.name}: pixel data is {stored.shape[1:]}, header says {shape}")
+    return stored
+
+
+def _plane_hu(stored: np.ndarray, plane: PlaneHeader, factor: int, target: np.ndarray,
+              scratch: np.ndarray, path: Path) -> None:
+    """One plane of the stored frames into ``target``: block mean, then rescale to HU."""
+    frame = plane.frame or 0
+    if frame >= stored.shape[0]:
+        raise InputError(f"{path.name} has {stored.shape[0]} frames, expected more")
+    block_mean_into(stored[frame], factor, target, scratch)
+    if plane.slope != 1.0:
+        target *= np.float32(plane.slope)
+    target += np.float32(plane.intercept)
+
+
 def _read_pixels(layout: _Layout, headers: dict[Path, FileHeader], factor: int,
-                 data: np.ndarray) -> None:
-    """Fill ``data`` (t, z, y, x) in place, one file per task, on a thread pool.
+                 data: np.ndarray, decoded: dict[tuple[Path, int], np.ndarray]) -> None:
+    """Fill ``data`` (t, z, y, x) in place, one file per task, on a thread pool; planes found
+    in ``decoded`` are copied, not read.
 
     Each thread reuses one read buffer and one scratch array, so memory stays flat.
     """
@@ -297,22 +359,21 @@ def _read_pixels(layout: _Layout, headers: dict[Path, FileHeader], factor: int,
     local = threading.local()
 
     def fill(path: Path, targets: list[tuple[int, int, int]]) -> None:
+        missing = []
+        for plane_number, t, z in targets:
+            cached = decoded.get((path, planes[plane_number].frame or 0))
+            if cached is None:
+                missing.append((plane_number, t, z))
+            else:
+                data[t, z] = cached
+        if not missing:
+            return
         if not hasattr(local, "buffer"):
             local.buffer = np.empty(shape, dtype=np.int16)
             local.scratch = np.empty((data.shape[2] * factor, data.shape[3]), np.float32)
-        stored = read_stored_planes(headers[path], local.buffer)
-        if stored.shape[1:] != shape:
-            raise InputError(f"{path.name}: pixel data is {stored.shape[1:]}, header says "
-                             f"{shape}")
-        for plane_number, t, z in targets:
-            plane = planes[plane_number]
-            frame = plane.frame or 0
-            if frame >= stored.shape[0]:
-                raise InputError(f"{path.name} has {stored.shape[0]} frames, expected more")
-            target = block_mean_into(stored[frame], factor, data[t, z], local.scratch)
-            if plane.slope != 1.0:
-                target *= np.float32(plane.slope)
-            target += np.float32(plane.intercept)
+        stored = _stored(headers[path], shape, local.buffer)
+        for plane_number, t, z in missing:
+            _plane_hu(stored, planes[plane_number], factor, data[t, z], local.scratch, path)
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         futures = [pool.submit(fill, path, targets)
@@ -324,7 +385,7 @@ def _read_pixels(layout: _Layout, headers: dict[Path, FileHeader], factor: int,
             future.result()
 
 
-def _read_one(path: Path) -> FileHeader | str:
+def read_file_header(path: Path) -> FileHeader | str:
     """The header of ``path``, or why it is ignored."""
     try:
         return read_header(path)
@@ -336,21 +397,24 @@ def _read_one(path: Path) -> FileHeader | str:
         return f"unreadable DICOM header ({one_line(exc, 150, with_type=True)})"
 
 
-def _read_headers(paths: list[Path]):
-    """Headers of ``paths``, parsed in worker processes when there are many.
+def _read_headers(paths: list[Path]) -> list[FileHeader | str]:
+    """:func:`read_file_header` of each of ``paths``, in worker processes when there are many.
 
     Header parsing is pure Python (it holds the GIL), so threads do not help; separate
-    processes do. Returns the headers, the ignored files with reasons, and the subset of
-    ignored files that looked like DICOM but could not be read.
+    processes do.
     """
     workers = os.cpu_count() or 1
     if len(paths) < PROCESS_POOL_MIN_FILES or workers == 1:
-        results = [_read_one(path) for path in paths]
-    else:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-            results = list(pool.map(_read_one, paths, chunksize=max(1, len(paths) // (4 * workers))))
+        return [read_file_header(path) for path in paths]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+        return list(pool.map(read_file_header, paths, chunksize=max(1, len(paths) // (4 * workers))))
+
+
+def _sorted_reads(paths: list[Path], results: list[FileHeader | str]):
+    """The headers among ``results`` (of ``paths``), the ignored files with reasons, and the
+    subset of ignored files that looked like DICOM but could not be read."""
     headers = [r for r in results if isinstance(r, FileHeader)]
     ignored = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
     unreadable = [(p, r) for p, r in ignored

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dicom_node.completion import first_time_point_files
 from triage.base.errors import EXIT_INPUT, InputError
@@ -38,6 +39,9 @@ from triage.node.context import NodeContext, run_jobs
 from triage.node.monitor import assess_series
 from triage.report.folder import ResultFolder
 from triage.store.records import Generation, Job
+
+if TYPE_CHECKING:
+    from triage.node.streams import StreamFeeds
 
 log = logging.getLogger("triage.node")
 
@@ -53,8 +57,10 @@ class AnalysisRunner:
     configuration file ``config_file`` passed on to each child). :meth:`run` is a worker thread;
     several run at once."""
 
-    def __init__(self, context: NodeContext, alerts: AlertComposer, config_file: Path | None):
+    def __init__(self, context: NodeContext, alerts: AlertComposer, config_file: Path | None, *,
+                 streams: StreamFeeds | None = None):
         self._context = context
+        self._streams = streams  # children reading their series ahead (triage.node.streams)
         self._alerts = alerts
         self._config_file = config_file
         self._children: dict[int, subprocess.Popen] = {}  # running analyses by job id
@@ -124,28 +130,33 @@ class AnalysisRunner:
             shutil.rmtree(stale, ignore_errors=True)
         references = results.references(uid, generation)
         references.write_text("".join(f"{path}\n" for path in first_time_point_files(instances)))
-        command = [sys.executable, "-m", "triage.node.child", str(instances[0].path.parent),
-                   str(folder.path), "--series", uid, "--uid-seed", f"{uid}/{generation}",
-                   "--generation", str(generation),
-                   "--references", str(references), "--parent-pid", str(os.getpid())]
-        if self._config_file:
-            command += ["--config", str(self._config_file)]
-        command += _option_flags(job.analysis_options())
         assessment = assess_series(uid, instances)  # incomplete: the monitor chose its whole time points
-        if not assessment.complete and assessment.whole_times:
-            command.append("--allow-incomplete-end")
+        incomplete_end = not assessment.complete and bool(assessment.whole_times)
         started = time.monotonic()
-        with open(log_path, "wb") as log_file:
-            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        stream = self._streams.take(uid) if self._streams is not None and not job.analysis_options() else None
+        if stream is not None:
+            stream.go({"out": str(folder.path), "uid_seed": f"{uid}/{generation}", "generation": generation,
+                       "references": str(references), "allow_incomplete_end": incomplete_end, "log": str(log_path)})
+            child = stream.child
+        else:
+            command = [sys.executable, "-m", "triage.node.child", str(instances[0].path.parent),
+                       str(folder.path), "--series", uid, "--uid-seed", f"{uid}/{generation}",
+                       "--generation", str(generation),
+                       "--references", str(references), "--parent-pid", str(os.getpid())]
+            if self._config_file:
+                command += ["--config", str(self._config_file)]
+            command += _option_flags(job.analysis_options()) + (["--allow-incomplete-end"] if incomplete_end else [])
+            with open(log_path, "wb") as log_file:
+                child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         with self._children_lock:
             self._children[job.id] = child
         # stop() or a newer generation (supersede) that began while the child started; once
         # the child is in self._children, they stop it themselves.
         if self._context.stopping.is_set() or store.job(job.id).state == "superseded":
             _terminate(child)
-        log.info("analysis of %s generation %d started (%d images, attempt %d, pid %d)", uid,
-                 generation, len(instances), job.attempts, child.pid)
+        log.info("analysis of %s generation %d started (%d images, attempt %d, pid %d%s)", uid,
+                 generation, len(instances), job.attempts, child.pid, ", read ahead" if stream else "")
         return child, started
 
     def _conclude(self, job: Job, folder: ResultFolder, log_path: Path, status: int, seconds: float,

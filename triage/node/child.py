@@ -4,6 +4,14 @@
                                   [--generation N] [--references LIST] [--config FILE]
                                   [--allow-incomplete-end] [--aif X,Y,Z] [--profile NAME]
                                   [--parent-pid PID]
+    python -m triage.node.child --stream SERIES_DIR --series UID [--config FILE] [--parent-pid PID]
+
+With ``--stream`` (:mod:`triage.node.streams`) the child reads the series while it arrives: each
+stdin line ``file PATH`` names a stored image, read at once (:mod:`triage.imaging.prefetch`);
+the line ``go {JSON}`` starts the analysis, the JSON holding what the flags above give (``out``,
+``uid_seed``, ``generation``, ``references``, ``allow_incomplete_end``, ``aif``, ``profile``) and
+``log``, the file its output goes to from then on. Without a ``go`` line before the end of its
+input it exits, status 0, having written nothing.
 
 Analyses ``SERIES_DIR`` into ``OUT_DIR`` with :func:`triage.analysis.analyse_directory`, as
 ``triage analyze`` does (with ``--allow-incomplete-end``: the complete time points of a series
@@ -22,6 +30,8 @@ Exit status: 0 done, 2 bad input (``error: <reason>`` on stderr), 3 internal fai
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,11 +44,12 @@ from triage.settings import load_settings
 
 def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config: Path | None,
         references: Path | None = None, generation: int = 1, allow_incomplete_end: bool = False,
-        aif: tuple[int, int, int] | None = None, profile: str | None = None) -> int:
-    """Analyse and export; the exit status (``error: <reason>`` on stderr when not 0)."""
+        aif: tuple[int, int, int] | None = None, profile: str | None = None, prefetch=None) -> int:
+    """Analyse and export; the exit status (``error: <reason>`` on stderr when not 0).
+    ``prefetch``: the series read ahead (:class:`triage.imaging.prefetch.SeriesPrefetch`)."""
     if ResultFolder(out_dir).read_cached() is None:  # else an earlier run completed the analysis
         status = _step(lambda: _analyse(series_dir, out_dir, series_uid, config, allow_incomplete_end, aif,
-                                        profile), "during the analysis")
+                                        profile, prefetch), "during the analysis")
         if status:
             return status
     from triage.dicom_out.export import write_result_objects  # after the analysis: its imports cost
@@ -71,13 +82,53 @@ def _step(step, what: str) -> int:
     return 0
 
 
+def stream(series_dir: Path, series_uid: str, config: Path | None) -> int:
+    """``--stream``: read the images named on stdin as they come, analyse on the ``go`` line."""
+    import triage.imaging.pipeline  # noqa: F401  (the analysis stack loads while the images arrive)
+    import triage.report.outputs  # noqa: F401
+    from triage.imaging.prefetch import SeriesPrefetch
+
+    settings = []
+    status = _step(lambda: settings.append(load_settings(config).analysis), "reading the settings")
+    if status:
+        return status
+    prefetch = SeriesPrefetch(series_dir, settings[0].max_matrix)
+    order = None
+    for line in sys.stdin.buffer:
+        command, _, rest = line.decode("utf-8", "replace").rstrip("\n").partition(" ")
+        if command == "file":
+            prefetch.add(Path(rest))
+        elif command == "go":
+            order = json.loads(rest)
+            break
+    if order is None:
+        return 0
+    _output_to(Path(order["log"]))
+    print(f"read {prefetch.n_files} files of the series ahead")
+    return run(series_dir, Path(order["out"]), series_uid, order["uid_seed"], config,
+               Path(order["references"]) if order.get("references") else None, int(order["generation"]),
+               bool(order.get("allow_incomplete_end")), tuple(order["aif"]) if order.get("aif") else None,
+               order.get("profile"), prefetch)
+
+
+def _output_to(log_path: Path) -> None:
+    """Send this process' stdout and stderr to ``log_path`` (truncated) from now on."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def _analyse(series_dir: Path, out_dir: Path, series_uid: str, config: Path | None,
-             allow_incomplete_end: bool, aif: tuple[int, int, int] | None, profile: str | None) -> None:
+             allow_incomplete_end: bool, aif: tuple[int, int, int] | None, profile: str | None,
+             prefetch=None) -> None:
 
     settings = load_settings(config, profile=profile).analysis
     request = AnalysisRequest(series_dir, out_dir, series_uid=series_uid, settings=settings, aif_xyz=aif,
                               allow_incomplete_end=allow_incomplete_end, announce=True)
-    for analysed in analyse_directory(request):
+    for analysed in analyse_directory(request, prefetch=prefetch):
         result = analysed.result
         print(f"analysed series {result['series_uid']}: core {result['core_ml']} mL, Tmax > 6 s "
               f"{result['tmax6_ml']} mL, quality {result['quality']['level']}")
@@ -86,9 +137,10 @@ def _analyse(series_dir: Path, out_dir: Path, series_uid: str, config: Path | No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m triage.node.child", description=__doc__.split("\n")[0])
     parser.add_argument("series_dir", type=Path)
-    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("out_dir", type=Path, nargs="?")
+    parser.add_argument("--stream", action="store_true", help="read the images named on stdin, then analyse")
     parser.add_argument("--series", required=True, help="Series Instance UID")
-    parser.add_argument("--uid-seed", required=True, help="seed of the result objects' UIDs")
+    parser.add_argument("--uid-seed", help="seed of the result objects' UIDs")
     parser.add_argument("--generation", type=int, default=1, help="analysis generation of the series")
     parser.add_argument("--references", type=Path, help="file listing the first time point's files")
     parser.add_argument("--config", type=Path)
@@ -98,8 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help="threshold profile name or JSON file")
     parser.add_argument("--parent-pid", type=int)
     args = parser.parse_args(argv)
+    if not args.stream and (args.out_dir is None or args.uid_seed is None):
+        parser.error("OUT_DIR and --uid-seed are needed without --stream")
     if args.parent_pid and not die_with_parent(args.parent_pid):
         return EXIT_INTERNAL  # the node died before the request took effect
+    if args.stream:
+        return stream(args.series_dir, args.series, args.config)
     return run(args.series_dir, args.out_dir, args.series, args.uid_seed, args.config, args.references,
                args.generation, args.allow_incomplete_end, args.aif, args.profile)
 

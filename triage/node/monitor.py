@@ -56,6 +56,7 @@ from triage.store.records import SeriesRecord
 
 if TYPE_CHECKING:
     from triage.node.analysis_runner import AnalysisRunner
+    from triage.node.streams import StreamFeeds
 
 log = logging.getLogger("triage.node")
 
@@ -68,8 +69,9 @@ class CompletionMonitor:
     ``runner``, their alerts written with ``alerts``. :meth:`run` is the thread."""
 
     def __init__(self, context: NodeContext, spool: Spool, runner: AnalysisRunner, alerts: AlertComposer, *,
-                 sending: Callable[[], frozenset[str]] = frozenset):
+                 sending: Callable[[], frozenset[str]] = frozenset, streams: StreamFeeds | None = None):
         self._context = context
+        self._streams = streams  # series read ahead: dropped when they will not be analysed now
         self._spool = spool
         self._runner = runner
         self._alerts = alerts
@@ -154,6 +156,8 @@ class CompletionMonitor:
         uid, since = record.series_uid, record.last_received
         received = (f"received series {uid}: {assessment.n_instances} instances from "
                     f"{record.calling_aet or '?'}")
+        if decision in (IGNORE, INCOMPLETE, REPORT_INCOMPLETE) and self._streams is not None:
+            self._streams.drop(uid)
         if decision == IGNORE:
             if store.set_series_state(uid, "ignored", classification=OTHER, reason=assessment.reason,
                                       n_positions=assessment.n_positions,

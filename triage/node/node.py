@@ -57,6 +57,7 @@ from triage.node.alerts import alert_config, unencrypted, where
 from triage.node.analysis_runner import CHILD_STOP_S, AnalysisRunner
 from triage.node.context import NodeContext
 from triage.node.monitor import CompletionMonitor
+from triage.node.streams import StreamFeeds
 from triage.node.sender import SEND_TIMEOUT_S, Sender
 from triage.report.folder import ResultsRoot
 from triage.settings import NodeSettings, Settings
@@ -90,6 +91,7 @@ class Node:
         self._alerts: AlertComposer | None = None
         self._runner: AnalysisRunner | None = None
         self._monitor: CompletionMonitor | None = None
+        self._streams: StreamFeeds | None = None
         self._sender: Sender | None = None
 
     # Life cycle
@@ -120,7 +122,8 @@ class Node:
         allowed = None if s.accept_any_aet else frozenset(s.allow_aet)
         self._listen(spool, allowed)
         self._threads = [threading.Thread(target=self._monitor.run, name="completion", daemon=True),
-                         threading.Thread(target=self._sender.run, name="sender", daemon=True)]
+                         threading.Thread(target=self._sender.run, name="sender", daemon=True),
+                         threading.Thread(target=self._streams.run, name="streams", daemon=True)]
         self._threads += [threading.Thread(target=self._runner.run, name=f"analysis-{k + 1}", daemon=True)
                           for k in range(s.max_jobs)]
         self._threads += self._alerts.delivery_threads()
@@ -132,8 +135,10 @@ class Node:
         """The alert composer, analysis runner, completion monitor and sender, sharing one context."""
         context = NodeContext(self.settings, self.store, self.results, self.remote, self._stopping, self._wake)
         self._alerts = AlertComposer(self._alert_config, self.store, self._stopping)
-        self._runner = AnalysisRunner(context, self._alerts, self.config_file)
-        self._monitor = CompletionMonitor(context, spool, self._runner, self._alerts, sending=self._series_being_sent)
+        self._streams = StreamFeeds(context, self.config_file)
+        self._runner = AnalysisRunner(context, self._alerts, self.config_file, streams=self._streams)
+        self._monitor = CompletionMonitor(context, spool, self._runner, self._alerts, sending=self._series_being_sent,
+                                          streams=self._streams)
         self._sender = Sender(context, self._pacs_tls)
 
     def _listen(self, spool: Spool, allowed: frozenset | None) -> None:
@@ -172,6 +177,8 @@ class Node:
             self.scp.stop()
         with self._wake:
             self._wake.notify_all()
+        if self._streams is not None:
+            self._streams.stop()
         if self._runner is not None:
             self._runner.terminate_children()
         for thread in self._threads:
@@ -247,6 +254,7 @@ class Node:
         """Called by the SCP after an instance is durably in the spool, before it is
         acknowledged; an exception here makes the C-STORE fail."""
         recorded = self.store.record_instance(info)
+        self._streams.stored(info)
         if recorded.previous_state is None:
             log.info("series %s: first image from %s (study %s)", info.series_uid,
                      info.calling_aet or "?", info.study_uid)
