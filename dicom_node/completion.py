@@ -108,9 +108,10 @@ def first_time_point_files(infos: list[InstanceInfo]) -> list[Path]:
     """The files the result objects reference: the earliest single-frame instance at each slice
     position (grouped along the slice normal like the assembly does), plus every instance that
     cannot be placed that way (multi-frame, no position, orientation or time)."""
-    placed = [i for i in infos if not is_multiframe(i) and i.position is not None
-              and i.orientation is not None and i.time_s is not None]
-    kept = [i.path for i in infos if i not in placed]
+    placeable = [not is_multiframe(i) and i.position is not None and i.orientation is not None
+                 and i.time_s is not None for i in infos]
+    placed = [i for i, ok in zip(infos, placeable) if ok]
+    kept = [i.path for i, ok in zip(infos, placeable) if not ok]
     if placed:
         orientation = np.asarray(placed[0].orientation, dtype=float)
         normal = np.cross(orientation[:3], orientation[3:])

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Callable
 from dicom_node.completion import (
     ANALYSE,
     ANALYSE_WHOLE_TIMES,
-    CADENCE_FLOOR_S,
     IGNORE,
     INCOMPLETE,
     OTHER,
@@ -124,7 +123,7 @@ class CompletionMonitor:
         s, store = self._context.settings, self._context.store
         now = time.time()
         sending = self._sending()
-        quiet = store.series_in_state("receiving", quiet_since=now - CADENCE_FLOOR_S)
+        quiet = store.series_in_state("receiving", quiet_since=now - MONITOR_TICK_S)
         for record in quiet:
             self._decide(record, now, sending=record.series_uid in sending)
         waiting = {record.series_uid for record in quiet}
