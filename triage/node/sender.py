@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from pathlib import Path
 
 from dicom_node.scu import SendError, send_files
 from triage.node.context import NodeContext, run_jobs
@@ -68,7 +69,7 @@ class Sender:
                       generation, folder.dicom_dir)
             return
         started = time.monotonic()
-        pending = [path for path in objects if path.name not in already]
+        pending = sorted((path for path in objects if path.name not in already), key=_send_order)
         if not pending:  # acknowledged before a stop, the job not yet marked done
             store.finish_job(job.id)
             log.info("series %s generation %d: all %d objects were already acknowledged by %s",
@@ -115,3 +116,9 @@ class Sender:
 def _backoff(attempts: int) -> float:
     """Seconds before send attempt ``attempts + 1``: 2, 4, 8, ... capped at SEND_BACKOFF_CAP_S."""
     return min(SEND_BACKOFF_CAP_S, SEND_BACKOFF_START_S * 2 ** max(0, attempts - 1))
+
+
+def _send_order(path: Path) -> tuple[int, str]:
+    """The structured report first (the numbers a reader looks for), then the segmentation,
+    then the pictures."""
+    return ({"sr.dcm": 0, "seg.dcm": 1}.get(path.name, 2), path.name)
