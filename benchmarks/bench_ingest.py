@@ -1,7 +1,14 @@
-"""Ingest throughput: one DCMTK ``storescu`` sends a clinical-size CT perfusion series (1,280
-images, 512 x 512, 32 slices x 40 time points) to DCMTK's ``storescp`` and to our receiver.
+"""Ingest throughput: DCMTK ``storescu`` sends a clinical-size CT perfusion series (1,280
+images, 512 x 512, 32 slices x 40 time points) to DCMTK's ``storescp``, to a real Orthanc and to
+our receiver, in one run.
 
-Run from the repository root: ``python3 benchmarks/bench_ingest.py [--data DIR] [--repeat N]``.
+Run from the repository root: ``python3 benchmarks/bench_ingest.py [--data DIR] [--repeat N]
+[--quick]`` (``--quick``: Nagle off only, and only storescp, Orthanc and ours).
+
+Each row is one association, or ``associations`` of them at once: the series split into that
+many interleaved parts, each sent by its own ``storescu``, timed until the last exits. Orthanc
+runs with its packaged defaults (its storage area synced to disk, ``SyncStorageArea``) and
+DCMTK's ``TCP_NODELAY`` setting like the sender.
 
 Each receiver runs in a process of its own on a loopback port (ours: ``python -m dicom_node.scp``,
 which fsyncs every file and its directory before acknowledging it; ``storescp`` does not
@@ -21,6 +28,7 @@ the fastest run of each row is kept (the machine is shared; slower runs are inte
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -33,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sample_data.phantom import CASES, make_phantom, write_dicom  # noqa: E402
-from tests.support import peers  # noqa: E402
+from tests.support import orthanc, peers  # noqa: E402
 
 SERIES = replace(CASES["mismatch"], matrix=512, n_slices=32, n_frames=40)
 
@@ -65,11 +73,19 @@ if sys.argv[2:] == ["spin"]:   # the DUL reactor polls its socket without sleepi
     handlers.append((evt.EVT_CONN_OPEN, spin))
 ae.start_server(("127.0.0.1", int(sys.argv[1])), evt_handlers=handlers)
 """
-RECEIVERS = ("storescp", "ours", "ours, no quick-ACK", "pynetdicom no-op", "no-op, DUL not sleeping")
+RECEIVERS = (("storescp", 1), ("Orthanc", 1), ("ours", 1), ("storescp", 4), ("Orthanc", 4), ("ours", 4),
+             ("ours, no quick-ACK", 1), ("pynetdicom no-op", 1), ("no-op, DUL not sleeping", 1))
+QUICK = RECEIVERS[:6]
 
 
 def receiver(kind: str, out: Path, port: int, nodelay: bool) -> subprocess.Popen:
     """Start a receiver on ``port`` writing into ``out``."""
+    if kind == "Orthanc":
+        config = orthanc.configuration(out, peers.free_port(), port, {})
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "orthanc.json").write_text(json.dumps(config))
+        return subprocess.Popen([str(orthanc.ORTHANC), str(out / "orthanc.json")], cwd=out,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=peers.nodelay_env(nodelay))
     if kind == "storescp":
         command = [peers.dcmtk("storescp"), "-aet", "TRIAGE", "-od", str(out), str(port)]
     elif kind in ("pynetdicom no-op", "no-op, DUL not sleeping"):
@@ -93,23 +109,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def send_once(kind: str, data: Path, scratch: Path, nodelay: bool) -> tuple[float, float, int]:
-    """Seconds for storescu to send the series to a fresh receiver, the receiver's CPU
-    seconds meanwhile, and the files received."""
+def send_once(kind: str, files: list[Path], scratch: Path, nodelay: bool,
+              associations: int) -> tuple[float, float, int]:
+    """Seconds for ``associations`` storescu at once to send the series (interleaved parts) to
+    a fresh receiver, the receiver's CPU seconds meanwhile, and the files received."""
     out = scratch / "received"
     port = peers.free_port()
     process = receiver(kind, out, port, nodelay)
     try:
         peers.wait_for_port(port, timeout=60, process=process)
         cpu_start, start = cpu_seconds(process.pid), time.perf_counter()
-        run = peers.storescu(port, data, calling="MODALITY", nodelay=nodelay, timeout=1800)
+        senders = [subprocess.Popen([peers.dcmtk("storescu"), "-aet", "MODALITY", "-aec", "TRIAGE", "127.0.0.1",
+                                     str(port), *map(str, files[k::associations])],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=peers.nodelay_env(nodelay))
+                   for k in range(associations)]
+        failed = [sender.stderr.read().decode()[-300:] for sender in senders if sender.wait(1800) != 0]
         seconds = time.perf_counter() - start
         cpu = cpu_seconds(process.pid) - cpu_start
-        if run.returncode != 0:
-            raise RuntimeError(f"storescu to {kind} failed: {run.stderr.strip()[-300:]}")
+        if failed:
+            raise RuntimeError(f"storescu to {kind} failed: {failed[0].strip()}")
     finally:
         peers.stop_process(process)
-    received = sum(1 for p in out.rglob("*") if p.is_file() and ".incoming" not in p.parts)
+    received = sum(1 for p in out.rglob("*") if p.is_file() and ".incoming" not in p.parts
+                   and (kind != "Orthanc" or len(p.name) == 36))  # Orthanc: its UUID-named files
     shutil.rmtree(out)
     return seconds, cpu, received
 
@@ -119,6 +141,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="series folder (written there if empty)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per row, fastest kept")
+    parser.add_argument("--quick", action="store_true", help="Nagle off; storescp, Orthanc and ours only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
@@ -129,18 +152,20 @@ def main() -> None:
         print(f"series: {len(files)} files, {megabytes:.0f} MB; sender DCMTK storescu, "
               f"best of {args.repeat}; load average {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} CPUs")
-        print(f"{'sender Nagle':<13}{'receiver':<25}{'s':>7}{'images/s':>10}{'MB/s':>8}"
-              f"{'vs storescp':>13}{'receiver CPU s':>16}{'received':>10}{'load':>6}")
-        for nodelay in (True, False):
-            reference = None
-            for kind in RECEIVERS:
-                runs = [send_once(kind, data, scratch, nodelay) for _ in range(args.repeat)]
+        print(f"{'sender Nagle':<13}{'receiver':<25}{'assoc.':>7}{'s':>7}{'images/s':>10}{'MB/s':>8}"
+              f"{'vs storescp':>13}{'vs Orthanc':>12}{'receiver CPU s':>16}{'received':>10}{'load':>6}")
+        for nodelay in ((True,) if args.quick else (True, False)):
+            reference: dict[tuple[str, int], float] = {}
+            for kind, associations in (QUICK if args.quick else RECEIVERS):
+                runs = [send_once(kind, files, scratch, nodelay, associations) for _ in range(args.repeat)]
                 seconds, cpu, received = min(runs)
-                reference = reference or seconds
-                print(f"{'off' if nodelay else 'on (default)':<13}{kind:<25}{seconds:7.1f}"
+                reference.setdefault((kind, associations), seconds)
+                storescp = reference.get(("storescp", associations), reference[("storescp", 1)])
+                against = reference.get(("Orthanc", associations))
+                print(f"{'off' if nodelay else 'on (default)':<13}{kind:<25}{associations:>7}{seconds:7.1f}"
                       f"{len(files) / seconds:10.0f}{megabytes / seconds:8.0f}"
-                      f"{reference / seconds:12.0%}{cpu:16.1f}{received:>10}"
-                      f"{os.getloadavg()[0]:6.1f}", flush=True)
+                      f"{storescp / seconds:12.0%}{(against / seconds if against else float('nan')):11.0%}"
+                      f"{cpu:16.1f}{received:>10}{os.getloadavg()[0]:6.1f}", flush=True)
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -31,6 +31,7 @@ RANGE_FACTOR = 0.25  # width of the range kernel, in units of the expected noise
 WEAK_CURVE_STRENGTH = (0.45, 0.75)
 BILATERAL_MIN_SLAB = 4  # slices per thread of the bilateral filter
 MEDIAN_CHUNK, MEDIAN_THREADS = 32768, 2  # voxels per partial sort (~10 MB of windows), threads
+SMOOTH_THREADS = 2  # frames smoothed at once
 OFFSETS_PER_SIGMA = 3  # the bilateral filter samples at least this many neighbour offsets per SD
 
 
@@ -56,11 +57,17 @@ def smooth_within_mask(enhancement: np.ndarray, mask: np.ndarray, geometry: Geom
     norm = ndimage.gaussian_filter(weights, (0, *sigma), truncate=truncate)
     inside = mask[box]
     np.divide(1.0, norm, out=norm, where=inside)
-    for frame in enhancement:
+
+    def smooth(frame: np.ndarray) -> None:
         region = frame[box]
         smoothed = ndimage.gaussian_filter(region * weights, (0, *sigma), truncate=truncate)
         smoothed *= norm
         np.copyto(region, smoothed, where=inside)
+
+    # Frames are independent and SciPy's filters release the interpreter lock: both cores.
+    with ThreadPoolExecutor(max_workers=SMOOTH_THREADS) as pool:
+        for _ in pool.map(smooth, enhancement):
+            pass
 
 
 def denoise_curves(enhancement: np.ndarray, mask: np.ndarray, geometry: Geometry, times: np.ndarray,
