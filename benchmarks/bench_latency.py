@@ -14,8 +14,9 @@ acknowledged (``storescu`` exiting) to the SR found at the PACS and to the alert
 endpoint (both polled every 0.1 s), and its breakdown from the node's log lines and the result
 files' modification times.
 
-Goals: <= 30 s from the last image to the SR in PACS on a 2-core machine (issue 3); the stroke
-team alerted within seconds of the result (issue 4).
+Goals (issue 12): last image -> signed alert <= 5 s, -> SR in PACS <= 8 s (the node reads the
+series while it arrives, declares it complete as soon as it is known to be whole, alerts from
+the result's announcement and sends the SR first).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from tests.support.endpoint import Endpoint  # noqa: E402
 from tests.support.node import NodeProcess  # noqa: E402
 from tests.support.orthanc import orthanc  # noqa: E402
 
-GOAL_S = 30.0
+GOAL_S, ALERT_GOAL_S = 8.0, 5.0
 WEBHOOK_SECRET = "bench-latency-webhook-secret"
 POLL_S = 0.1
 TIMEOUT_S = 600.0
@@ -135,9 +136,11 @@ def report(t: dict, result: dict, sent_line: str, n_files: int, megabytes: float
           f"by the node {t['first_image'] - t['start']:.2f} s after storescu started")
     print(f"latency, last image acknowledged -> SR stored at the PACS: {latency:.1f} s "
           f"(goal <= {GOAL_S:.0f} s: {'met' if latency <= GOAL_S else 'NOT met'})")
-    print(f"latency, last image acknowledged -> alert received by the endpoint: "
-          f"{t['alerted'] - t['last_ack']:.1f} s ({t['alerted'] - t['result_json']:.1f} s after "
-          f"result.json, {t['sr_stored'] - t['alerted']:.1f} s before the SR at the PACS)")
+    alert = t["alerted"] - t["last_ack"]
+    print(f"latency, last image acknowledged -> alert received by the endpoint: {alert:.1f} s "
+          f"(goal <= {ALERT_GOAL_S:.0f} s: {'met' if alert <= ALERT_GOAL_S else 'NOT met'}; "
+          f"{t['result_json'] - t['alerted']:.1f} s before the whole result.json, "
+          f"{t['sr_stored'] - t['alerted']:.1f} s before the SR at the PACS)")
     stages = (("quiet period and completion check", "last_ack", "queued"),
               ("queued -> analysis process started", "queued", "started"),
               ("analysis (process start -> result.json)", "started", "result_json"),
