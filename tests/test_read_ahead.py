@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -120,3 +122,21 @@ def test_node_reading_ahead_gives_the_batch_result(series_dir, tmp_path):
     assert ours_maps.keys() == theirs_maps.keys() and len(ours_maps) >= 6
     for name in ours_maps:
         assert np.array_equal(ours_maps[name], theirs_maps[name]), name
+
+
+def test_a_read_ahead_child_that_dies_leaves_the_analysis_to_the_spool(series_dir, tmp_path):
+    """kill -9 of the reading-ahead child mid-series: the series is still analysed, from the
+    spool, once."""
+    files = sorted(series_dir.rglob("*.dcm"))
+    half = len(files) // 2
+    node = NodeProcess(tmp_path / "node").start()
+    try:
+        assert peers.storescu(node.port, files[:half], calling="CT1").returncode == 0
+        (line,) = node.wait_for_log(r"reading it ahead \(pid \d+\)", timeout=30)
+        os.kill(int(re.search(r"pid (\d+)", line).group(1)), signal.SIGKILL)
+        assert peers.storescu(node.port, files[half:], calling="CT1").returncode == 0
+        node.wait_for_log(r"its reading-ahead child exited .*: analysed from the spool", timeout=60)
+        node.wait_for_log(r"analysis of .* generation 1 finished", timeout=120)
+        assert len(re.findall(r"analysis of .* started", node.log())) == 1
+    finally:
+        assert node.stop() == 0

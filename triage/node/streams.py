@@ -89,6 +89,7 @@ class StreamFeeds:
         self._inbox: queue.Queue[InstanceInfo | None] = queue.Queue()
         self._streams: dict[str, Stream] = {}
         self._first_times: dict[str, tuple[tuple, set]] = {}  # series -> (first position, its times)
+        self._claimed: set[str] = set()  # series whose analysis began: no stream is started for them
         self._lock = threading.Lock()
 
     def stored(self, info: InstanceInfo) -> None:
@@ -107,6 +108,7 @@ class StreamFeeds:
         with self._lock:
             stream = self._streams.pop(series_uid, None)
             self._first_times.pop(series_uid, None)
+            self._claimed.add(series_uid)
         if stream is not None and stream.child.poll() is not None:
             log.warning("series %s: its reading-ahead child exited (status %s): analysed from the spool",
                         series_uid, stream.child.returncode)
@@ -167,5 +169,10 @@ class StreamFeeds:
         for instance in sorted(instances, key=lambda i: (i.time_s or 0.0, i.path)):
             stream.feed(instance.path)
         with self._lock:
-            self._streams[series_uid] = stream
+            late = series_uid in self._claimed  # its analysis was claimed while the child started
+            if not late:
+                self._streams[series_uid] = stream
+        if late:
+            stream.close()
+            return
         log.info("series %s looks like a perfusion series: reading it ahead (pid %d)", series_uid, child.pid)
