@@ -73,7 +73,8 @@ def analyse_directory(request: AnalysisRequest, progress: Progress | None = None
     :class:`AnalysisRequest`); ``progress`` is told each stage. InputError for bad input.
 
     ``prefetch`` (of the directory ``request.input``) holds headers and planes read ahead as
-    the files arrived; the result is the same as without it. ``export(folder)`` is run on each
+    the files arrived, and the early stages run on them (:mod:`triage.imaging.early`); the
+    result is the same as without it. ``export(folder)`` is run on each
     result folder while its float maps are still being written (see
     :func:`triage.report.outputs.write_outputs`).
     """
@@ -106,7 +107,8 @@ def analyse_directory(request: AnalysisRequest, progress: Progress | None = None
             aif_zyx = _aif_on_processing_grid(series, request.aif_xyz) if request.aif_xyz else None
             analyse, write_outputs = stack.result()
             analysis = analyse(series, settings, profile, age=request.age, nihss=request.nihss,
-                               aif_zyx=aif_zyx, progress=progress)
+                               aif_zyx=aif_zyx, progress=progress,
+                               early=prefetch.early if prefetch is not None else None)
             analysis.timings = {"scanning": round(scan_seconds, 3), "reading": round(read_seconds, 3),
                                 **analysis.timings}
             progress("writing outputs")

@@ -306,6 +306,23 @@ class DecodedPlanes:
     planes: dict[tuple[Path, int], np.ndarray] = field(default_factory=dict)
 
 
+def leading_frames(headers: list[FileHeader], decoded: DecodedPlanes) -> tuple[list[tuple[np.ndarray, ...]], Geometry]:
+    """The whole leading time points of a series of which ``headers`` have arrived so far,
+    each as its planes from ``decoded`` in slice order (as :func:`assemble` would place them
+    were these all the files), and their grid; stops at the first plane not decoded.
+    InputError while fewer than MIN_PERFUSION_FRAMES time points are whole."""
+    planes = _unique_planes(headers, [])
+    _check_uniform(planes)
+    layout = _Layout(planes, [], [], drop_incomplete_end=True)
+    frames = []
+    for row in layout.index:
+        frame = tuple(decoded.planes.get((planes[i].path, planes[i].frame or 0)) for i in row)
+        if any(plane is None for plane in frame):
+            break
+        frames.append(frame)
+    return frames, layout.geometry(decoded.factor)
+
+
 def reduction_factor(header: FileHeader, max_matrix: int) -> int:
     """The in-plane block-averaging factor :func:`assemble` uses for images like ``header``'s."""
     plane = header.planes[0]

@@ -26,7 +26,6 @@ import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 import SimpleITK as sitk
@@ -82,6 +81,16 @@ class MotionReport:
     excluded_frames: list[int] = field(default_factory=list)
     corrected_frames: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MotionAhead:
+    """Motion estimates made before :func:`correct_motion`: the reference made of frame
+    ``reference_frame`` by :func:`motion_reference`, and :class:`FrameMotion` by frame index."""
+
+    reference_frame: int
+    reference: "_RegistrationReference"
+    frames: dict[int, "FrameMotion"] = field(default_factory=dict)
 
 
 def _downsample(frame: np.ndarray, factor: int) -> np.ndarray:
@@ -149,16 +158,14 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
         return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
 
-def _first_order_displacement_mm(
-    fixed: np.ndarray, moving: list[np.ndarray], spacing: tuple, origin: tuple,
-    centre: np.ndarray, points: np.ndarray, inside: np.ndarray,
-) -> np.ndarray:
-    """Displacement (mm) of each moving frame from one linearised least-squares step.
+def _first_order_model(fixed: np.ndarray, spacing: tuple, origin: tuple, centre: np.ndarray,
+                       inside: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The linearised rigid model of ``fixed`` that :func:`_first_order_displacement_mm` fits:
+    (smoothed fixed, column-scaled design, its normal matrix, the column scales).
 
     Models ``moving - fixed`` as ``-grad(fixed) . u`` with the rigid field
     ``u = w x (x - centre) + t``, plus an intensity offset and a brain-wide enhancement term
-    (indicator of ``inside``) so the bolus is not read as motion. Accurate for the sub-voxel
-    motions it is used to screen; larger ones are registered properly anyway.
+    (indicator of ``inside``) so the bolus is not read as motion.
     """
     sx, sy, sz = spacing
     smooth = ndimage.gaussian_filter(fixed, (0.5, 1.0, 1.0))
@@ -167,17 +174,23 @@ def _first_order_displacement_mm(
     zz, yy, xx = np.indices(fixed.shape)
     r = np.stack([xx.ravel() * sx, yy.ravel() * sy, zz.ravel() * sz], axis=1) + np.asarray(origin) - centre
     design = np.hstack([np.cross(r, grad), grad, np.ones((r.shape[0], 1)), inside.reshape(-1, 1)])
-    diffs = np.stack([(ndimage.gaussian_filter(m, (0.5, 1.0, 1.0)) - smooth).ravel() for m in moving], axis=1)
-    # Least squares by the normal equations of the column-scaled design (8 unknowns, ~10⁵
-    # rows: a fraction of the cost of an SVD-based solver).
     scale = np.sqrt((design**2).sum(axis=0))
     scale[scale == 0] = 1.0
     design /= scale
-    params = np.linalg.lstsq(design.T @ design, design.T @ diffs, rcond=None)[0] / scale[:, None]
-    omega, shift = params[0:3].T, params[3:6].T  # (frames, 3)
-    rel = points - centre
-    field = np.cross(omega[:, None, :], rel[None, :, :]) + shift[:, None, :]
-    return np.sqrt((field**2).sum(axis=2)).max(axis=1)
+    return smooth, design, design.T @ design, scale
+
+
+def _first_order_displacement_mm(reference: _RegistrationReference, moving: np.ndarray) -> float:
+    """Displacement (mm) of the registration copy ``moving`` from one linearised least-squares
+    step of the reference's first-order model (see :func:`_first_order_model`). Accurate for
+    the sub-voxel motions it is used to screen; larger ones are registered properly anyway."""
+    diff = (ndimage.gaussian_filter(moving, (0.5, 1.0, 1.0)) - reference.smooth).ravel()
+    # Least squares by the normal equations (8 unknowns, ~10⁵ rows: a fraction of the cost of
+    # an SVD-based solver).
+    params = np.linalg.lstsq(reference.normal, reference.design.T @ diff, rcond=None)[0] / reference.scale
+    omega, shift = params[0:3], params[3:6]
+    field = np.cross(omega[None, :], reference.points - reference.centre) + shift[None, :]
+    return float(np.sqrt((field**2).sum(axis=1)).max())
 
 
 def _displacement_mm(transform: sitk.Euler3DTransform, points: np.ndarray) -> float:
@@ -194,6 +207,7 @@ def correct_motion(
     reference_frame: int = 0,
     exclude_above_mm: float = 10.0,
     resample_above_mm: float = 0.3,
+    ahead: MotionAhead | None = None,
 ) -> tuple[PerfusionSeries, MotionReport]:
     """Register every frame rigidly to the reference frame and realign or drop moved frames.
 
@@ -210,6 +224,10 @@ def correct_motion(
         Frames whose displacement exceeds this are removed from data and times.
     resample_above_mm : float
         Only frames displaced more than this are resampled (linear interpolation).
+    ahead : MotionAhead, optional
+        The reference and the estimates of some frames, made before (as the frames arrived)
+        by :func:`motion_reference` and :func:`estimate_frame` on these very frames; the
+        others are estimated here. The result is the same as without it.
 
     Returns
     -------
@@ -221,15 +239,25 @@ def correct_motion(
     n_frames = data.shape[0]
     if not 0 <= reference_frame < n_frames:
         raise InputError(f"reference frame {reference_frame} outside the series of {n_frames} frames")
-    reference = _registration_reference(data[reference_frame], series.geometry.spacing)
+    spacing = series.geometry.spacing
+    if ahead is not None and ahead.reference_frame == reference_frame:
+        reference, known = ahead.reference, ahead.frames
+    else:
+        reference, known = _registration_reference(data[reference_frame], spacing), {}
     others = [i for i in range(n_frames) if i != reference_frame]
-    small = {i: _downsample(data[i], reference.factor) for i in others}
-    displacement, to_register = _screen_frames(reference, small, n_frames)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        transforms = dict(zip(to_register, pool.map(partial(_register_frame, reference, small), to_register)))
-        for index, transform in transforms.items():
-            displacement[index] = np.nan if transform is None else _displacement_mm(transform, reference.points)
-        failed = [i for i, t in transforms.items() if t is None]
+        missing = [i for i in others if i not in known]
+        estimates = {**known, **dict(zip(missing, pool.map(lambda i: estimate_frame(reference, data[i]), missing)))}
+        displacement = np.zeros(n_frames)
+        for index in others:
+            estimate = estimates[index]
+            if not estimate.registered:
+                displacement[index] = estimate.screened_mm
+            elif estimate.transform is None:
+                displacement[index] = np.nan
+            else:
+                displacement[index] = _displacement_mm(estimate.transform, reference.points)
+        failed = [i for i in others if estimates[i].registered and estimates[i].transform is None]
         excluded = sorted(failed + [i for i in others if displacement[i] > exclude_above_mm])
         kept = [i for i in range(n_frames) if i not in excluded]
         if len(kept) < MIN_KEPT_SHARE * n_frames:
@@ -237,9 +265,9 @@ def correct_motion(
                 f"{len(excluded)} of {n_frames} frames moved more than {exclude_above_mm:g} mm "
                 "or could not be registered: too few left to analyse"
             )
-        corrected = [i for i in kept if i in transforms and displacement[i] > resample_above_mm]
-        spacing = series.geometry.spacing
-        list(pool.map(lambda index: _resample_in_place(data, index, transforms[index], spacing), corrected))
+        corrected = [i for i in kept if estimates.get(i) is not None and estimates[i].registered
+                     and displacement[i] > resample_above_mm]
+        list(pool.map(lambda index: _resample_in_place(data, index, estimates[index].transform, spacing), corrected))
     _move_kept_forward(data, kept)
 
     registered = np.isfinite(displacement)
@@ -272,6 +300,8 @@ class _RegistrationReference:
         Brain-surface points (x, y, z), where displacement is measured.
     centre : ndarray (3,)
         Centre of the head (x, y, z), the centre of rotation.
+    smooth, design, normal, scale : ndarray
+        The first-order motion model of ``array`` (see :func:`_first_order_model`).
     """
 
     factor: int
@@ -282,6 +312,10 @@ class _RegistrationReference:
     brain: np.ndarray
     points: np.ndarray
     centre: np.ndarray
+    smooth: np.ndarray
+    design: np.ndarray
+    normal: np.ndarray
+    scale: np.ndarray
 
 
 def _registration_reference(frame: np.ndarray, spacing: tuple[float, float, float]) -> _RegistrationReference:
@@ -312,37 +346,49 @@ def _registration_reference(frame: np.ndarray, spacing: tuple[float, float, floa
     box = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in head_box)
     box_origin = tuple(o + b.start * d for o, b, d in zip(small_origin, box[::-1], small_spacing))
     fixed = _image(np.ascontiguousarray(fixed_array[box]), small_spacing, box_origin)
-    return _RegistrationReference(factor, small_spacing, small_origin, fixed_array, fixed, brain, points, centre)
+    model = _first_order_model(fixed_array, small_spacing, small_origin, centre, brain)
+    return _RegistrationReference(factor, small_spacing, small_origin, fixed_array, fixed, brain, points, centre,
+                                  *model)
 
 
-def _screen_frames(
-    reference: _RegistrationReference, small: dict[int, np.ndarray], n_frames: int
-) -> tuple[np.ndarray, list[int]]:
-    """First-order displacement (mm, 0 for the reference) of every frame, shape (t,), and the
-    frames to register: those over STILL_SCREEN_MM and those unlike the reference (blank,
-    corrupt), which registration then refuses. ``small``: registration copies by frame index."""
-    others = list(small)
-    displacement = np.zeros(n_frames)
-    screened = _first_order_displacement_mm(
-        reference.array, list(small.values()), reference.spacing, reference.origin,
-        reference.centre, reference.points, reference.brain,
-    )
-    displacement[others] = screened
-    to_register = [
-        i for i, d in zip(others, screened)
-        if d > STILL_SCREEN_MM or not _correlation(reference.array, small[i]) >= MIN_FRAME_CORRELATION
-    ]
-    return displacement, to_register
+@dataclass(frozen=True)
+class FrameMotion:
+    """How one frame moved relative to the reference (:func:`estimate_frame`).
+
+    screened_mm : float
+        First-order displacement (mm) of the brain surface.
+    registered : bool
+        Whether the frame was registered: moved more than STILL_SCREEN_MM, or unlike the
+        reference (blank, corrupt).
+    transform : sitk.Euler3DTransform or None
+        Rigid transform mapping reference points into the frame, when registered and the
+        registration worked (None: still, or failed when ``registered``).
+    """
+
+    screened_mm: float
+    registered: bool
+    transform: sitk.Euler3DTransform | None
 
 
-def _register_frame(
-    reference: _RegistrationReference, small: dict[int, np.ndarray], index: int
-) -> sitk.Euler3DTransform | None:
-    """Rigid transform of frame ``index`` (its registration copy in ``small``) to the
-    reference, or None when the frame is unlike the reference or registration fails."""
-    if not _correlation(reference.array, small[index]) >= MIN_FRAME_CORRELATION:
-        return None
-    return _register(reference.image, _image(small[index], reference.spacing, reference.origin), reference.centre)
+def motion_reference(frame: np.ndarray, spacing: tuple[float, float, float]) -> _RegistrationReference:
+    """The reference ``frame`` (z, y, x, HU; voxel ``spacing`` x, y, z in mm) as
+    :func:`estimate_frame` and :func:`correct_motion` use it (InputError: no head in it)."""
+    return _registration_reference(frame, spacing)
+
+
+def estimate_frame(reference: _RegistrationReference, frame: np.ndarray) -> FrameMotion:
+    """Screen ``frame`` (z, y, x, HU) for motion against ``reference`` and register it when it
+    moved or is unlike the reference; a pure function of the two, so an estimate made as the
+    frame arrived serves :func:`correct_motion` later."""
+    small = _downsample(frame, reference.factor)
+    screened = _first_order_displacement_mm(reference, small)
+    like_reference = _correlation(reference.array, small) >= MIN_FRAME_CORRELATION
+    if screened <= STILL_SCREEN_MM and like_reference:
+        return FrameMotion(screened, False, None)
+    if not like_reference:
+        return FrameMotion(screened, True, None)
+    transform = _register(reference.image, _image(small, reference.spacing, reference.origin), reference.centre)
+    return FrameMotion(screened, True, transform)
 
 
 def _move_kept_forward(data: np.ndarray, kept: list[int]) -> None:

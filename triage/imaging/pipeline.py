@@ -23,6 +23,7 @@ from triage.base.errors import InputError
 from triage.imaging.aif import ArterialInput, select_arterial_input
 from triage.imaging.bolus import BolusTiming, analyse_bolus, baseline_image
 from triage.imaging.denoise import denoise_curves, geometric_smooth_within_mask, median_within_mask, temporal_basis
+from triage.imaging.early import EarlyStages
 from triage.imaging.eligibility import Eligibility, assess
 from triage.imaging.lesion import LesionResult, segment_lesion
 from triage.imaging.masks import TissueMasks, segment_brain, segment_tissue
@@ -134,20 +135,24 @@ def analyse(
     nihss: int | None = None,
     aif_zyx: tuple[int, int, int] | None = None,
     progress: Progress | None = None,
+    early: EarlyStages | None = None,
 ) -> Analysis:
     """Run the pipeline on ``series``; its ``data`` array is reused in place as enhancement.
 
     ``age`` (years) overrides the DICOM Patient's Age; ``aif_zyx`` forces the AIF location on
-    the processing grid.
+    the processing grid. ``early``: what ran while the images arrived; the stages take from it
+    only what was computed on these very frames (the result is the same without it).
     """
     stages = _Stages(progress)
     if series.data.shape[0] < MIN_FRAMES:
         raise InputError(f"only {series.data.shape[0]} time points; at least {MIN_FRAMES} are needed")
 
     with stages.stage("motion correction"):
-        series, motion = correct_motion(series, exclude_above_mm=settings.motion_exclude_mm)
+        ahead, first_brain = early.matching(series.data, series.geometry) if early is not None else (None, None)
+        series, motion = correct_motion(series, exclude_above_mm=settings.motion_exclude_mm, ahead=ahead)
     with stages.stage("bolus timing"):
-        first_brain = segment_brain(series.data[0], series.geometry)
+        if first_brain is None:  # the reference frame, left as it was by motion correction
+            first_brain = segment_brain(series.data[0], series.geometry)
         bolus = analyse_bolus(series.data, series.times, first_brain)
         baseline = baseline_image(series.data, bolus.n_baseline)
     with stages.stage("tissue masks"):

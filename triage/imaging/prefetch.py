@@ -8,6 +8,9 @@ unchanged since (same inode, size and modification time: an instance received ag
 file, renamed into place); files never added or changed are read then. Arrival order does not
 matter, so the series assembled from a prefetch is the one a batch read of the directory gives,
 to the bit.
+
+:meth:`~SeriesPrefetch.work_ahead` runs the early stages (:mod:`triage.imaging.early`) on the
+time points whole so far; the analysis takes from ``early`` only what matches its own frames.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from pathlib import Path
 
 from triage.base.dicom_header import FileHeader
 from triage.base.errors import InputError
+from triage.imaging.early import EarlyStages
 from triage.imaging.assembly import (
     DecodedPlanes,
     ScanResult,
     decode_planes,
+    leading_frames,
     read_file_header,
     reduction_factor,
     scan_headers,
@@ -50,6 +55,7 @@ class SeriesPrefetch:
         self._reads: dict[Path, tuple[tuple | None, FileHeader | str]] = {}
         self._decoded_keys: dict[Path, list[tuple[Path, int]]] = {}
         self.decoded: DecodedPlanes | None = None
+        self.early = EarlyStages()
 
     def add(self, path: Path) -> None:
         """Read the header and the planes of ``path`` now (again if it changed since it was added)."""
@@ -70,6 +76,18 @@ class SeriesPrefetch:
             return  # the assembly reads it again and says why it cannot
         self.decoded.planes.update(planes)
         self._decoded_keys[path] = list(planes)
+
+    def work_ahead(self) -> None:
+        """Run the early stages on the time points whole among the files added so far."""
+        if self.decoded is None:
+            return
+        headers = [read for _, read in self._reads.values()
+                   if isinstance(read, FileHeader) and read.modality == "CT" and read.planes]
+        try:
+            frames, geometry = leading_frames(headers, self.decoded)
+        except InputError:
+            return  # not yet (or never) whole time points: the analysis does it all
+        self.early.offer(frames, geometry)
 
     def scan(self) -> ScanResult:
         """The directory as :func:`triage.imaging.assembly.scan` finds it, headers reused."""

@@ -7,8 +7,9 @@
     python -m triage.node.child --stream SERIES_DIR --series UID [--config FILE] [--parent-pid PID]
 
 With ``--stream`` (:mod:`triage.node.streams`) the child reads the series while it arrives: each
-stdin line ``file PATH`` names a stored image, read at once (:mod:`triage.imaging.prefetch`);
-the line ``go {JSON}`` starts the analysis, the JSON holding what the flags above give (``out``,
+stdin line ``file PATH`` names a stored image, read at once (:mod:`triage.imaging.prefetch`),
+and every WORK_AHEAD_FILES images the early stages run on the time points whole so far
+(:mod:`triage.imaging.early`: motion estimates, the first frame's brain mask); the line ``go {JSON}`` starts the analysis, the JSON holding what the flags above give (``out``,
 ``uid_seed``, ``generation``, ``references``, ``allow_incomplete_end``, ``aif``, ``profile``) and
 ``log``, the file its output goes to from then on. Without a ``go`` line before the end of its
 input it exits, status 0, having written nothing.
@@ -40,6 +41,9 @@ from triage.base.errors import EXIT_INPUT, EXIT_INTERNAL, InputError, one_line
 from triage.base.lifetime import die_with_parent
 from triage.report.folder import ResultFolder
 from triage.settings import load_settings
+
+# While the images arrive, the early stages look for newly whole time points every this many files.
+WORK_AHEAD_FILES = 16
 
 
 def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config: Path | None,
@@ -101,18 +105,28 @@ def stream(series_dir: Path, series_uid: str, config: Path | None) -> int:
     if status:
         return status
     prefetch = SeriesPrefetch(series_dir, settings[0].max_matrix)
-    order = None
+    order, since_ahead, ahead_failure = None, 0, None
     for line in sys.stdin.buffer:
         command, _, rest = line.decode("utf-8", "replace").rstrip("\n").partition(" ")
         if command == "file":
             prefetch.add(Path(rest))
+            since_ahead += 1
+            if since_ahead >= WORK_AHEAD_FILES and ahead_failure is None:
+                since_ahead = 0
+                try:
+                    prefetch.work_ahead()
+                except Exception as exc:  # the analysis then does it all, and the log says why
+                    ahead_failure = one_line(exc, 300, with_type=True)
         elif command == "go":
             order = json.loads(rest)
             break
     if order is None:
         return 0
     _output_to(Path(order["log"]))
-    print(f"read {prefetch.n_files} files of the series ahead")
+    print(f"read {prefetch.n_files} files of the series ahead; motion estimated for "
+          f"{prefetch.early.n_estimated} time points as they arrived")
+    if ahead_failure is not None:
+        print(f"warning: the early stages stopped while the images arrived: {ahead_failure}")
     return run(series_dir, Path(order["out"]), series_uid, order["uid_seed"], config,
                Path(order["references"]) if order.get("references") else None, int(order["generation"]),
                bool(order.get("allow_incomplete_end")), tuple(order["aif"]) if order.get("aif") else None,
