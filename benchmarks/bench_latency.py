@@ -144,9 +144,9 @@ def report(t: dict, result: dict, sent_line: str, n_files: int, megabytes: float
     stages = (("quiet period and completion check", "last_ack", "queued"),
               ("queued -> analysis process started", "queued", "started"),
               ("analysis process started -> alert", "started", "alerted"),
-              ("alert -> last DICOM object written", "alerted", "exported"),
-              ("last DICOM object -> whole result.json", "exported", "result_json"),
-              ("result.json -> analysis job finished", "result_json", "finished"),
+              ("alert -> whole result.json", "alerted", "result_json"),
+              ("DICOM export (result.json -> last object)", "result_json", "exported"),
+              ("analysis process exit, job bookkeeping", "exported", "finished"),
               ("send to the PACS -> SR found there", "finished", "sr_stored"))
     for label, begin, end in stages:
         print(f"  {label:<44}{t[end] - t[begin]:6.1f} s")

@@ -347,7 +347,7 @@ def _send_incomplete_then_missing_then_late(series, tmp_path: Path):
             endpoint.wait_for(6, log=node.log)  # failure x 2 URLs x (JSON, FHIR); incomplete x 2 URLs
             send(node, [missing])
             endpoint.wait_for(10, log=node.log)
-            node.wait_for_log(r"generation 1 finished")  # announced before its DICOM export ended
+            node.wait_for_log(r"generation 1 finished")  # announced before its outputs were all written
             send(node, last_frame)
             requests = endpoint.wait_for(14, log=node.log)
             node.wait_for_log(r"generation 2 finished")
@@ -440,10 +440,10 @@ def _check_signed_without_patient_information(requests, series, log: str) -> Non
 
 
 def test_an_announced_result_is_kept_when_late_images_supersede_it(series, tmp_path):
-    """The result alert goes out as soon as result.json is in place, while the DICOM export still
-    runs; a late time point then starts generation 2 but does not stop generation 1: what the
-    stroke team was told of stays on disk. Only generation 2 goes to the PACS; each generation
-    is announced once."""
+    """The result alert goes out as soon as the announcement is in place, while the rest of the
+    outputs and the DICOM export are still being written; a late time point then starts
+    generation 2 but does not stop generation 1: what the stroke team was told of stays on disk.
+    Only generation 2 goes to the PACS; each generation is announced once."""
     uid = series["uid"]
     with Endpoint() as endpoint, peers.storescp(tmp_path / "pacs", extra=("+uf",)) as (pacs_port, _):
         node = alert_node(tmp_path, [endpoint.url()], "--pacs", f"PACS@127.0.0.1:{pacs_port}").start()
@@ -451,12 +451,12 @@ def test_an_announced_result_is_kept_when_late_images_supersede_it(series, tmp_p
             send(node, series["ctp"][:-N_SLICES])
             (started,) = node.wait_for_log(r"analysis of .* generation 1 started .*pid \d+")
             child = int(re.search(r"pid (\d+)", started).group(1))
-            result_json = node.result_dir(uid, 1) / "result.json"
+            announcement = ResultFolder(node.result_dir(uid, 1)).announcement().result_json
             deadline = time.monotonic() + 120
-            while not result_json.exists():
+            while not announcement.exists():
                 assert time.monotonic() < deadline, node.log()[-3000:]
                 time.sleep(0.005)
-            os.killpg(child, signal.SIGSTOP)  # in its DICOM export, paused: still running
+            os.killpg(child, signal.SIGSTOP)  # writing its outputs and DICOM objects, paused: still running
             try:
                 (announced,) = endpoint.wait_for(1, log=node.log)
                 assert json.loads(announced.body)["study"]["generation"] == 1

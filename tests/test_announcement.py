@@ -1,6 +1,5 @@
-"""The result's early outputs (triage.report.outputs): the announcement (the volumes and the
-summary picture, whole, before the maps' pictures are drawn, gone once the result folder is) and
-the DICOM export, run while the float maps are written."""
+"""The result's announcement (triage.report.outputs): the volumes and the summary picture are in
+place, whole, before the maps' pictures are drawn, and gone once the result folder is."""
 
 from __future__ import annotations
 
@@ -56,37 +55,3 @@ def test_no_announcement_unless_asked(analysis, tmp_path, monkeypatch):
     seen = _watching_render_map(monkeypatch, folder)
     outputs.write_outputs(analysis, folder.path, started=time.perf_counter())
     assert seen == [None] * len(analysis.maps) and not folder.announcement().path.exists()
-
-
-def test_export_runs_on_the_pictures_and_masks_and_its_objects_land_with_the_result(analysis, tmp_path):
-    folder = ResultFolder(tmp_path / "out")
-    seen = []
-
-    def export(staging):
-        staged = ResultFolder(staging)
-        provisional = staged.read()
-        seen.append((provisional.core_ml, sorted(provisional.document["outputs"]), folder.has_result()))
-        staged.dicom_dir.mkdir()
-        (staged.dicom_dir / "sr.dcm").write_bytes(b"report")
-
-    result = outputs.write_outputs(analysis, folder.path, started=time.perf_counter(), export=export)
-    [(core_ml, listed, final_there)] = seen
-    assert core_ml == result["core_ml"] and not final_there
-    assert {"summary", "core", "hypoperfusion"} <= set(listed)
-    assert not set(analysis.maps) & set(listed)  # the float maps come after the export
-    assert set(analysis.maps) <= set(result["outputs"])
-    assert (folder.dicom_dir / "sr.dcm").read_bytes() == b"report"
-
-
-def test_a_failed_export_leaves_the_whole_result_without_dicom_and_raises(analysis, tmp_path):
-    folder = ResultFolder(tmp_path / "out")
-
-    def export(staging):
-        (staging / "dicom").mkdir()
-        (staging / "dicom" / "sc-cbf.dcm").write_bytes(b"half")
-        raise OSError(28, "No space left on device")
-
-    with pytest.raises(OSError, match="No space"):
-        outputs.write_outputs(analysis, folder.path, started=time.perf_counter(), export=export)
-    assert folder.read().core_ml > 0 and all((folder.path / p).exists() for p in folder.read().document["outputs"].values())
-    assert not folder.dicom_dir.exists()

@@ -343,8 +343,8 @@ def test_metrics_count_the_database(api_copy, analysed):
     with sqlite3.connect(data_dir / "triage.db") as db:
         received = db.execute("SELECT max(received_at) FROM instances WHERE series_uid = ?",
                               (analysed.series_uid,)).fetchone()[0]
-        # The result alert is written when the result is in place, 2 s before the DICOM export
-        # ends the job: the result is ready then.
+        # The result alert is written when the result is announced, about 2 s before the job
+        # ends with the DICOM export: the result is ready then.
         ready = job.updated_at - 2.0
         for key, state, delivered in (("a", "delivered", ready + 7.5), ("b", "pending", None)):
             db.execute("INSERT INTO outbox (key, series_uid, generation, kind, format, url, body, state, "
@@ -453,8 +453,8 @@ def test_edge_letters_name_the_patient_direction_at_each_edge(orientation, edges
 
 
 def test_a_running_analysis_is_shown_once_its_result_is_in_place(api_copy, analysed):
-    """The stroke team's alert goes out when result.json is in place, before the DICOM export
-    ends the job: the study it links to shows that result already."""
+    """A running analysis whose result.json is in place (the job not ended yet) is shown with
+    that result."""
     client, data_dir, store = api_copy
     headers = bearer(analysed.viewer_token)
     client.post(f"/api/studies/{analysed.study_id}/reprocess", json={}, headers=bearer(analysed.admin_token))

@@ -67,16 +67,13 @@ class AnalysedSeries:
 
 
 def analyse_directory(request: AnalysisRequest, progress: Progress | None = None, *,
-                      prefetch: SeriesPrefetch | None = None,
-                      export: Callable[[Path], object] | None = None) -> list[AnalysedSeries]:
+                      prefetch: SeriesPrefetch | None = None) -> list[AnalysedSeries]:
     """Analyse the perfusion series of ``request.input`` into result folders (see
     :class:`AnalysisRequest`); ``progress`` is told each stage. InputError for bad input.
 
     ``prefetch`` (of the directory ``request.input``) holds headers and planes read ahead as
     the files arrived, and the early stages run on them (:mod:`triage.imaging.early`); the
-    result is the same as without it. ``export(folder)`` is run on each
-    result folder while its float maps are still being written (see
-    :func:`triage.report.outputs.write_outputs`).
+    result is the same as without it.
     """
     # The imaging stack is imported here: the node's own process never analyses in-process.
     from models.profiles import load_profile
@@ -113,7 +110,7 @@ def analyse_directory(request: AnalysisRequest, progress: Progress | None = None
                                 **analysis.timings}
             progress("writing outputs")
             done.append(AnalysedSeries(folder, write_outputs(analysis, folder.path, started=started,
-                                                             announce=request.announce, export=export)))
+                                                             announce=request.announce)))
             started = time.perf_counter()
     if len(chosen) > 1:
         index = [{"series_uid": d.result["series_uid"], "result": f"{d.result['series_uid']}/result.json"}

@@ -9,7 +9,8 @@
 With ``--stream`` (:mod:`triage.node.streams`) the child reads the series while it arrives: each
 stdin line ``file PATH`` names a stored image, read at once (:mod:`triage.imaging.prefetch`),
 and every WORK_AHEAD_FILES images the early stages run on the time points whole so far
-(:mod:`triage.imaging.early`: motion estimates, the first frame's brain mask); the line ``go {JSON}`` starts the analysis, the JSON holding what the flags above give (``out``,
+(:mod:`triage.imaging.early`: motion estimates, the first frame's brain mask); the line
+``go {JSON}`` starts the analysis, the JSON holding what the flags above give (``out``,
 ``uid_seed``, ``generation``, ``references``, ``allow_incomplete_end``, ``aif``, ``profile``) and
 ``log``, the file its output goes to from then on. Without a ``go`` line before the end of its
 input it exits, status 0, having written nothing.
@@ -51,6 +52,12 @@ def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config:
         aif: tuple[int, int, int] | None = None, profile: str | None = None, prefetch=None) -> int:
     """Analyse and export; the exit status (``error: <reason>`` on stderr when not 0).
     ``prefetch``: the series read ahead (:class:`triage.imaging.prefetch.SeriesPrefetch`)."""
+    if ResultFolder(out_dir).read_cached() is None:  # else an earlier run completed the analysis
+        status = _step(lambda: _analyse(series_dir, out_dir, series_uid, config, allow_incomplete_end, aif,
+                                        profile, prefetch), "during the analysis")
+        if status:
+            return status
+    from triage.dicom_out.export import write_result_objects  # after the analysis: its imports cost
     try:
         sources = ([Path(line) for line in references.read_text().splitlines() if line]
                    if references is not None else sorted(series_dir.glob("*.dcm")))
@@ -58,25 +65,12 @@ def run(series_dir: Path, out_dir: Path, series_uid: str, uid_seed: str, config:
         print(f"error: cannot read the list of reference images {references}: {exc.strerror}", file=sys.stderr)
         return EXIT_INTERNAL
     written: list[Path] = []
-    exported: list[int] = []  # the export's exit status, once it ran
-
-    def export(folder: Path) -> None:
-        from triage.dicom_out.export import write_result_objects
-        exported.append(_step(lambda: written.extend(write_result_objects(folder, sources, uid_seed=uid_seed,
-                                                                          generation=generation)),
-                              "writing the DICOM results"))
-
-    if ResultFolder(out_dir).read_cached() is None:  # else an earlier run completed the analysis
-        # the DICOM objects are written while the float maps are (write_outputs' ``export``)
-        status = _step(lambda: _analyse(series_dir, out_dir, series_uid, config, allow_incomplete_end, aif,
-                                        profile, prefetch, export), "during the analysis")
-        if status:
-            return status
-    if not exported:
-        export(out_dir)
-    if exported[0] == 0:
+    status = _step(lambda: written.extend(write_result_objects(out_dir, sources, uid_seed=uid_seed,
+                                                               generation=generation)),
+                   "writing the DICOM results")
+    if status == 0:
         print(f"wrote {len(written)} DICOM result objects to {ResultFolder(out_dir).dicom_dir}")
-    return exported[0]
+    return status
 
 
 def _step(step, what: str) -> int:
@@ -145,12 +139,12 @@ def _output_to(log_path: Path) -> None:
 
 def _analyse(series_dir: Path, out_dir: Path, series_uid: str, config: Path | None,
              allow_incomplete_end: bool, aif: tuple[int, int, int] | None, profile: str | None,
-             prefetch=None, export=None) -> None:
+             prefetch=None) -> None:
 
     settings = load_settings(config, profile=profile).analysis
     request = AnalysisRequest(series_dir, out_dir, series_uid=series_uid, settings=settings, aif_xyz=aif,
                               allow_incomplete_end=allow_incomplete_end, announce=True)
-    for analysed in analyse_directory(request, prefetch=prefetch, export=export):
+    for analysed in analyse_directory(request, prefetch=prefetch):
         result = analysed.result
         print(f"analysed series {result['series_uid']}: core {result['core_ml']} mL, Tmax > 6 s "
               f"{result['tmax6_ml']} mL, quality {result['quality']['level']}")

@@ -56,12 +56,12 @@ def details(analysis: Analysis) -> list[str]:
     ]
 
 
-def _write_nifti(analysis: Analysis, maps_dir: Path, *, masks: bool) -> dict[str, Path]:
-    """The lesion masks (``masks``: quick, uint8) or the maps (float32) as NIfTI files."""
+def _write_nifti(analysis: Analysis, maps_dir: Path) -> dict[str, Path]:
     series = analysis.series
-    lesion = {"core": analysis.lesion.core, "hypoperfusion": analysis.lesion.hypoperfused}
-    return write_maps(maps_dir, {} if masks else analysis.maps, lesion if masks else {}, series.geometry,
-                      series.acquisition_geometry, series.acquisition_shape)
+    masks = {"core": analysis.lesion.core, "hypoperfusion": analysis.lesion.hypoperfused}
+    return write_maps(
+        maps_dir, analysis.maps, masks, series.geometry, series.acquisition_geometry, series.acquisition_shape
+    )
 
 
 def _picture_jobs(analysis: Analysis, folder: ResultFolder) -> dict[str, tuple[Path, Callable[[], None]]]:
@@ -89,19 +89,12 @@ def _picture_jobs(analysis: Analysis, folder: ResultFolder) -> dict[str, tuple[P
     return jobs
 
 
-def write_outputs(analysis: Analysis, out_dir: Path, *, started: float, announce: bool = False,
-                  export: Callable[[Path], object] | None = None) -> dict:
+def write_outputs(analysis: Analysis, out_dir: Path, *, started: float, announce: bool = False) -> dict:
     """Write maps, pictures and ``result.json`` of ``analysis`` to ``out_dir``; return the result.
 
     With ``announce``, the summary picture is made first and, with a ``result.json`` listing
     only it, renamed into :meth:`ResultFolder.announcement` while the rest is written (the node
     alerts the stroke team from it); it is removed once ``out_dir`` is in place.
-
-    ``export(folder)`` is called on the folder being written once its pictures, lesion masks
-    and a provisional ``result.json`` (the same but for the float maps and the timings) are
-    there, while the float maps are still being written: the node's DICOM export, whose
-    ``dicom/`` objects are then renamed into place with the rest. Should it fail, the result is
-    still written whole, without ``dicom/``, and its error raised after.
     """
     folder = ResultFolder(Path(out_dir))
     folder.check_writable()
@@ -110,15 +103,13 @@ def write_outputs(analysis: Analysis, out_dir: Path, *, started: float, announce
     staged = ResultFolder(staging)
     staged.image("summary").parent.mkdir(parents=True)
     write_start = time.perf_counter()
-    failure = None
     try:
         # NIfTI (zlib, resampling) beside the pictures (PNG encoding and most array work
         # release the GIL: three workers keep both cores busy)
         with ThreadPoolExecutor(max_workers=OUTPUT_THREADS) as pool:
             pictures = _picture_jobs(analysis, staged)
             summary = pool.submit(pictures["summary"][1])
-            masks_written = pool.submit(_write_nifti, analysis, staged.maps_dir, masks=True)
-            maps_written = pool.submit(_write_nifti, analysis, staged.maps_dir, masks=False)
+            maps_written = pool.submit(_write_nifti, analysis, staged.maps_dir)
             if announce:  # the other pictures after it: the summary alone beside the NIfTI writer
                 summary.result()
                 _announce(analysis, folder, staged, started)
@@ -126,11 +117,7 @@ def write_outputs(analysis: Analysis, out_dir: Path, *, started: float, announce
             for job in rendered:
                 job.result()
             outputs = {key: str(path.relative_to(staging)) for key, (path, _) in pictures.items()}
-            masks = {name: str(path.relative_to(staging)) for name, path in masks_written.result().items()}
-            if export is not None:
-                failure = _export_early(analysis, staged, {**outputs, **masks}, started, export)
             outputs.update({name: str(path.relative_to(staging)) for name, path in maps_written.result().items()})
-            outputs.update(masks)
         analysis.timings["writing outputs"] = round(time.perf_counter() - write_start, 3)
         result = build_result(analysis, outputs=outputs, total_seconds=time.perf_counter() - started)
         staged.result_json.write_text(json.dumps(result, indent=2) + "\n")
@@ -142,23 +129,7 @@ def write_outputs(analysis: Analysis, out_dir: Path, *, started: float, announce
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(folder.announcement().path, ignore_errors=True)
-    if failure is not None:
-        raise failure
     return result
-
-
-def _export_early(analysis: Analysis, staged: ResultFolder, outputs: dict, started: float,
-                  export: Callable[[Path], object]) -> Exception | None:
-    """Run ``export`` on ``staged`` with a provisional ``result.json`` listing ``outputs``; its
-    exception (its partial ``dicom/`` removed), or None."""
-    provisional = build_result(analysis, outputs=outputs, total_seconds=time.perf_counter() - started)
-    staged.result_json.write_text(json.dumps(provisional, indent=2) + "\n")
-    try:
-        export(staged.path)
-    except Exception as exc:
-        shutil.rmtree(staged.dicom_dir, ignore_errors=True)
-        return exc
-    return None
 
 
 def _announce(analysis: Analysis, folder: ResultFolder, staged: ResultFolder, started: float) -> None:
