@@ -82,10 +82,10 @@ def _resend_with_new_content(path: Path) -> None:
 
 def _frame_files(directory: Path, frame: int) -> list[Path]:
     """The files of time point ``frame`` (0-based, by acquisition time)."""
-    times = sorted({float(pydicom.dcmread(p, stop_before_pixels=True).AcquisitionTime)
-                    for p in directory.rglob("*.dcm")})
-    return [p for p in sorted(directory.rglob("*.dcm"))
-            if float(pydicom.dcmread(p, stop_before_pixels=True).AcquisitionTime) == times[frame]]
+    times = {p: float(pydicom.dcmread(p, stop_before_pixels=True).AcquisitionTime)
+             for p in sorted(directory.rglob("*.dcm"))}
+    wanted = sorted(set(times.values()))[frame]
+    return [p for p, time in times.items() if time == wanted]
 
 
 def test_the_moving_head_phantom_moves(batch):

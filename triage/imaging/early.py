@@ -19,16 +19,18 @@ import numpy as np
 from triage.base.errors import InputError
 from triage.base.grid import Geometry
 from triage.imaging.masks import segment_brain
-from triage.imaging.motion import FrameMotion, MotionAhead, estimate_frame, motion_reference
+from triage.imaging.motion import FrameMotion, MotionAhead, MotionReference, estimate_frame, motion_reference
 
 Frame = tuple[np.ndarray, ...]  # the (y, x) HU planes of one time point, in slice order
 
 
 @dataclass
 class _Reference:
+    """The first time point seen arriving: its planes, grid, motion reference and brain mask."""
+
     planes: Frame
     geometry: Geometry
-    motion: object  # triage.imaging.motion's registration reference
+    motion: MotionReference
     brain: np.ndarray
 
 
@@ -48,11 +50,11 @@ class EarlyStages:
     def __init__(self):
         self._reference: _Reference | None = None
         self._estimates: list[tuple[Frame, FrameMotion]] = []  # time points 1, 2, ...
-        self.failed = False  # the first frame has no head or brain: the analysis will say why
+        self._failed = False  # the first frame has no head or brain: the analysis will say why
 
     def offer(self, frames: list[Frame], geometry: Geometry) -> None:
         """Compute what is missing for ``frames`` (time points 0, 1, ... in order) on ``geometry``."""
-        if not frames or self.failed:
+        if not frames or self._failed:
             return
         reference = self._reference
         if reference is None or not _same_planes(reference.planes, frames[0]) or reference.geometry != geometry:
@@ -61,7 +63,7 @@ class EarlyStages:
                 reference = _Reference(frames[0], geometry, motion_reference(first, geometry.spacing),
                                        segment_brain(first, geometry))
             except InputError:
-                self.failed = True
+                self._failed = True
                 return
             self._reference, self._estimates = reference, []
         for t, frame in enumerate(frames[1:]):

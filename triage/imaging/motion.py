@@ -83,16 +83,6 @@ class MotionReport:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass
-class MotionAhead:
-    """Motion estimates made before :func:`correct_motion`: the reference made of frame
-    ``reference_frame`` by :func:`motion_reference`, and :class:`FrameMotion` by frame index."""
-
-    reference_frame: int
-    reference: "_RegistrationReference"
-    frames: dict[int, "FrameMotion"] = field(default_factory=dict)
-
-
 def _downsample(frame: np.ndarray, factor: int) -> np.ndarray:
     """Clip to the registration window and average ``factor`` x ``factor`` pixel blocks in-plane."""
     nz, ny, nx = frame.shape
@@ -180,7 +170,7 @@ def _first_order_model(fixed: np.ndarray, spacing: tuple, origin: tuple, centre:
     return smooth, design, design.T @ design, scale
 
 
-def _first_order_displacement_mm(reference: _RegistrationReference, moving: np.ndarray) -> float:
+def _first_order_displacement_mm(reference: MotionReference, moving: np.ndarray) -> float:
     """Displacement (mm) of the registration copy ``moving`` from one linearised least-squares
     step of the reference's first-order model (see :func:`_first_order_model`). Accurate for
     the sub-voxel motions it is used to screen; larger ones are registered properly anyway."""
@@ -243,7 +233,7 @@ def correct_motion(
     if ahead is not None and ahead.reference_frame == reference_frame:
         reference, known = ahead.reference, ahead.frames
     else:
-        reference, known = _registration_reference(data[reference_frame], spacing), {}
+        reference, known = motion_reference(data[reference_frame], spacing), {}
     others = [i for i in range(n_frames) if i != reference_frame]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         missing = [i for i in others if i not in known]
@@ -265,8 +255,7 @@ def correct_motion(
                 f"{len(excluded)} of {n_frames} frames moved more than {exclude_above_mm:g} mm "
                 "or could not be registered: too few left to analyse"
             )
-        corrected = [i for i in kept if estimates.get(i) is not None and estimates[i].registered
-                     and displacement[i] > resample_above_mm]
+        corrected = [i for i in kept if i in estimates and estimates[i].registered and displacement[i] > resample_above_mm]
         list(pool.map(lambda index: _resample_in_place(data, index, estimates[index].transform, spacing), corrected))
     _move_kept_forward(data, kept)
 
@@ -282,7 +271,7 @@ def correct_motion(
 
 
 @dataclass(frozen=True)
-class _RegistrationReference:
+class MotionReference:
     """The reference frame as registration sees it (all lengths in mm, local frame).
 
     factor : int
@@ -318,9 +307,10 @@ class _RegistrationReference:
     scale: np.ndarray
 
 
-def _registration_reference(frame: np.ndarray, spacing: tuple[float, float, float]) -> _RegistrationReference:
-    """Downsample the reference ``frame`` (z, y, x) HU with voxel ``spacing`` (x, y, z) mm and
-    find its head, brain surface and centre.
+def motion_reference(frame: np.ndarray, spacing: tuple[float, float, float]) -> MotionReference:
+    """The reference ``frame`` (z, y, x, HU; voxel ``spacing`` x, y, z in mm) as
+    :func:`estimate_frame` and :func:`correct_motion` use it: downsampled, with its head,
+    brain surface, centre and first-order motion model.
 
     Raises
     ------
@@ -347,7 +337,7 @@ def _registration_reference(frame: np.ndarray, spacing: tuple[float, float, floa
     box_origin = tuple(o + b.start * d for o, b, d in zip(small_origin, box[::-1], small_spacing))
     fixed = _image(np.ascontiguousarray(fixed_array[box]), small_spacing, box_origin)
     model = _first_order_model(fixed_array, small_spacing, small_origin, centre, brain)
-    return _RegistrationReference(factor, small_spacing, small_origin, fixed_array, fixed, brain, points, centre,
+    return MotionReference(factor, small_spacing, small_origin, fixed_array, fixed, brain, points, centre,
                                   *model)
 
 
@@ -370,13 +360,17 @@ class FrameMotion:
     transform: sitk.Euler3DTransform | None
 
 
-def motion_reference(frame: np.ndarray, spacing: tuple[float, float, float]) -> _RegistrationReference:
-    """The reference ``frame`` (z, y, x, HU; voxel ``spacing`` x, y, z in mm) as
-    :func:`estimate_frame` and :func:`correct_motion` use it (InputError: no head in it)."""
-    return _registration_reference(frame, spacing)
+@dataclass
+class MotionAhead:
+    """Motion estimates made before :func:`correct_motion`: the reference made of frame
+    ``reference_frame`` by :func:`motion_reference`, and :class:`FrameMotion` by frame index."""
+
+    reference_frame: int
+    reference: MotionReference
+    frames: dict[int, FrameMotion] = field(default_factory=dict)
 
 
-def estimate_frame(reference: _RegistrationReference, frame: np.ndarray) -> FrameMotion:
+def estimate_frame(reference: MotionReference, frame: np.ndarray) -> FrameMotion:
     """Screen ``frame`` (z, y, x, HU) for motion against ``reference`` and register it when it
     moved or is unlike the reference; a pure function of the two, so an estimate made as the
     frame arrived serves :func:`correct_motion` later."""

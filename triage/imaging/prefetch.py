@@ -20,7 +20,6 @@ from pathlib import Path
 
 from triage.base.dicom_header import FileHeader
 from triage.base.errors import InputError
-from triage.imaging.early import EarlyStages
 from triage.imaging.assembly import (
     DecodedPlanes,
     ScanResult,
@@ -30,6 +29,7 @@ from triage.imaging.assembly import (
     reduction_factor,
     scan_headers,
 )
+from triage.imaging.early import EarlyStages
 
 
 def _identity(path: Path) -> tuple[int, int, int, int] | None:
@@ -81,8 +81,7 @@ class SeriesPrefetch:
         """Run the early stages on the time points whole among the files added so far."""
         if self.decoded is None:
             return
-        headers = [read for _, read in self._reads.values()
-                   if isinstance(read, FileHeader) and read.modality == "CT" and read.planes]
+        headers = [self._reads[path][1] for path in self._decoded_keys]
         try:
             frames, geometry = leading_frames(headers, self.decoded)
         except InputError:
