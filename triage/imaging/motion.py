@@ -237,7 +237,9 @@ def correct_motion(
     others = [i for i in range(n_frames) if i != reference_frame]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         missing = [i for i in others if i not in known]
-        estimates = {**known, **dict(zip(missing, pool.map(lambda i: estimate_frame(reference, data[i]), missing)))}
+        # estimate_frame in two steps: the screen (BLAS) here, the registrations on the pool
+        screened = [_screened(reference, data[i]) for i in missing]
+        estimates = {**known, **dict(zip(missing, pool.map(lambda s: _registered(reference, *s), screened)))}
         displacement = np.zeros(n_frames)
         for index in others:
             estimate = estimates[index]
@@ -374,9 +376,20 @@ def estimate_frame(reference: MotionReference, frame: np.ndarray) -> FrameMotion
     """Screen ``frame`` (z, y, x, HU) for motion against ``reference`` and register it when it
     moved or is unlike the reference; a pure function of the two, so an estimate made as the
     frame arrived serves :func:`correct_motion` later."""
+    return _registered(reference, *_screened(reference, frame))
+
+
+def _screened(reference: MotionReference, frame: np.ndarray) -> tuple[np.ndarray, float, bool]:
+    """The registration copy of ``frame``, its first-order displacement (mm) and whether it is
+    like the reference. NumPy's linear algebra: run on one thread at a time."""
     small = _downsample(frame, reference.factor)
-    screened = _first_order_displacement_mm(reference, small)
     like_reference = _correlation(reference.array, small) >= MIN_FRAME_CORRELATION
+    return small, _first_order_displacement_mm(reference, small), like_reference
+
+
+def _registered(reference: MotionReference, small: np.ndarray, screened: float, like_reference: bool) -> FrameMotion:
+    """The :class:`FrameMotion` of a screened frame, registered when needed (SimpleITK only:
+    safe on a thread pool)."""
     if screened <= STILL_SCREEN_MM and like_reference:
         return FrameMotion(screened, False, None)
     if not like_reference:
