@@ -246,7 +246,6 @@ class StorageSCP:
         for assoc in self.ae.active_associations:
             LOGGER.warning("aborting the association from %s", _Peer(assoc))
             assoc.abort()
-        self.spool.close()
         LOGGER.info("stopped listening")
 
     # Event handlers (pynetdicom calls them from the association threads)

@@ -5,10 +5,6 @@ renamed to its final name and its directory synced, so once :meth:`Spool.store` 
 file survives a crash or power loss, and a reader never sees a partial file under a final name.
 A second copy of an instance (same SOP Instance UID) atomically replaces the first.
 
-The empty ``.part`` files are created ahead by a background thread (:class:`PreparedFiles`):
-on ext4 creating a file waits for the journal commit of the previous instance's ``fsync``
-(about 1 ms here), and made ahead that wait leaves the path to the sender's acknowledgement.
-
 Directory and file names come from :func:`safe_name`, so a UID from the network can never
 point outside the spool. A series is removed (retention) only under :meth:`Spool.removing`,
 which waits for every :meth:`Spool.writing` block (a store and its recording) to end, so an
@@ -19,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import queue
 import secrets
 import shutil
 import struct
@@ -81,87 +76,6 @@ def encode_file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_
     return b"\0" * 128 + b"DICM" + group_length + body
 
 
-class PreparedFiles:
-    """Empty temporary files in ``directory``, created ahead of need by a background thread.
-
-    :meth:`take` returns a prepared file (path and a descriptor open for writing), or creates
-    one on the spot when none is ready (several associations storing at once, or the thread
-    held up by a full disk), so a store never waits for the thread. At most ``depth`` files are
-    kept ready; :meth:`close` deletes them. Files left by a killed process are empty ``.part``
-    files, removed at the next start like any interrupted write.
-    """
-
-    def __init__(self, directory: Path, depth: int = 8):
-        self.directory = Path(directory)
-        self._ready: queue.Queue[tuple[Path, int]] = queue.Queue(maxsize=depth)
-        self._names: set[str] = set()          # prepared and not yet taken
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def create(self) -> tuple[Path, int]:
-        """A new empty file of our own (``O_EXCL``) and its descriptor."""
-        path = self.directory / f"{secrets.token_hex(12)}.part"
-        return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-
-    def take(self) -> tuple[Path, int]:
-        """A file to write one instance into; the caller closes the descriptor."""
-        with self._lock:
-            if self._thread is None and not self._closed.is_set():
-                self._thread = threading.Thread(target=self._fill, name="spool-prepare",
-                                                daemon=True)
-                self._thread.start()
-        try:
-            path, fd = self._ready.get_nowait()
-        except queue.Empty:
-            return self.create()
-        with self._lock:
-            self._names.discard(path.name)
-        return path, fd
-
-    def is_prepared(self, path: Path) -> bool:
-        """Whether ``path`` is a file waiting in this pool (not a partial write)."""
-        with self._lock:
-            return path.name in self._names
-
-    def close(self) -> None:
-        """Stop preparing and delete the files not taken; :meth:`take` still works after it,
-        creating each file on the spot."""
-        self._closed.set()
-        if self._thread is not None:
-            self._thread.join()
-        while True:
-            try:
-                path, fd = self._ready.get_nowait()
-            except queue.Empty:
-                break
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            with self._lock:
-                self._names.discard(path.name)
-
-    def _fill(self) -> None:
-        while not self._closed.is_set():
-            try:
-                path, fd = self.create()
-            except OSError:             # full disk, or the folder is gone: try again later
-                self._closed.wait(0.5)
-                continue
-            with self._lock:
-                self._names.add(path.name)
-            while not self._closed.is_set():
-                try:
-                    self._ready.put((path, fd), timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-            else:
-                os.close(fd)
-                path.unlink(missing_ok=True)
-                with self._lock:
-                    self._names.discard(path.name)
-
-
 class Spool:
     """Received instances on disk, written durably.
 
@@ -184,11 +98,6 @@ class Spool:
         self._gate = threading.Condition()
         self._writers = 0
         self._removing = False
-        self._prepared = PreparedFiles(self.incoming)
-
-    def close(self) -> None:
-        """Stop creating temporary files ahead and delete the unused ones (stores still work)."""
-        self._prepared.close()
 
     @contextmanager
     def writing(self):
@@ -252,10 +161,9 @@ class Spool:
         return stat.f_bavail * stat.f_frsize
 
     def remove_partial_files(self) -> int:
-        """Delete temporary files left by an interrupted write (never acknowledged) or prepared
-        by an earlier process; returns how many. Call it only while nothing is storing."""
-        stale = [path for path in self.incoming.glob("*.part")
-                 if not self._prepared.is_prepared(path)]
+        """Delete temporary files left by an interrupted write (never acknowledged); returns
+        how many. Call it only while nothing is storing."""
+        stale = list(self.incoming.glob("*.part"))
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
@@ -278,9 +186,9 @@ class Spool:
             raise SpoolFull(f"{free} bytes free, an instance of {size} bytes would cut into the "
                             f"reserve of {self.reserve_bytes} bytes")
         target = self.path_for(study_uid, series_uid, sop_instance_uid)
-        temporary = None
+        temporary = self.incoming / f"{secrets.token_hex(12)}.part"
         try:
-            temporary, fd = self._prepared.take()
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
                 _write_all(fd, parts)
                 os.fsync(fd)
@@ -290,8 +198,7 @@ class Spool:
             os.replace(temporary, target)
             fsync_directory(target.parent)
         except OSError as error:
-            if temporary is not None:
-                temporary.unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
             if error.errno in _NO_SPACE:
                 raise SpoolFull(f"{os.strerror(error.errno)} while writing {size} bytes") from None
             raise

@@ -126,7 +126,6 @@ def test_series_arrives_complete_and_identical(node, series, caplog):
     times = sorted({info.time_s for info in n.infos})
     assert len(times) == SMALL.n_frames and times == sorted(times)
     assert f"released: {len(series)} stored, 0 ignored, 0 failed" in caplog.text
-    n.scp.stop()                    # deletes the files prepared ahead: nothing else is left
     assert not any((n.spool / INCOMING).iterdir())
 
 
@@ -335,7 +334,6 @@ def test_a_killed_sender_does_not_disturb_a_concurrent_one(node, series, tmp_pat
     _wait_until(lambda: "closed without release" in caplog.text)
     doomed_files = [p for p in _stored_files(n.spool) if p.parent.name == doomed_series]
     assert len(doomed_files) == acknowledged
-    n.scp.stop()                    # deletes the files prepared ahead: nothing else is left
     assert not any((n.spool / INCOMING).iterdir())
 
 

@@ -6,7 +6,6 @@ import hashlib
 import os
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,22 +40,6 @@ def instance(tmp_path_factory):
     return _encoded(path)
 
 
-@pytest.fixture(autouse=True)
-def _closed_spools(monkeypatch):
-    """Every spool a test opens is closed after it (its thread preparing files stops)."""
-    opened = []
-
-    class ClosedAfterTheTest(Spool):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            opened.append(self)
-
-    monkeypatch.setitem(globals(), "Spool", ClosedAfterTheTest)
-    yield
-    for spool in opened:
-        spool.close()
-
-
 def _store(spool: Spool, encoded, study: str, series: str, sop: str) -> Path:
     return spool.store(encoded, sop_class_uid=CTImageStorage,
                        transfer_syntax_uid=ExplicitVRLittleEndian,
@@ -80,7 +63,6 @@ def test_store_writes_a_part10_file_with_the_bytes_as_received(tmp_path, instanc
     assert path == tmp_path / "spool" / ds.StudyInstanceUID / ds.SeriesInstanceUID / \
         f"{ds.SOPInstanceUID}.dcm"
     raw = path.read_bytes()
-    spool.close()                     # deletes the files prepared ahead
     assert raw[128:132] == b"DICM" and raw.endswith(encoded)
     stored = pydicom.dcmread(path)
     assert stored.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
@@ -169,35 +151,10 @@ def test_enospc_during_the_write_raises_spool_full_and_removes_the_temporary(tin
     payload = os.urandom(spool.free_bytes() - 8192)
     with pytest.raises(SpoolFull, match="No space left"):
         _store(spool, payload, "1.2", "1.3", "1.4")
-    spool.close()                     # the files prepared ahead are deleted
     assert not any(spool.incoming.iterdir())
     assert not list(spool.root.rglob("*.dcm"))
     # The space is back: a normal instance is stored afterwards.
     assert _store(spool, b"\x08\x00\x16\x00UI\x02\x001\0", "1.2", "1.3", "1.5").exists()
-    spool.close()                     # no descriptor keeps the file system busy
-
-
-def test_files_prepared_ahead_are_empty_kept_from_cleanup_and_deleted_on_close(tmp_path, instance):
-    _, encoded = instance
-    spool = Spool(tmp_path / "spool")
-    (spool.incoming / "abc.part").write_bytes(b"half an instance of an earlier run")
-    study, series = generate_uid(), generate_uid()
-    sops = [generate_uid() for _ in range(20)]
-    for sop in sops:
-        _store(spool, encoded, study, series, sop)
-    deadline = time.monotonic() + 10
-    while len(list(spool.incoming.iterdir())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)              # the thread prepares files in the background
-    prepared = [p for p in spool.incoming.iterdir() if p.name != "abc.part"]
-    assert prepared and all(p.stat().st_size == 0 for p in prepared)
-    assert spool.remove_partial_files() == 1          # the earlier run's, not ours
-    assert all(p.exists() for p in prepared)
-    spool.close()
-    assert not any(spool.incoming.iterdir())
-    assert sorted(p.stem for p in spool.series_dir(study, series).iterdir()) == sorted(sops)
-    after = _store(spool, encoded, study, series, generate_uid())   # stores still work
-    assert after.read_bytes().endswith(encoded)
-    assert not any(spool.incoming.iterdir())
 
 
 
