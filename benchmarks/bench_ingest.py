@@ -3,7 +3,8 @@ images, 512 x 512, 32 slices x 40 time points) to DCMTK's ``storescp``, to a rea
 our receiver, in one run.
 
 Run from the repository root: ``python3 benchmarks/bench_ingest.py [--data DIR] [--repeat N]
-[--quick]`` (``--quick``: Nagle off only, and only storescp, Orthanc and ours).
+[--quick]`` (``--quick``: Nagle off only, and only storescp, Orthanc, ours and the
+pynetdicom no-op floor).
 
 Each row is one association, or ``associations`` of them at once: the series split into that
 many interleaved parts, each sent by its own ``storescu``, timed until the last exits. Orthanc
@@ -73,9 +74,10 @@ if sys.argv[2:] == ["spin"]:   # the DUL reactor polls its socket without sleepi
     handlers.append((evt.EVT_CONN_OPEN, spin))
 ae.start_server(("127.0.0.1", int(sys.argv[1])), evt_handlers=handlers)
 """
-RECEIVERS = (("storescp", 1), ("Orthanc", 1), ("ours", 1), ("storescp", 4), ("Orthanc", 4), ("ours", 4),
-             ("ours, no quick-ACK", 1), ("pynetdicom no-op", 1), ("no-op, DUL not sleeping", 1))
-QUICK = RECEIVERS[:6]
+RECEIVERS = (("storescp", 1), ("Orthanc", 1), ("ours", 1), ("pynetdicom no-op", 1),
+             ("storescp", 4), ("Orthanc", 4), ("ours", 4), ("pynetdicom no-op", 4),
+             ("ours, no quick-ACK", 1), ("no-op, DUL not sleeping", 1))
+QUICK = RECEIVERS[:8]
 
 
 def receiver(kind: str, out: Path, port: int, nodelay: bool) -> subprocess.Popen:
@@ -141,7 +143,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="series folder (written there if empty)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per row, fastest kept")
-    parser.add_argument("--quick", action="store_true", help="Nagle off; storescp, Orthanc and ours only")
+    parser.add_argument("--quick", action="store_true", help="Nagle off; storescp, Orthanc, ours and the no-op floor only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
