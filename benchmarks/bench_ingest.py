@@ -143,7 +143,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="series folder (written there if empty)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per row, fastest kept")
-    parser.add_argument("--quick", action="store_true", help="Nagle off; storescp, Orthanc, ours and the no-op floor only")
+    parser.add_argument("--quick", action="store_true",
+                        help="Nagle off; storescp, Orthanc, ours and the no-op floor only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
