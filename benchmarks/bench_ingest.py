@@ -132,7 +132,7 @@ def send_once(kind: str, files: list[Path], scratch: Path, nodelay: bool,
             raise RuntimeError(f"storescu to {kind} failed: {failed[0].strip()}")
     finally:
         peers.stop_process(process)
-    received = sum(1 for p in out.rglob("*") if p.is_file() and ".incoming" not in p.parts
+    received = sum(1 for p in out.rglob("*") if p.is_file() and not {".incoming", ".journal"} & set(p.parts)
                    and (kind != "Orthanc" or len(p.name) == 36))  # Orthanc: its UUID-named files
     shutil.rmtree(out)
     return seconds, cpu, received

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
+from pydicom.dataelem import RawDataElement
 
 from triage.base.dicom_header import parse_tm
 
@@ -46,6 +48,35 @@ class InstanceInfo:
         return self.sop_class_uid in CT_STORAGE_CLASSES
 
 
+def header_values(ds: Dataset, keyword: str) -> tuple[str, ...]:
+    """The values of an element whose VR uses only the default character repertoire (UI, CS,
+    DS, IS, TM, ...), as stripped strings; () when absent or empty.
+
+    A freshly received element is read from its bytes, about ten times faster than pydicom's
+    value conversion (which would also apply to it the Specific Character Set it ignores); a
+    converted one is taken as it is."""
+    element = ds.get_item(tag_for_keyword(keyword))
+    if element is None:
+        return ()
+    value = element.value
+    if isinstance(element, RawDataElement):
+        if not value:
+            return ()
+        text = bytes(value).decode("ascii", "replace").strip("\0 ")
+        return tuple(v.strip("\0 ") for v in text.split("\\")) if text else ()
+    if value is None or value == "":
+        return ()
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        value = (value,)
+    return tuple(str(v).strip("\0 ") for v in value)
+
+
+def header_text(ds: Dataset, keyword: str) -> str:
+    """The first value of :func:`header_values` (``""`` when absent)."""
+    values = header_values(ds, keyword)
+    return values[0] if values else ""
+
+
 def _floats(value, n: int) -> tuple[float, ...] | None:
     try:
         numbers = tuple(float(v) for v in value)
@@ -65,25 +96,25 @@ def instance_info(ds: Dataset, path: Path, calling_aet: str = "") -> InstanceInf
     """The :class:`InstanceInfo` of ``ds`` (a received dataset, file meta optional) stored at
     ``path``. Missing or malformed optional attributes become ``None``/empty; the three UIDs and
     the SOP class must be present (the caller has checked them)."""
-    time_s = parse_tm(ds.get("AcquisitionTime")) if "AcquisitionTime" in ds else None
-    if time_s is None and "ContentTime" in ds:
-        time_s = parse_tm(ds.get("ContentTime"))
+    time_s = parse_tm(header_text(ds, "AcquisitionTime"))
+    if time_s is None:
+        time_s = parse_tm(header_text(ds, "ContentTime"))
     return InstanceInfo(
-        sop_instance_uid=str(ds.SOPInstanceUID),
-        sop_class_uid=str(ds.SOPClassUID),
-        study_uid=str(ds.StudyInstanceUID),
-        series_uid=str(ds.SeriesInstanceUID),
+        sop_instance_uid=header_text(ds, "SOPInstanceUID"),
+        sop_class_uid=header_text(ds, "SOPClassUID"),
+        study_uid=header_text(ds, "StudyInstanceUID"),
+        series_uid=header_text(ds, "SeriesInstanceUID"),
         path=Path(path),
         calling_aet=calling_aet.strip(),
-        patient_id=str(ds.get("PatientID", "") or ""),
-        modality=str(ds.get("Modality", "") or ""),
+        patient_id=str(ds.get("PatientID", "") or ""),           # LO: in the character set
+        modality=header_text(ds, "Modality"),
         series_description=str(ds.get("SeriesDescription", "") or ""),
-        image_type=tuple(str(v) for v in (ds.get("ImageType") or ())),
-        position=_floats(ds.get("ImagePositionPatient"), 3),
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+        image_type=header_values(ds, "ImageType"),
+        position=_floats(header_values(ds, "ImagePositionPatient"), 3),
+        orientation=_floats(header_values(ds, "ImageOrientationPatient"), 6),
         time_s=time_s,
-        acquisition_number=_int(ds.get("AcquisitionNumber")),
-        number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
-        temporal_positions=_int(ds.get("NumberOfTemporalPositions")),
-        images_in_acquisition=_int(ds.get("ImagesInAcquisition")),
+        acquisition_number=_int(header_text(ds, "AcquisitionNumber")),
+        number_of_frames=_int(header_text(ds, "NumberOfFrames")) or 1,
+        temporal_positions=_int(header_text(ds, "NumberOfTemporalPositions")),
+        images_in_acquisition=_int(header_text(ds, "ImagesInAcquisition")),
     )

@@ -64,7 +64,7 @@ from pydicom.uid import (
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
 
-from .instance import CT_STORAGE_CLASSES, InstanceInfo, instance_info
+from .instance import CT_STORAGE_CLASSES, InstanceInfo, header_text, instance_info
 from .spool import Spool, SpoolFull
 
 LOGGER = logging.getLogger("dicom_node.scp")
@@ -83,6 +83,7 @@ MAXIMUM_PDU_BYTES = 1 << 20
 _REQUIRED_UIDS = (("study_uid", "StudyInstanceUID"), ("series_uid", "SeriesInstanceUID"),
                   ("sop_instance_uid", "SOPInstanceUID"))
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)          # Linux only
+DUL_POLL_S = 0.0002   # pynetdicom's network thread sleeps this long when idle (its default: 1 ms)
 
 
 class _HandshakeTimeoutContext(ssl.SSLContext):
@@ -257,6 +258,8 @@ class StorageSCP:
             event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as error:
             LOGGER.debug("TCP_NODELAY not set for %s:%d: %s", host, port, error)
+        if hasattr(event.assoc.dul, "_run_loop_delay"):
+            event.assoc.dul._run_loop_delay = DUL_POLL_S
 
     def _on_pdu_sent(self, event) -> None:
         """Acknowledge the peer's next data at once: Linux falls back to delayed ACKs after
@@ -311,10 +314,9 @@ class StorageSCP:
             return SUCCESS, "ignored"
         try:
             dataset = event.dataset
-            uids = {key: str(dataset.get(keyword, "") or "").strip("\0 ")
-                    for key, keyword in _REQUIRED_UIDS}
+            uids = {key: header_text(dataset, keyword) for key, keyword in _REQUIRED_UIDS}
             missing = [keyword for key, keyword in _REQUIRED_UIDS if not uids[key]]
-            if "SOPClassUID" not in dataset:
+            if not header_text(dataset, "SOPClassUID"):
                 missing.append("SOPClassUID")
             info = None if missing else instance_info(dataset, self.spool.path_for(**uids),
                                                       event.assoc.requestor.ae_title)
@@ -361,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ae-title", default="TRIAGE")
     parser.add_argument("--allow-aet", action="append", help="allowed calling AE (repeatable)")
     parser.add_argument("--reserve-mb", type=float, default=0.0)
+    parser.add_argument("--journal-mb", type=int, default=1024,
+                        help="write-ahead journal size, 0 = none (default 1024)")
     parser.add_argument("--no-quick-ack", action="store_true", help="leave delayed ACKs on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -369,13 +373,15 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
-    scp = StorageSCP(Spool(args.spool, reserve_bytes=int(args.reserve_mb * 1e6)),
+    spool = Spool(args.spool, reserve_bytes=int(args.reserve_mb * 1e6), journal_bytes=args.journal_mb * 2**20)
+    scp = StorageSCP(spool,
                      ae_title=args.ae_title, host=args.host, port=args.port,
                      allowed_aets=frozenset(args.allow_aet) if args.allow_aet else None,
                      quick_ack=not args.no_quick_ack)
     scp.start()
     stop.wait()
     scp.stop()
+    spool.close()
     return 0
 
 

@@ -1,24 +1,37 @@
 """Durable spool of received instances: ``<root>/<study>/<series>/<sop>.dcm``.
 
-Each instance is written to ``<root>/.incoming/<random>.part``, flushed to disk (``fsync``),
-renamed to its final name and its directory synced, so once :meth:`Spool.store` returns the
-file survives a crash or power loss, and a reader never sees a partial file under a final name.
-A second copy of an instance (same SOP Instance UID) atomically replaces the first.
+Without a journal, each instance is written to ``<root>/.incoming/<random>.part``, flushed to
+disk (``fsync``), renamed to its final name and its directory synced, so once
+:meth:`Spool.store` returns the file survives a crash or power loss, and a reader never sees a
+partial file under a final name.
 
-Directory and file names come from :func:`safe_name`, so a UID from the network can never
-point outside the spool. A series is removed (retention) only under :meth:`Spool.removing`,
-which waits for every :meth:`Spool.writing` block (a store and its recording) to end, so an
-instance acknowledged to a sender is never removed with the series it arrived for.
+With a journal (``journal_bytes``, :mod:`dicom_node.journal`), :meth:`Spool.store` returns once
+the instance is in the journal (one write, one ``fdatasync``); a filing thread then writes it to
+its final name the same way, without waiting for the disk, and syncs the filed files in
+batches (when nothing arrived for ``IDLE_SYNC_S``, or the journal is 3/4 full) before their
+journal slots are reused. A reader calls :meth:`Spool.wait_filed` first: it returns once every
+instance stored so far is at its final name. After a crash, the journal's records that were not
+synced yet are filed again when the spool is opened.
+
+A second copy of an instance (same SOP Instance UID) atomically replaces the first, in the
+order they were stored. Directory and file names come from :func:`safe_name`, so a UID from
+the network can never point outside the spool. A series is removed (retention) only under
+:meth:`Spool.removing`, which waits for every :meth:`Spool.writing` block (a store and its
+recording) to end and for the filing to catch up, so an instance acknowledged to a sender is
+never removed with the series it arrived for, nor filed again after it.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import secrets
 import shutil
 import struct
 import threading
+import time
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,8 +40,17 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_
 from triage.base.durable import fsync_directory
 from triage.base.names import safe_name
 
+from .journal import Journal, JournalFull, Record
+
+LOGGER = logging.getLogger("dicom_node.spool")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 INCOMING = ".incoming"
+JOURNAL = ".journal"
+IDLE_SYNC_S = 0.3          # filed files are synced once nothing was stored for this long
+MAX_UNSYNCED = 4096        # ... or once this many wait
+SYNC_FRACTION = 0.75       # ... or once the journal is this full
+JOURNAL_WAIT_S = 10.0      # a store waits this long for free journal slots, then is refused
+RETRY_S = 1.0              # a filing that failed (disk full, I/O error) is retried after this
 
 
 class SpoolFull(Exception):
@@ -84,11 +106,15 @@ class Spool:
     root : directory of the spool (created if missing).
     reserve_bytes : free space in bytes to leave on the file system; an instance that would
         cut into it is refused with :class:`SpoolFull`.
+    journal_bytes : size of the write-ahead journal, ``<root>/.journal/ring`` (0: none, each
+        instance is synced in its own file before :meth:`store` returns). The journal takes
+        this much disk space; the records it holds from before a crash are filed here.
 
-    :meth:`store` may be called from several threads at once.
+    :meth:`store` may be called from several threads at once. :meth:`close` ends the filing
+    thread (after filing everything).
     """
 
-    def __init__(self, root: Path, *, reserve_bytes: int = 0):
+    def __init__(self, root: Path, *, reserve_bytes: int = 0, journal_bytes: int = 0):
         self.root = Path(root)
         self.incoming = self.root / INCOMING
         self.reserve_bytes = int(reserve_bytes)
@@ -98,6 +124,37 @@ class Spool:
         self._gate = threading.Condition()
         self._writers = 0
         self._removing = False
+        self._journal = self._filer = None
+        if journal_bytes > 0:
+            self._journal = Journal(self.root / JOURNAL / "ring", journal_bytes)
+            self._file_recovered(self._journal.recover())
+            self._filer = _Filer(self, self._journal)
+
+    def _file_recovered(self, records: list[Record]) -> None:
+        """File (synced) the journal's records left by the last run, oldest first."""
+        for record in records:
+            target = self.root / record.relative_path
+            if self.root not in target.parents:
+                continue                            # not a path the spool wrote
+            self._write_durably(target, record.length, lambda fd, r=record: self._journal.copy_to(r, fd))
+        if records:
+            LOGGER.info("filed %d instance(s) from the journal of an earlier run", len(records))
+        self._journal.reset(records[-1].sequence + 1 if records else 0)
+
+    def close(self) -> None:
+        """File and sync everything journaled, stop the filing thread, close the journal."""
+        if self._filer is not None:
+            try:
+                self._filer.stop()
+            except OSError as error:
+                LOGGER.error("%s: they are filed from the journal at the next start", error)
+            self._journal.close()
+            self._filer = self._journal = None
+
+    def wait_filed(self, timeout: float = 30.0) -> bool:
+        """Wait until every instance stored so far is at its final name (at once without a
+        journal); False if that took longer than ``timeout`` seconds (a filing is failing)."""
+        return True if self._filer is None else self._filer.wait_filed(timeout)
 
     @contextmanager
     def writing(self):
@@ -124,6 +181,8 @@ class Spool:
             while self._writers:
                 self._gate.wait()
         try:
+            if self._filer is not None:
+                self._filer.flush()   # nothing of the series is filed (or re-filed) after it goes
             yield
         finally:
             with self._gate:
@@ -186,11 +245,28 @@ class Spool:
             raise SpoolFull(f"{free} bytes free, an instance of {size} bytes would cut into the "
                             f"reserve of {self.reserve_bytes} bytes")
         target = self.path_for(study_uid, series_uid, sop_instance_uid)
+        if self._filer is None:
+            self._write_durably(target, size, lambda fd: _write_all(fd, parts))
+        elif not self._journal.fits(size):
+            self._filer.flush()                     # keep the order of copies of one instance
+            self._write_durably(target, size, lambda fd: _write_all(fd, parts))
+        else:
+            try:
+                record = self._journal.append(str(target.relative_to(self.root)), parts,
+                                              timeout=JOURNAL_WAIT_S)
+            except JournalFull as error:
+                raise SpoolFull(f"{error}: images are not being filed ({self._filer.problem()})") from None
+            self._filer.put(record, target)
+        return target
+
+    def _write_durably(self, target: Path, size: int, write) -> None:
+        """Write a file with ``write(fd)`` under a temporary name, sync it, rename it to
+        ``target`` and sync its directory; SpoolFull when the file system is full."""
         temporary = self.incoming / f"{secrets.token_hex(12)}.part"
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
-                _write_all(fd, parts)
+                write(fd)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -202,7 +278,21 @@ class Spool:
             if error.errno in _NO_SPACE:
                 raise SpoolFull(f"{os.strerror(error.errno)} while writing {size} bytes") from None
             raise
-        return target
+
+    def _file(self, record: Record, target: Path) -> None:
+        """Put a journaled record at its final name, not synced (the filing thread's step)."""
+        temporary = self.incoming / f"{secrets.token_hex(12)}.part"
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                self._journal.copy_to(record, fd)
+            finally:
+                os.close(fd)
+            self._make_durable_directories(target.parent)
+            os.replace(temporary, target)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            raise
 
     def _make_durable_directories(self, directory: Path) -> None:
         """Create ``directory`` and its parents up to the root, each one's entry synced to disk
@@ -216,3 +306,118 @@ class Spool:
             pass
         fsync_directory(directory.parent)
         self._synced_dirs.add(str(directory))
+
+
+class _Filer:
+    """The thread that files a spool's journaled records, in the order they were stored, and
+    syncs them in batches before releasing their journal slots."""
+
+    def __init__(self, spool: Spool, journal: Journal):
+        self._spool, self._journal = spool, journal
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[Record, Path]] = deque()
+        self._unsynced: list[tuple[int, Path]] = []
+        self._queued = self._filed = 0
+        self._flushing = self._stopping = False
+        self._problem = ""
+        self._last_put = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="spool-filing", daemon=True)
+        self._thread.start()
+
+    def put(self, record: Record, target: Path) -> None:
+        with self._cond:
+            self._queue.append((record, target))
+            self._queued += 1
+            self._last_put = time.monotonic()
+            self._cond.notify_all()
+
+    def problem(self) -> str:
+        return self._problem or "filing is behind"
+
+    def wait_filed(self, timeout: float) -> bool:
+        with self._cond:
+            target = self._queued
+            return self._cond.wait_for(lambda: self._filed >= target, timeout)
+
+    def flush(self, timeout: float = JOURNAL_WAIT_S) -> None:
+        """Return once everything put so far is filed and synced (its journal slots released);
+        OSError after ``timeout`` seconds (a filing keeps failing)."""
+        with self._cond:
+            self._flushing = True
+            self._cond.notify_all()
+            if not self._cond.wait_for(lambda: not self._queue and not self._unsynced
+                                       and not self._flushing, timeout):
+                raise OSError(f"journaled images not filed within {timeout:.0f} s ({self.problem()})")
+
+    def stop(self) -> None:
+        """Flush, then end the thread (what could not be filed stays in the journal)."""
+        try:
+            self.flush()
+        finally:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify_all()
+            self._thread.join(RETRY_S + 5.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._stopping or self._flushing
+                                    or (self._unsynced and self._idle()), IDLE_SYNC_S)
+                if self._stopping:
+                    return
+                item = self._queue[0] if self._queue else None
+            if item is not None:
+                if not self._file(*item):
+                    time.sleep(RETRY_S)
+                    continue
+            if self._unsynced and (item is None or self._journal.used_fraction() > SYNC_FRACTION
+                                   or len(self._unsynced) >= MAX_UNSYNCED or self._flushing):
+                self._sync()
+            with self._cond:
+                if self._flushing and not self._queue and not self._unsynced:
+                    self._flushing = False
+                    self._cond.notify_all()
+
+    def _idle(self) -> bool:
+        return time.monotonic() - self._last_put >= IDLE_SYNC_S
+
+    def _file(self, record: Record, target: Path) -> bool:
+        try:
+            self._spool._file(record, target)
+        except OSError as error:
+            self._problem = f"filing {target.name} failed: {os.strerror(error.errno) if error.errno else error}"
+            LOGGER.error("%s; it stays in the journal, retried in %.0f s", self._problem, RETRY_S)
+            return False
+        self._problem = ""
+        with self._cond:
+            self._queue.popleft()
+            self._unsynced.append((record.sequence, target))
+            self._filed += 1
+            self._cond.notify_all()
+        return True
+
+    def _sync(self) -> None:
+        """Flush the filed files and their folders to disk, then release their journal slots."""
+        batch = list(self._unsynced)
+        try:
+            for _, path in batch:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue                        # deleted by hand since: nothing to sync
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            for directory in {path.parent for _, path in batch}:
+                fsync_directory(directory)
+        except OSError as error:
+            self._problem = f"syncing filed images failed: {error}"
+            LOGGER.error("%s; they stay in the journal, retried in %.0f s", self._problem, RETRY_S)
+            time.sleep(RETRY_S)
+            return
+        self._journal.release(sequence for sequence, _ in batch)
+        with self._cond:
+            del self._unsynced[:len(batch)]
+            self._cond.notify_all()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicom_node.completion import (
     ANALYSE,
@@ -25,8 +26,8 @@ from dicom_node.completion import (
     is_multiframe,
     required_quiet,
 )
-from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo, instance_info
-from tests.support.dicom_factory import AXIAL, enhanced_ct_frame_object, slice_positions
+from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo, header_text, header_values, instance_info
+from tests.support.dicom_factory import AXIAL, ct_instance, enhanced_ct_frame_object, slice_positions
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
@@ -200,3 +201,22 @@ def test_first_time_point_files_are_the_earliest_at_each_position():
     infos = series(4, 5, skip={(0, 2)}, position_jitter=0.04, time_jitter=0.2)
     assert first_time_point_files(infos) == sorted(Path(f"/spool/{t}_{z}.dcm")
                                                    for t, z in ((0, 0), (0, 1), (1, 2), (0, 3)))
+
+
+@pytest.mark.parametrize("transfer_syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_instance_info_reads_received_bytes_as_pydicom_converts_them(tmp_path, transfer_syntax):
+    """The header facts read from a freshly decoded dataset's bytes equal those of pydicom's
+    converted values, whatever the transfer syntax; a midnight time (0 s) is a time."""
+    path = ct_instance(tmp_path / "a.dcm", np.zeros((4, 4), np.int16), position=(-1.5, 2.25, 30.0),
+                       time_s=0.0, study_uid="1.2.3", series_uid="1.2.3.4", acquisition_number=7,
+                       description="CT PERFUSION 4D", transfer_syntax=transfer_syntax)
+    converted = pydicom.dcmread(path)
+    for element in converted:
+        pass                                   # every value converted by pydicom
+    fresh = pydicom.dcmread(path)              # raw elements, as the receiver gets them
+    assert instance_info(fresh, path) == instance_info(converted, path)
+    info = instance_info(fresh, path)
+    assert info.time_s == 0.0 and info.position == (-1.5, 2.25, 30.0) and info.acquisition_number == 7
+    assert info.image_type and info.modality == "CT" and info.series_description == "CT PERFUSION 4D"
+    assert tuple(map(float, header_values(fresh, "ImageOrientationPatient"))) == (1, 0, 0, 0, 1, 0)
+    assert header_values(fresh, "NumberOfFrames") == () and header_text(fresh, "NumberOfFrames") == ""

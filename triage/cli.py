@@ -191,6 +191,9 @@ def _add_serve(commands) -> None:
     add("--max-jobs", type=int, metavar="N", help=f"simultaneous analyses (default {d.max_jobs})")
     add("--spool-reserve-mb", type=int, metavar="MIB",
         help=f"free disk space kept; below it images are refused (default {d.spool_reserve_mb})")
+    add("--spool-journal-mb", type=int, metavar="MIB",
+        help="write-ahead journal that makes each received image durable with one write; "
+             f"0 = sync each image's own file first (default {d.spool_journal_mb})")
     add("--retention-days", type=float, metavar="DAYS",
         help="remove a series, its images and results this many days after its last image once its "
              f"work is done (results sent); 0 = keep for ever (default {d.retention_days:g})")
@@ -199,7 +202,7 @@ def _add_serve(commands) -> None:
 SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_aet", "accept_any_aet",
                  "pacs", "quiet_seconds", "incomplete_warn_seconds", "http_port", "http_address", "webhook",
                  "tls_cert", "tls_key", "tls_ca", "pacs_tls", "max_associations", "max_jobs", "spool_reserve_mb",
-                 "retention_days", "webhook_secret_file", "alert_patient_details", "alert_fhir",
+                 "spool_journal_mb",                 "retention_days", "webhook_secret_file", "alert_patient_details", "alert_fhir",
                  "alert_expiry_hours", "public_url")
 
 

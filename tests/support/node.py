@@ -19,6 +19,9 @@ from triage.store.jobs import JobStore
 ROOT = Path(__file__).resolve().parents[2]
 
 
+TEST_JOURNAL_MB = 32  # the default 1 GiB journal would be written out for every test's node
+
+
 class NodeProcess:
     """``triage serve --data-dir data_dir`` on 127.0.0.1; ``quiet_seconds`` None keeps the
     node's default series-completion quiet period."""
@@ -34,7 +37,8 @@ class NodeProcess:
     def start(self) -> "NodeProcess":
         """Start the node (again: the same data directory and port) and wait for its port."""
         command = [sys.executable, "-m", "triage.cli", "serve", "--data-dir", str(self.data_dir),
-                   "--listen-address", "127.0.0.1", "--dicom-port", str(self.port), *self.extra]
+                   "--listen-address", "127.0.0.1", "--dicom-port", str(self.port),
+                   "--spool-journal-mb", str(TEST_JOURNAL_MB), *self.extra]
         if self.quiet_seconds is not None:
             command += ["--quiet-seconds", str(self.quiet_seconds)]
         for name in self.allow:

@@ -61,6 +61,7 @@ log = logging.getLogger("triage.node")
 
 RETENTION_SWEEP_S = 600.0     # how often expired series are looked for (more often for short retention)
 MONITOR_TICK_S = 0.1          # how often quiet series are looked at
+FILED_WAIT_S = 1.0            # how long a look waits for the spool to file the images stored
 
 
 class CompletionMonitor:
@@ -121,6 +122,8 @@ class CompletionMonitor:
 
     def _check_series(self) -> None:
         s, store = self._context.settings, self._context.store
+        if not self._spool.wait_filed(FILED_WAIT_S):
+            return  # the spool logs why its images are not filed; analyses would miss them
         now = time.time()
         sending = self._sending()
         quiet = store.series_in_state("receiving", quiet_since=now - MONITOR_TICK_S)

@@ -82,6 +82,7 @@ class Node:
             raise InputError(str(exc)) from None
         self.store: JobStore | None = None
         self.scp: StorageSCP | None = None
+        self.spool: Spool | None = None
         self.web = None  # triage.web.server.WebServer when http_port is set
         self._pacs_tls: ssl.SSLContext | None = None
         self._stopping = threading.Event()
@@ -102,9 +103,11 @@ class Node:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.store = JobStore(self.data_dir / "triage.db")
-            spool = Spool(self.spool_root, reserve_bytes=s.spool_reserve_mb * 2**20)
+            spool = Spool(self.spool_root, reserve_bytes=s.spool_reserve_mb * 2**20,
+                          journal_bytes=s.spool_journal_mb * 2**20)
         except (OSError, sqlite3.Error) as exc:
             raise InputError(f"cannot use the data directory {self.data_dir}: {exc}") from None
+        self.spool = spool
         recovery = self.store.recover(self.spool_root)
         if recovery.jobs_reset or recovery.instances_registered:
             log.info("resumed after a stop: %d unfinished job(s) back in the queue, %d spooled "
@@ -135,7 +138,7 @@ class Node:
         """The alert composer, analysis runner, completion monitor and sender, sharing one context."""
         context = NodeContext(self.settings, self.store, self.results, self.remote, self._stopping, self._wake)
         self._alerts = AlertComposer(self._alert_config, self.store, self._stopping)
-        self._streams = StreamFeeds(context, self.config_file)
+        self._streams = StreamFeeds(context, self.config_file, spool.wait_filed)
         self._runner = AnalysisRunner(context, self._alerts, self.config_file, streams=self._streams)
         self._monitor = CompletionMonitor(context, spool, self._runner, self._alerts, sending=self._series_being_sent,
                                           streams=self._streams)
@@ -189,6 +192,8 @@ class Node:
                         ", ".join(busy))
         elif self.store is not None:
             self.store.close()
+        if self.spool is not None:
+            self.spool.close()
         log.info("stopped")
 
     def _start_web(self) -> None:
@@ -305,6 +310,8 @@ def _check(s: NodeSettings) -> None:
         (s.max_jobs >= 1, "--max-jobs must be at least 1"),
         (s.max_associations >= 1, "--max-associations must be at least 1"),
         (s.spool_reserve_mb >= 0, "--spool-reserve-mb must not be negative"),
+        (s.spool_journal_mb == 0 or s.spool_journal_mb >= 8,
+         "--spool-journal-mb must be 0 (no journal) or at least 8"),
         (s.retention_days >= 0, "--retention-days must not be negative (0 keeps everything)"),
         (bool(s.tls_cert) == bool(s.tls_key), "DICOM TLS needs both --tls-cert and --tls-key"),
         (not s.tls_ca or bool(s.tls_cert), "--tls-ca needs --tls-cert and --tls-key"),

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 from dicom_node.instance import InstanceInfo
 from triage.node.context import NodeContext
@@ -83,8 +84,10 @@ class StreamFeeds:
     """The streams of one node: :meth:`stored` is called for every stored instance (quickly,
     from the receiver's threads); :meth:`run` is the thread that starts and feeds streams."""
 
-    def __init__(self, context: NodeContext, config_file: Path | None):
+    def __init__(self, context: NodeContext, config_file: Path | None,
+                 wait_filed: Callable[[], bool] = lambda: True):
         self._context = context
+        self._wait_filed = wait_filed  # the spool's: an image is read once it is at its path
         self._config_file = config_file
         self._inbox: queue.Queue[InstanceInfo | None] = queue.Queue()
         self._streams: dict[str, Stream] = {}
@@ -98,6 +101,7 @@ class StreamFeeds:
     def run(self) -> None:
         while (info := self._inbox.get()) is not None:
             try:
+                self._wait_filed()
                 self._route(info)
             except Exception as exc:  # a stream is an optimisation: never stop receiving for it
                 log.warning("series %s: reading ahead stopped (%s: %s)", info.series_uid, type(exc).__name__, exc)
