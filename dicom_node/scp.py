@@ -2,8 +2,8 @@
 
 C-ECHO is answered; C-STORE of CT Image Storage and Enhanced CT Image Storage is written to the
 :class:`~dicom_node.spool.Spool` exactly as received (no decoding or transcoding of pixel data,
-in whatever transfer syntax was negotiated) and fsync'd, then ``on_stored(info)`` is called,
-and only then the success status goes back. Other storage SOP classes are acknowledged and
+in whatever transfer syntax was negotiated) and made durable (its journal, or its own file
+synced), then ``on_stored(info)`` is called, and only then the success status goes back. Other storage SOP classes are acknowledged and
 ignored (default), stored like CT (``store_other_classes``) or refused at association time
 (``refuse_other_classes``).
 
@@ -24,7 +24,9 @@ One line per event goes to the ``dicom_node.scp`` logger; pynetdicom's own logge
 Speed: the receiver sets ``TCP_NODELAY`` on every accepted socket and re-arms
 ``TCP_QUICKACK`` after each PDU it sends. A sender that leaves Nagle's algorithm on (DCMTK's
 default) otherwise waits for a delayed ACK on the tail of every image; see
-``benchmarks/bench_ingest.py`` for the measured effect.
+``benchmarks/bench_ingest.py`` for the measured effect. pynetdicom's network thread polls its
+socket every ``DUL_POLL_S`` (0.2 ms) instead of its default 1 ms when idle: with a short handler
+that wait was a tenth of each image's time.
 """
 
 from __future__ import annotations
