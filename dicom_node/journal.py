@@ -81,7 +81,7 @@ class Journal:
         self.path = Path(path)
         self.slots = max(2, int(size_bytes) // SLOT - 1)
         self._base = SLOT                       # slot 0 starts after the checkpoint block
-        size = self._base + self.slots * SLOT
+        size = self.file_size(size_bytes)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existing = self.path.stat().st_size if self.path.exists() else None
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -94,6 +94,11 @@ class Journal:
         self._head = 0                          # next slot to allocate
         self._live: deque[list] = deque()       # [sequence, first slot, slots, released], oldest first
         self._free = self.slots
+
+    @staticmethod
+    def file_size(size_bytes: int) -> int:
+        """The size in bytes of the journal file made for ``size_bytes``."""
+        return SLOT + max(2, int(size_bytes) // SLOT - 1) * SLOT
 
     def _zero_fill(self, size: int) -> None:
         os.ftruncate(self._fd, 0)

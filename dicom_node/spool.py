@@ -108,7 +108,9 @@ class Spool:
         cut into it is refused with :class:`SpoolFull`.
     journal_bytes : size of the write-ahead journal, ``<root>/.journal/ring`` (0: none, each
         instance is synced in its own file before :meth:`store` returns). The journal takes
-        this much disk space; the records it holds from before a crash are filed here.
+        this much disk space. The records a journal holds from before a crash are filed here,
+        also when it was made for another size (it is then made afresh) or is no longer wanted
+        (it is then removed); OSError if they cannot be filed (they stay in it).
 
     :meth:`store` may be called from several threads at once. :meth:`close` ends the filing
     thread (after filing everything).
@@ -125,18 +127,32 @@ class Spool:
         self._writers = 0
         self._removing = False
         self._journal = self._filer = None
+        ring = self.root / JOURNAL / "ring"
+        if ring.exists() and (journal_bytes <= 0 or ring.stat().st_size != Journal.file_size(journal_bytes)):
+            self._journal = Journal(ring, ring.stat().st_size)  # its own size: file what it holds
+            self._file_recovered()
+            self._journal.close()
+            ring.unlink()
+            self._journal = None
         if journal_bytes > 0:
-            self._journal = Journal(self.root / JOURNAL / "ring", journal_bytes)
-            self._file_recovered(self._journal.recover())
+            self._journal = Journal(ring, journal_bytes)
+            self._file_recovered()
             self._filer = _Filer(self, self._journal)
 
-    def _file_recovered(self, records: list[Record]) -> None:
-        """File (synced) the journal's records left by the last run, oldest first."""
+    def _file_recovered(self) -> None:
+        """File (synced) the journal's records left by the last run, oldest first; OSError
+        (they stay in the journal) when that fails."""
+        records = self._journal.recover()
         for record in records:
-            target = self.root / record.relative_path
-            if self.root not in target.parents:
+            relative = Path(record.relative_path)
+            if relative.is_absolute() or ".." in relative.parts:
                 continue                            # not a path the spool wrote
-            self._write_durably(target, record.length, lambda fd, r=record: self._journal.copy_to(r, fd))
+            try:
+                self._write_durably(self.root / relative, record.length,
+                                    lambda fd, r=record: self._journal.copy_to(r, fd))
+            except (OSError, SpoolFull) as error:
+                raise OSError(f"cannot file the {len(records)} image(s) in the spool's journal "
+                              f"{self._journal.path} ({error}); they stay there") from None
         if records:
             LOGGER.info("filed %d instance(s) from the journal of an earlier run", len(records))
         self._journal.reset(records[-1].sequence + 1 if records else 0)

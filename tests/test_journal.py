@@ -86,7 +86,7 @@ CRASHING_WRITER = textwrap.dedent("""
     import dicom_node.spool as spool_module
     from dicom_node.spool import Spool
     spool_module.Spool._file = lambda self, record, target: threading.Event().wait()  # never files
-    spool = Spool(Path(sys.argv[1]), journal_bytes=16 << 20)
+    spool = Spool(Path(sys.argv[1]), journal_bytes=8 << 20)
     for k in range(int(sys.argv[2])):
         payload = bytes([k]) * 200_000
         spool.store(payload, sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
@@ -108,13 +108,13 @@ def test_instances_journaled_but_not_filed_before_a_kill_9_are_filed_at_the_next
         writer.wait(10)
     assert not list(root.rglob("*.dcm"))     # acknowledged, in the journal only
     caplog.set_level("INFO", "dicom_node.spool")
-    spool = Spool(root, journal_bytes=16 * MIB)
+    spool = Spool(root, journal_bytes=8 * MIB)
     spool.close()
     assert "filed 20 instance(s) from the journal" in caplog.text
     for k in range(20):
         assert (root / "1.2/1.3" / f"1.4.{k}.dcm").read_bytes().endswith(bytes([k]) * 200_000)
     caplog.clear()
-    Spool(root, journal_bytes=16 * MIB).close()  # the checkpoint moved: nothing is filed again
+    Spool(root, journal_bytes=8 * MIB).close()  # the checkpoint moved: nothing is filed again
     assert "from the journal" not in caplog.text
 
 
@@ -187,3 +187,22 @@ def test_a_removed_series_is_not_filed_again_after_a_restart(tmp_path):
     Spool(root, journal_bytes=8 * MIB).close()
     assert not (root / "1.2" / "1.3.9").exists()
     assert (root / JOURNAL / "ring").exists()
+
+
+@pytest.mark.parametrize("new_size", [0, 16 * MIB])
+def test_records_survive_a_change_of_journal_size_or_switching_it_off(tmp_path, new_size):
+    """After a kill -9, the node restarted with another --spool-journal-mb (or 0): the old
+    journal's records are filed first, then it is remade (or removed)."""
+    root = tmp_path / "spool"
+    writer = subprocess.Popen([sys.executable, "-c", CRASHING_WRITER, str(root), "6"], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "stored"
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(10)
+    Spool(root, journal_bytes=new_size).close()
+    for k in range(6):
+        assert (root / "1.2/1.3" / f"1.4.{k}.dcm").read_bytes().endswith(bytes([k]) * 200_000)
+    ring = root / JOURNAL / "ring"
+    assert (ring.stat().st_size == Journal.file_size(new_size)) if new_size else not ring.exists()

@@ -234,6 +234,11 @@ class Node:
             log.info("accepting calling AE titles: %s", ", ".join(sorted(allowed)))
         log.info("series complete after %.1f s without new images; up to %d analyses at once",
                  s.quiet_seconds, s.max_jobs)
+        if s.spool_journal_mb:
+            log.info("each image is durable in the spool's %d MiB journal before it is acknowledged "
+                     "(--spool-journal-mb)", s.spool_journal_mb)
+        else:
+            log.info("each image's own file is synced before it is acknowledged (--spool-journal-mb 0)")
         if s.retention_days > 0:
             log.info("series are removed %g days after their last image once their work is done "
                      "(--retention-days)", s.retention_days)
