@@ -97,15 +97,21 @@ CRASHING_WRITER = textwrap.dedent("""
 """)
 
 
-def test_instances_journaled_but_not_filed_before_a_kill_9_are_filed_at_the_next_open(tmp_path, caplog):
-    root = tmp_path / "spool"
-    writer = subprocess.Popen([sys.executable, "-c", CRASHING_WRITER, str(root), "20"], cwd=ROOT,
+def _store_then_kill_9(root: Path, count: int) -> None:
+    """``count`` instances stored (acknowledged) into a journaled spool at ``root`` whose
+    filing never runs, then the process killed -9."""
+    writer = subprocess.Popen([sys.executable, "-c", CRASHING_WRITER, str(root), str(count)], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "stored"
     finally:
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait(10)
+
+
+def test_instances_journaled_but_not_filed_before_a_kill_9_are_filed_at_the_next_open(tmp_path, caplog):
+    root = tmp_path / "spool"
+    _store_then_kill_9(root, 20)
     assert not list(root.rglob("*.dcm"))     # acknowledged, in the journal only
     caplog.set_level("INFO", "dicom_node.spool")
     spool = Spool(root, journal_bytes=8 * MIB)
@@ -194,13 +200,7 @@ def test_records_survive_a_change_of_journal_size_or_switching_it_off(tmp_path, 
     """After a kill -9, the node restarted with another --spool-journal-mb (or 0): the old
     journal's records are filed first, then it is remade (or removed)."""
     root = tmp_path / "spool"
-    writer = subprocess.Popen([sys.executable, "-c", CRASHING_WRITER, str(root), "6"], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "stored"
-    finally:
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait(10)
+    _store_then_kill_9(root, 6)
     Spool(root, journal_bytes=new_size).close()
     for k in range(6):
         assert (root / "1.2/1.3" / f"1.4.{k}.dcm").read_bytes().endswith(bytes([k]) * 200_000)
