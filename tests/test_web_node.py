@@ -101,7 +101,8 @@ def test_reprocess_with_an_aif_location_in_a_running_node(phantom_files, tmp_pat
 
         # a second node cannot have the same HTTP port: one line, exit status 2
         other = triage("serve", "--data-dir", str(tmp_path / "other"), "--listen-address", "127.0.0.1",
-                       "--dicom-port", str(peers.free_port()), "--allow-aet", "CT1", "--http-port", str(http_port))
+                       "--dicom-port", str(peers.free_port()), "--allow-aet", "CT1", "--http-port", str(http_port),
+                       "--spool-journal-mb", "8")
         assert other.returncode == 2 and "Traceback" not in other.stderr
         assert other.stderr.strip().splitlines()[-1] == (
             f"error: cannot listen for HTTP on 127.0.0.1:{http_port}: Address already in use")

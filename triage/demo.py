@@ -129,7 +129,8 @@ class LocalNode:
         command = [sys.executable, "-m", "triage.cli", "serve", "--data-dir", str(self.data_dir),
                    "--listen-address", "127.0.0.1", "--dicom-port", str(self.dicom_port),
                    "--http-port", str(self.http_port), "--allow-aet", CALLING_AET,
-                   "--quiet-seconds", "2", "--webhook", webhook]
+                   "--quiet-seconds", "2", "--webhook", webhook,
+                   "--spool-journal-mb", "64"]  # one small study: not the default 1 GiB of disk
         environment = {**os.environ, "TRIAGE_WEBHOOK_SECRET": secret}  # not on the command line
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
