@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataset import Dataset
 from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
 
 from triage.base.dicom_header import parse_tm
 

@@ -105,7 +105,8 @@ class Journal:
         for offset in range(0, size, len(_ZEROS)):
             os.pwrite(self._fd, _ZEROS[:min(len(_ZEROS), size - offset)], offset)
         os.fsync(self._fd)
-        fsync_directory(self.path.parent)
+        fsync_directory(self.path.parent)          # the file's entry
+        fsync_directory(self.path.parent.parent)   # its folder's entry (a new journal folder)
 
     def _read_checkpoint(self) -> int:
         magic, sequence, crc = _CHECKPOINT.unpack(os.pread(self._fd, _CHECKPOINT.size, 0))
