@@ -165,7 +165,7 @@ def main() -> None:
                 reference.setdefault((kind, associations), seconds)
                 storescp = reference.get(("storescp", associations), reference[("storescp", 1)])
                 against = reference.get(("Orthanc", associations))
-                versus_orthanc = f"{against / seconds:11.0%}" if against else f"{'-':>11}"  # storescp: not yet run
+                versus_orthanc = f"{against / seconds:11.0%}" if against else f"{'-':>11}"  # storescp's row comes first
                 print(f"{'off' if nodelay else 'on (default)':<13}{kind:<25}{associations:>7}{seconds:7.1f}"
                       f"{len(files) / seconds:10.0f}{megabytes / seconds:8.0f}"
                       f"{storescp / seconds:12.0%}{versus_orthanc}"

@@ -92,7 +92,7 @@ class Journal:
         self._lock = threading.Condition()
         self._next_sequence = self._checkpoint
         self._head = 0                          # next slot to allocate
-        self._live: deque[list] = deque()       # [sequence, first slot, slots, released], oldest first
+        self._live: deque[list] = deque()       # [sequence (-1: skipped end), slots, released], oldest first
         self._free = self.slots
 
     @staticmethod
@@ -137,7 +137,7 @@ class Journal:
                 continue
             if record.sequence >= self._checkpoint:
                 found[record.sequence] = record
-            slot += self._slots_for(record.offset - self._base - slot * SLOT + record.length)
+            slot += self._slots_for(record.offset + record.length - (self._base + slot * SLOT))
         return [found[sequence] for sequence in sorted(found)]
 
     def _record_at(self, slot: int) -> Record | None:
@@ -190,13 +190,13 @@ class Journal:
                 raise JournalFull(f"no {needed} free journal slots within {timeout:.0f} s")
             if self._head + needed > self.slots:      # skip the end: records never wrap
                 self._free -= self.slots - self._head
-                self._live.append([-1, self._head, self.slots - self._head, True])
+                self._live.append([-1, self.slots - self._head, True])
                 self._head = 0
             sequence, first = self._next_sequence, self._head
             self._next_sequence += 1
             self._head = (self._head + needed) % self.slots
             self._free -= needed
-            self._live.append([sequence, first, needed, False])
+            self._live.append([sequence, needed, False])
         start = self._base + first * SLOT
         header = _HEADER.pack(_MAGIC, sequence, length, _digest(sequence, relative, parts), len(relative))
         used = len(header) + len(relative) + length
@@ -224,15 +224,15 @@ class Journal:
         with self._lock:
             for entry in self._live:
                 if entry[0] in done:
-                    entry[3] = True
+                    entry[2] = True
             moved = False
-            while self._live and self._live[0][3]:
-                sequence, _, slots, _ = self._live.popleft()
+            while self._live and self._live[0][2]:
+                sequence, slots, _ = self._live.popleft()
                 self._free += slots
                 if sequence >= 0:
                     self._checkpoint, moved = sequence + 1, True
             if moved:
-                self._write_checkpoint(self._checkpoint if self._live else self._next_sequence)
+                self._write_checkpoint(self._checkpoint)
             self._lock.notify_all()
 
     def copy_to(self, record: Record, fd: int) -> None:

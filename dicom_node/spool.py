@@ -148,7 +148,7 @@ class Spool:
             if relative.is_absolute() or ".." in relative.parts:
                 continue                            # not a path the spool wrote
             try:
-                self._write_durably(self.root / relative, record.length,
+                self._write_file(self.root / relative, record.length,
                                     lambda fd, r=record: self._journal.copy_to(r, fd))
             except (OSError, SpoolFull) as error:
                 raise OSError(f"cannot file the {len(records)} image(s) in the spool's journal "
@@ -262,10 +262,10 @@ class Spool:
                             f"reserve of {self.reserve_bytes} bytes")
         target = self.path_for(study_uid, series_uid, sop_instance_uid)
         if self._filer is None:
-            self._write_durably(target, size, lambda fd: _write_all(fd, parts))
+            self._write_file(target, size, lambda fd: _write_all(fd, parts))
         elif not self._journal.fits(size):
             self._filer.flush()                     # keep the order of copies of one instance
-            self._write_durably(target, size, lambda fd: _write_all(fd, parts))
+            self._write_file(target, size, lambda fd: _write_all(fd, parts))
         else:
             try:
                 record = self._journal.append(str(target.relative_to(self.root)), parts,
@@ -275,39 +275,31 @@ class Spool:
             self._filer.put(record, target)
         return target
 
-    def _write_durably(self, target: Path, size: int, write) -> None:
-        """Write a file with ``write(fd)`` under a temporary name, sync it, rename it to
-        ``target`` and sync its directory; SpoolFull when the file system is full."""
+    def _file(self, record: Record, target: Path) -> None:
+        """Put a journaled record at its final name, not synced (the filing thread's step)."""
+        self._write_file(target, record.length, lambda fd: self._journal.copy_to(record, fd), sync=False)
+
+    def _write_file(self, target: Path, size: int, write, *, sync: bool = True) -> None:
+        """Write a file with ``write(fd)`` under a temporary name, rename it to ``target``, and
+        with ``sync`` flush the file before the rename and its directory after; SpoolFull when
+        the file system is full (no partial file left)."""
         temporary = self.incoming / f"{secrets.token_hex(12)}.part"
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
                 write(fd)
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             self._make_durable_directories(target.parent)
             os.replace(temporary, target)
-            fsync_directory(target.parent)
+            if sync:
+                fsync_directory(target.parent)
         except OSError as error:
             temporary.unlink(missing_ok=True)
             if error.errno in _NO_SPACE:
                 raise SpoolFull(f"{os.strerror(error.errno)} while writing {size} bytes") from None
-            raise
-
-    def _file(self, record: Record, target: Path) -> None:
-        """Put a journaled record at its final name, not synced (the filing thread's step)."""
-        temporary = self.incoming / f"{secrets.token_hex(12)}.part"
-        try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            try:
-                self._journal.copy_to(record, fd)
-            finally:
-                os.close(fd)
-            self._make_durable_directories(target.parent)
-            os.replace(temporary, target)
-        except OSError:
-            temporary.unlink(missing_ok=True)
             raise
 
     def _make_durable_directories(self, directory: Path) -> None:
@@ -336,7 +328,6 @@ class _Filer:
         self._queued = self._filed = 0
         self._flushing = self._stopping = False
         self._problem = ""
-        self._last_put = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="spool-filing", daemon=True)
         self._thread.start()
 
@@ -344,7 +335,6 @@ class _Filer:
         with self._cond:
             self._queue.append((record, target))
             self._queued += 1
-            self._last_put = time.monotonic()
             self._cond.notify_all()
 
     def problem(self) -> str:
@@ -378,8 +368,8 @@ class _Filer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._stopping or self._flushing
-                                    or (self._unsynced and self._idle()), IDLE_SYNC_S)
+                # Woken by a put, a flush or a stop; else nothing arrived for IDLE_SYNC_S.
+                self._cond.wait_for(lambda: self._queue or self._stopping or self._flushing, IDLE_SYNC_S)
                 if self._stopping:
                     return
                 item = self._queue[0] if self._queue else None
@@ -395,14 +385,11 @@ class _Filer:
                     self._flushing = False
                     self._cond.notify_all()
 
-    def _idle(self) -> bool:
-        return time.monotonic() - self._last_put >= IDLE_SYNC_S
-
     def _file(self, record: Record, target: Path) -> bool:
         try:
             self._spool._file(record, target)
-        except OSError as error:
-            self._problem = f"filing {target.name} failed: {os.strerror(error.errno) if error.errno else error}"
+        except (OSError, SpoolFull) as error:   # SpoolFull: the disk is full
+            self._problem = f"filing {target.name} failed: {getattr(error, 'strerror', None) or error}"
             LOGGER.error("%s; it stays in the journal, retried in %.0f s", self._problem, RETRY_S)
             return False
         self._problem = ""
