@@ -1,10 +1,15 @@
-"""The SQLite job store: idempotent instance records, series generations, job states, recovery."""
+"""The job store: idempotent instance records, series generations, job states, recovery.
+
+The tests of the store's semantics run twice (``store_target``): on a SQLite file and on a
+PostgreSQL database; those of SQLite's file (WAL mode, an older file's migration) on SQLite only.
+"""
 
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +17,8 @@ import pytest
 
 from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo
 from tests.support.dicom_factory import ct_instance
+from tests.support.postgres import postgres_server, postgres_url, store_target  # noqa: F401 (fixtures)
+from triage.store.database import open_database
 from triage.store.jobs import JobStore
 
 
@@ -23,18 +30,27 @@ def info(sop="1.2.3.1", series="1.2.3.4", *, path=None, time_s=36000.0, z=0.0):
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = JobStore(tmp_path / "triage.db")
+def store(store_target):
+    store = JobStore(store_target)
     yield store
     store.close()
 
 
-def test_wal_mode_and_round_trip(store):
+def test_round_trip(store):
     record = info(z=5.0)
     store.record_instance(record)
     assert store.instances(record.series_uid) == [record]
+    changed = replace(record, path=Path("/spool/moved.dcm"), time_s=36001.5, acquisition_number=3)
+    store.record_instance(changed)  # the same SOP Instance UID: its row updated
+    assert store.instances(record.series_uid) == [changed]
+
+
+def test_a_sqlite_database_runs_in_wal_mode(tmp_path):
+    store = JobStore(tmp_path / "triage.db")
+    assert (store.path, store.is_postgres) == (tmp_path / "triage.db", False)
     mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+    store.close()
 
 
 def test_recording_an_instance_twice_is_harmless(store):
@@ -115,20 +131,24 @@ def test_a_requested_re_run_is_a_generation_with_its_options(store):
     assert store.reprocess("9.9.9", {}) is None
 
 
-def test_a_database_of_the_previous_version_gains_the_options_column(tmp_path):
-    path = tmp_path / "triage.db"
-    with sqlite3.connect(path) as db:  # the jobs table as it was before options
-        db.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, series_uid TEXT NOT NULL, "
+def test_a_database_of_an_earlier_version_gains_the_new_columns(store_target, tmp_path):
+    """The jobs table as it was before options, claims and leases: opening the store adds them."""
+    earlier = open_database(store_target)
+    earlier.create("CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, series_uid TEXT NOT NULL, "
                    "generation INTEGER NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER "
                    "NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL, error TEXT, created_at REAL NOT NULL, "
                    "updated_at REAL NOT NULL, UNIQUE (series_uid, generation, kind))")
-        db.execute("INSERT INTO jobs (series_uid, generation, kind, state, next_attempt_at, created_at, "
-                   "updated_at) VALUES ('1.2', 1, 'analyse', 'done', 0, 0, 0)")
-    store = JobStore(path)
+    with earlier.transaction() as db:
+        db.execute("INSERT INTO jobs (series_uid, generation, kind, state, attempts, next_attempt_at, created_at, "
+                   "updated_at) VALUES ('1.2', 1, 'analyse', 'running', 1, 0, 0, 0)")
+    earlier.close()
+    store = JobStore(store_target)
     (job,) = store.jobs("1.2")
-    assert (job.state, job.options, job.analysis_options()) == ("done", None, {})
+    assert (job.state, job.options, job.analysis_options(), job.claim, job.lease_until) == (
+        "running", None, {}, None, None)
+    assert store.recover(tmp_path / "spool").jobs_reset == 1
     store.close()
-    JobStore(path).close()  # opening it again changes nothing
+    JobStore(store_target).close()  # opening it again changes nothing
 
 
 def test_decision_is_not_recorded_when_an_instance_arrived_meanwhile(store):
@@ -200,7 +220,7 @@ def test_job_life_cycle(store):
     assert store.jobs(kind="send")[0].state == "failed"
 
 
-def test_recover_resets_running_jobs_and_registers_spooled_files(tmp_path):
+def test_recover_resets_running_jobs_and_registers_spooled_files(tmp_path, store_target):
     spool = tmp_path / "spool"
     series = spool / "1.2.3" / "1.2.3.4"
     stored = np.zeros((4, 4), dtype=np.int16)
@@ -212,13 +232,13 @@ def test_recover_resets_running_jobs_and_registers_spooled_files(tmp_path):
                 time_s=36000.0, study_uid="1.2.3", series_uid="1.2.3.4", sop_uid="1.5.3")
     (series / "1.5.4.dcm").write_bytes(b"not DICOM at all")
 
-    store = JobStore(tmp_path / "triage.db")
+    store = JobStore(store_target)
     store.record_instance(info("1.5.1", path=known), received_at=50.0)
     store.add_job("1.2.3.4", 1, "analyse")
     assert store.claim_job("analyse").state == "running"
     store.close()  # as if killed
 
-    store = JobStore(tmp_path / "triage.db")
+    store = JobStore(store_target)
     recovery = store.recover(spool)
     assert (recovery.jobs_reset, recovery.instances_registered) == (1, 1)
     assert [p.name for p, _ in recovery.unreadable] == ["1.5.4.dcm"]
@@ -230,22 +250,21 @@ def test_recover_resets_running_jobs_and_registers_spooled_files(tmp_path):
     store.close()
 
 
-def test_a_recorded_instance_survives_kill_9(tmp_path):
+def test_a_recorded_instance_survives_kill_9(store_target):
     """record_instance returns only once the row is committed: killing the process right after
     loses nothing."""
-    db = tmp_path / "triage.db"
     code = (
         "import os, signal\n"
         "from tests.test_jobstore import info\n"
         "from triage.store.jobs import JobStore\n"
-        f"store = JobStore({str(db)!r})\n"
+        f"store = JobStore({str(store_target)!r})\n"
         "store.record_instance(info('7.7.7'))\n"
         "store.add_job('1.2.3.4', 1, 'send')\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent)
     assert result.returncode == -9
-    store = JobStore(db)
+    store = JobStore(store_target)
     assert [i.sop_instance_uid for i in store.instances("1.2.3.4")] == ["7.7.7"]
     assert [j.kind for j in store.jobs()] == ["send"]
     store.close()

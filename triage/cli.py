@@ -1,5 +1,6 @@
 """Command line: ``triage analyze INPUT --out OUT``, ``triage serve`` (the DICOM node),
-``triage user`` (the web API's accounts) and ``triage demo`` (the whole loop on a phantom).
+``triage worker`` (a hub's worker), ``triage user`` (the web API's accounts) and ``triage demo``
+(the whole loop on a phantom).
 
 Errors in the input end the run with ``error: <one-line reason>`` on stderr and exit status 2;
 an internal failure says which stage failed and exits 3. Tracebacks are shown only with
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--quiet", action="store_true", help="no progress lines")
     analyze.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     _add_serve(commands)
+    _add_worker(commands)
     user_command.add_parser(commands)
     _add_demo(commands)
     return parser
@@ -197,13 +199,43 @@ def _add_serve(commands) -> None:
     add("--retention-days", type=float, metavar="DAYS",
         help="remove a series, its images and results this many days after its last image once its "
              f"work is done (results sent); 0 = keep for ever (default {d.retention_days:g})")
+    _add_hub_options(add)
+
+
+def _add_hub_options(add) -> None:
+    add("--queue", metavar="URL",
+        help="a hub's task queue (redis://HOST:PORT/DB): the listener queues, `triage worker` processes "
+             "analyse, send and alert; needs --database")
+    add("--database", metavar="URL",
+        help="the job store shared by a hub's listener and workers (postgresql://USER@HOST:PORT/NAME; "
+             "default: the SQLite file DIR/triage.db)")
+
+
+def _add_worker(commands) -> None:
+    worker = commands.add_parser(
+        "worker", help="run a hub worker: analyses, DICOM export, sending and alerts of a hub's queued jobs",
+        description="A hub's worker (Celery): takes the jobs that `triage serve --queue URL --database URL` "
+                    "queued, analyses the series from the shared data directory, sends the results to "
+                    "the PACS and delivers the alerts. Every process of a hub reads the same --config "
+                    "file; the data directory is shared (the same path on every machine). Stops on "
+                    "SIGTERM, putting its running analyses back in the queue. Research use only.")
+    add = worker.add_argument
+    add("--config", type=Path, metavar="FILE", help="TOML settings file, the one the listener reads")
+    add("--data-dir", type=Path, metavar="DIR", help="the hub's shared data directory (spool, results)")
+    _add_hub_options(add)
+    add("--max-jobs", type=int, metavar="N",
+        help=f"tasks this worker runs at once (default {NodeSettings.max_jobs})")
+    add("--metrics-port", type=int, metavar="PORT",
+        help="port of this worker's Prometheus metrics, /metrics on the http_address setting "
+             "(loopback by default); 0 = off (the default)")
 
 
 SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_aet", "accept_any_aet",
                  "pacs", "quiet_seconds", "incomplete_warn_seconds", "http_port", "http_address", "webhook",
                  "tls_cert", "tls_key", "tls_ca", "pacs_tls", "max_associations", "max_jobs", "spool_reserve_mb",
-                 "spool_journal_mb",                 "retention_days", "webhook_secret_file", "alert_patient_details", "alert_fhir",
-                 "alert_expiry_hours", "public_url")
+                 "spool_journal_mb", "retention_days", "webhook_secret_file", "alert_patient_details", "alert_fhir",
+                 "alert_expiry_hours", "public_url", "queue", "database")
+WORKER_OPTIONS = ("data_dir", "queue", "database", "max_jobs", "metrics_port")
 
 
 def run_serve(args) -> int:
@@ -211,6 +243,13 @@ def run_serve(args) -> int:
 
     settings = load_settings(args.config, **{name: getattr(args, name) for name in SERVE_OPTIONS})
     return serve(settings, config_file=args.config)
+
+
+def run_worker(args) -> int:
+    from triage.hub.worker import run_worker  # Celery is needed by a hub only
+
+    settings = load_settings(args.config, **{name: getattr(args, name) for name in WORKER_OPTIONS})
+    return run_worker(settings, config_file=args.config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_analyze(args)
         if args.command == "serve":
             return run_serve(args)
+        if args.command == "worker":
+            return run_worker(args)
         if args.command == "user":
             return user_command.run(args)
         if args.command == "demo":

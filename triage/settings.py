@@ -105,6 +105,14 @@ class NodeSettings:
     retention_days : a series whose last image arrived this long ago and whose work is done
         (analysed and sent, ignored, failed, or never complete) is removed with its results and
         records (0 = kept for ever); a series whose results wait for the PACS is kept
+    queue : the hub's task queue, a Redis URL (``redis://HOST:PORT/DB``, Celery's broker): with
+        it ``triage serve`` receives, spools, detects completion and queues, and ``triage
+        worker`` processes run the analyses, DICOM export, sending and alerts (needs
+        ``database``; empty = everything in the one ``triage serve`` process)
+    database : the job store, a PostgreSQL URL (``postgresql://USER@HOST:PORT/NAME``) that the
+        listener and every worker share (empty = the SQLite file ``DATA/triage.db``)
+    metrics_port : port of a worker's Prometheus metrics (``/metrics``, 0 = off), on
+        ``http_address``
     """
 
     data_dir: Path = Path("triage-data")
@@ -127,6 +135,9 @@ class NodeSettings:
     spool_reserve_mb: int = 1024
     spool_journal_mb: int = 1024
     retention_days: float = 7.0
+    queue: str = ""
+    database: str = ""
+    metrics_port: int = 0
 
 
 @dataclass(frozen=True)

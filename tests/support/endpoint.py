@@ -22,6 +22,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     status: int                 # what the endpoint answered
+    received_at: float = 0.0    # when it arrived (s since the epoch)
 
 
 class Endpoint:
@@ -48,7 +49,7 @@ class Endpoint:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with endpoint._lock:
                     status = endpoint.answers.pop(0) if endpoint.answers else 200
-                    endpoint.requests.append(Request(self.path, dict(self.headers.items()), body, status))
+                    endpoint.requests.append(Request(self.path, dict(self.headers.items()), body, status, time.time()))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -5,11 +5,9 @@ log in a file next to the data directory, stopped by its own process id.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.support import peers
@@ -55,17 +53,7 @@ class NodeProcess:
 
     def wait_for_log(self, pattern: str, *, count: int = 1, timeout: float = 60.0) -> list[str]:
         """Lines matching ``pattern`` once there are ``count`` of them."""
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = [line for line in self.log().splitlines() if re.search(pattern, line)]
-            if len(lines) >= count:
-                return lines
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {count} log lines matching {pattern!r} after {timeout} s; "
-                                     f"log:\n{self.log()[-4000:]}")
-            if self.process.poll() is not None:
-                raise AssertionError(f"node exited with {self.process.returncode}; log:\n{self.log()[-4000:]}")
-            time.sleep(0.1)
+        return peers.wait_for_log("node", self.log, self.process, pattern, count=count, timeout=timeout)
 
     def result_dir(self, series_uid: str, generation: int) -> Path:
         """``results/<series>/<generation>/`` of the data directory (the analyze output contract)."""

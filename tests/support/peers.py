@@ -8,6 +8,7 @@ otherwise shadow it on PATH.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -118,3 +119,20 @@ def make_certificates(root: Path) -> dict[str, Path]:
                 "-CAkey", str(root / "ca.key"), "-CAcreateserial", "-out", str(root / f"{name}.pem"),
                 *(("-extfile", str(root / "server.ext")) if name == "server" else ()))
     return {name: root / name for name in ("ca.pem", "server.key", "server.pem", "client.key", "client.pem")}
+
+
+def wait_for_log(name: str, read, process: subprocess.Popen, pattern: str, *, count: int = 1,
+                 timeout: float = 60.0) -> list[str]:
+    """The lines of ``read()`` (a process's log) matching ``pattern`` once there are ``count``;
+    AssertionError (with the log's end) after ``timeout`` s or when ``process`` exited first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line for line in read().splitlines() if re.search(pattern, line)]
+        if len(lines) >= count:
+            return lines
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name}: no {count} log lines matching {pattern!r} after {timeout} s; "
+                                 f"log:\n{read()[-4000:]}")
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited with {process.returncode}; log:\n{read()[-4000:]}")
+        time.sleep(0.1)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from dicom_node.completion import first_time_point_files
 from triage.base.errors import EXIT_INPUT, InputError
 from triage.node.alert_composer import AlertComposer
-from triage.node.context import NodeContext, run_jobs
+from triage.node.context import NodeContext, run_claimed, run_jobs
 from triage.node.monitor import assess_series
 from triage.report.folder import ResultFolder
 from triage.store.records import Generation, Job
@@ -49,6 +49,7 @@ MAX_ANALYSIS_ATTEMPTS = 3
 ANALYSIS_RETRY_S = 10.0
 ANALYSIS_TIMEOUT_S = 900.0     # a child analysis running longer is killed and retried
 RESULT_POLL_S = 0.1            # how often a running analysis is looked at for its result (alerts)
+STATE_POLL_S = 1.0             # how often its job is looked at in the store (superseded elsewhere?)
 CHILD_STOP_S = 5.0
 
 
@@ -65,10 +66,15 @@ class AnalysisRunner:
         self._config_file = config_file
         self._children: dict[int, subprocess.Popen] = {}  # running analyses by job id
         self._announced: set[int] = set()  # running analyses whose result alert is written
+        self._stopped: set[int] = set()  # running analyses told to stop (superseded)
         self._children_lock = threading.Lock()
 
     def run(self) -> None:
         run_jobs(self._context, "analyse", self._analyse, self._retry_or_fail)
+
+    def run_job(self, job: Job) -> None:
+        """Run one analysis job claimed elsewhere (a hub worker's task, :mod:`triage.hub`)."""
+        run_claimed(job, self._analyse, self._retry_or_fail)
 
     def terminate_children(self) -> None:
         """Terminate the running child analyses (at the stop: their jobs run again after the
@@ -91,7 +97,8 @@ class AnalysisRunner:
                         log.info("analysis of %s generation %d superseded by generation %d after its "
                                  "result was announced: it finishes, its results are kept and not sent",
                                  job.series_uid, job.generation, started.number)
-                    elif child is not None and child.returncode is None:
+                    elif child is not None and child.returncode is None and job.id not in self._stopped:
+                        self._stopped.add(job.id)
                         _signal_group(child, signal.SIGTERM)
             elif job.kind == "analyse":
                 log.info("analysis of %s generation %d superseded by generation %d before it started",
@@ -117,6 +124,7 @@ class AnalysisRunner:
             with self._children_lock:
                 self._children.pop(job.id, None)
                 self._announced.discard(job.id)
+                self._stopped.discard(job.id)
         self._conclude(job, folder, log_path, status, time.monotonic() - started, announced)
 
     def _start_child(self, job: Job, folder: ResultFolder, log_path: Path) -> tuple[subprocess.Popen, float]:
@@ -171,7 +179,7 @@ class AnalysisRunner:
                 shutil.rmtree(path, ignore_errors=True)
             self._log_superseded(job, "finished, not sent" if status == 0 else "stopped")
         elif self._context.stopping.is_set() and status != 0:
-            self._context.store.release_job(job.id)
+            self._context.store.release_job(job.id, claim=job.claim)
             log.info("analysis of %s generation %d interrupted by the stop; it runs again after "
                      "the next start", uid, generation)
         elif status == 0:
@@ -190,19 +198,35 @@ class AnalysisRunner:
         """The child's exit status, and whether the result was announced while it ran: the
         result alert goes out as soon as the announcement or the whole result folder is in place
         (each renamed there whole), not after the maps, pictures and DICOM export (seconds).
-        Raises TimeoutExpired after ``ANALYSIS_TIMEOUT_S``."""
+        Every ``STATE_POLL_S`` the job is looked at: one superseded by another process (a hub's
+        listener) is stopped as :meth:`supersede` stops it. Raises TimeoutExpired after
+        ``ANALYSIS_TIMEOUT_S``."""
         deadline = time.monotonic() + ANALYSIS_TIMEOUT_S
-        watching, announced = self._alerts.config is not None, False
+        watching, announced, next_look = self._alerts.config is not None, False, time.monotonic() + STATE_POLL_S
         while True:
             try:
-                return child.wait(RESULT_POLL_S if watching else max(0.0, deadline - time.monotonic())), announced
+                return child.wait(RESULT_POLL_S), announced
             except subprocess.TimeoutExpired:
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= deadline:
                     raise
                 source = next((f for f in (folder, folder.announcement()) if f.has_result()), None) if watching else None
                 if source is not None:
                     watching = False  # one try: an alert that cannot be built is tried again at the end
                     announced = self._announce_result(job, source)
+                if now >= next_look:
+                    next_look = now + STATE_POLL_S
+                    self._stop_if_superseded(job, child)
+
+    def _stop_if_superseded(self, job: Job, child: subprocess.Popen) -> None:
+        """SIGTERM the child of ``job`` once the store says the job was superseded, unless its
+        result was announced (then it finishes, as with :meth:`supersede`)."""
+        with self._children_lock:
+            if job.id in self._announced or job.id in self._stopped:
+                return
+            if self._context.store.job(job.id).state == "superseded":
+                self._stopped.add(job.id)
+                _signal_group(child, signal.SIGTERM)
 
     def _announce_result(self, job: Job, folder: ResultFolder) -> bool:
         """Put the result alert of a running analysis (read from ``folder``: the result folder or
@@ -236,7 +260,7 @@ class AnalysisRunner:
         now = time.time()
         alerts = [] if announced else self._alerts.messages(job.series_uid, job.generation, "result",
                                                             now, result=result, folder=folder)
-        if not self._context.store.finish_job(job.id, then=send, alerts=alerts, now=now):  # superseded as it finished
+        if not self._context.store.finish_job(job.id, then=send, alerts=alerts, now=now, claim=job.claim):  # superseded
             self._log_superseded(job, "finished, not sent")
             return
         if alerts:
@@ -255,7 +279,7 @@ class AnalysisRunner:
     def _retry_or_fail(self, job: Job, reason: str) -> None:
         if job.attempts < MAX_ANALYSIS_ATTEMPTS:
             delay = ANALYSIS_RETRY_S * job.attempts
-            self._context.store.retry_job(job.id, reason, delay)
+            self._context.store.retry_job(job.id, reason, delay, claim=job.claim)
             log.warning("analysis of %s generation %d failed (attempt %d of %d): %s; retry in %.0f s",
                         job.series_uid, job.generation, job.attempts, MAX_ANALYSIS_ATTEMPTS, reason, delay)
         else:
@@ -268,7 +292,7 @@ class AnalysisRunner:
         """Fail an analysis for good, and alert the stroke team in the same transaction."""
         now = time.time()
         alerts = self._alerts.messages(job.series_uid, job.generation, "failure", now, reason=reason)
-        if self._context.store.fail_job(job.id, reason, alerts=alerts, now=now) and alerts:
+        if self._context.store.fail_job(job.id, reason, alerts=alerts, now=now, claim=job.claim) and alerts:
             self._alerts.notify()
 
     def _fall_back(self, job: Job) -> None:

@@ -4,7 +4,8 @@ The completion monitor, the analysis workers and the sender meet only in the job
 monitor queues analyses, a finished analysis queues its send. :class:`NodeContext` holds that
 store with the rest of their common state, and its wake condition lets a thread that queued work
 wake the worker that runs it (a worker otherwise looks again after ``TICK_S``).
-:func:`run_jobs` is the loop of each worker thread (``analysis-N`` and ``sender``).
+:func:`run_jobs` is the loop of each worker thread (``analysis-N`` and ``sender``);
+:func:`run_claimed` runs one claimed job (also for the hub's workers, :mod:`triage.hub`).
 
 Research use only.
 """
@@ -61,10 +62,15 @@ def run_jobs(context: NodeContext, kind: str, handle: Callable[[Job], None],
         if job is None:
             _sleep(context, kind)
             continue
-        try:
-            handle(job)
-        except Exception as exc:
-            on_failure(job, f"internal failure in the node: {one_line(exc, 300, with_type=True)}")
+        run_claimed(job, handle, on_failure)
+
+
+def run_claimed(job: Job, handle: Callable[[Job], None], on_failure: Callable[[Job, str], None]) -> None:
+    """Run one claimed job: ``handle(job)``, or ``on_failure(job, reason)`` when it raises."""
+    try:
+        handle(job)
+    except Exception as exc:
+        on_failure(job, f"internal failure in the node: {one_line(exc, 300, with_type=True)}")
 
 
 def _sleep(context: NodeContext, kind: str) -> None:

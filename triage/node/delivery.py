@@ -11,10 +11,12 @@ since the usual causes (a wrong secret or URL at the receiver, an endpoint being
 fixed at the receiver's end while the alert is still worth having; its log line says so at
 error level.
 
-The state is in SQLite: after a restart the pending messages are picked up again, and a message
-that was being sent when the node died is sent again with the same key (the receiver keeps one
-copy). Log lines name the endpoint by scheme, host and port only: a webhook's path or query
-may hold a token. Each endpoint has a delivery thread of its own (:class:`Deliverer` with its
+The state is in the job store: after a restart the pending messages are picked up again, and a
+message that was being sent when the node died is sent again with the same key (the receiver
+keeps one copy). Several processes may deliver from one store: each message is leased to the
+one that took it (:meth:`~triage.store.outbox.OutboxStore.due`) until its attempt ends. Log
+lines name the endpoint by scheme, host and port only: a webhook's path or query may hold a
+token. Each endpoint has a delivery thread of its own (:class:`Deliverer` with its
 ``url``), which sends its messages in the order they are due: an endpoint that does not answer
 delays none of the others.
 """

@@ -40,18 +40,18 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import ssl
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dicom_node.instance import InstanceInfo
 from dicom_node.scp import StorageSCP, TlsConfig
 from dicom_node.scu import RemoteAE
 from dicom_node.spool import Spool
 from triage import __version__
-from triage.base.errors import InputError
+from triage.base.errors import InputError, one_line
 from triage.node.alert_composer import AlertComposer
 from triage.node.alerts import alert_config, unencrypted, where
 from triage.node.analysis_runner import CHILD_STOP_S, AnalysisRunner
@@ -61,6 +61,8 @@ from triage.node.streams import StreamFeeds
 from triage.node.sender import SEND_TIMEOUT_S, Sender
 from triage.report.folder import ResultsRoot
 from triage.settings import NodeSettings, Settings
+from triage.store.database import DatabaseError
+from triage.store.postgres import DatabaseUnreachable
 from triage.store.jobs import JobStore
 
 log = logging.getLogger("triage.node")
@@ -94,6 +96,7 @@ class Node:
         self._monitor: CompletionMonitor | None = None
         self._streams: StreamFeeds | None = None
         self._sender: Sender | None = None
+        self.hub = bool(self.settings.queue)  # a hub's listener: workers run the jobs (triage.hub)
 
     # Life cycle
 
@@ -102,13 +105,21 @@ class Node:
         s = self.settings
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            self.store = JobStore(self.data_dir / "triage.db")
+        except OSError as exc:
+            raise InputError(f"cannot use the data directory {self.data_dir}: {exc}") from None
+        try:
+            self.store = JobStore(s.database or self.data_dir / "triage.db")
+        except (OSError, DatabaseError) as exc:
+            raise InputError(job_store_error(s, exc)) from None
+        try:
             spool = Spool(self.spool_root, reserve_bytes=s.spool_reserve_mb * 2**20,
                           journal_bytes=s.spool_journal_mb * 2**20)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
+            self.store.close()
             raise InputError(f"cannot use the data directory {self.data_dir}: {exc}") from None
         self.spool = spool
-        recovery = self.store.recover(self.spool_root)
+        # A hub's running jobs run on live workers: their leases tell (triage.hub.dispatcher).
+        recovery = self.store.recover(self.spool_root, reset_running=not self.hub)
         if recovery.jobs_reset or recovery.instances_registered:
             log.info("resumed after a stop: %d unfinished job(s) back in the queue, %d spooled "
                      "instance(s) registered again", recovery.jobs_reset, recovery.instances_registered)
@@ -116,7 +127,7 @@ class Node:
             log.warning("spool file %s cannot be read (%s): left out", path, reason)
         if s.pacs_tls:
             try:
-                self._pacs_tls = _tls(s).client_context()
+                self._pacs_tls = tls_config(s).client_context()
             except (ssl.SSLError, OSError) as exc:
                 self.store.close()
                 raise InputError(f"DICOM TLS to the PACS: cannot use --tls-cert/--tls-key/--tls-ca: "
@@ -124,25 +135,36 @@ class Node:
         self._build_parts(spool)
         allowed = None if s.accept_any_aet else frozenset(s.allow_aet)
         self._listen(spool, allowed)
-        self._threads = [threading.Thread(target=self._monitor.run, name="completion", daemon=True),
-                         threading.Thread(target=self._sender.run, name="sender", daemon=True),
-                         threading.Thread(target=self._streams.run, name="streams", daemon=True)]
-        self._threads += [threading.Thread(target=self._runner.run, name=f"analysis-{k + 1}", daemon=True)
-                          for k in range(s.max_jobs)]
-        self._threads += self._alerts.delivery_threads()
+        self._threads = [threading.Thread(target=self._monitor.run, name="completion", daemon=True)]
+        if self.hub:
+            self._threads.append(threading.Thread(target=self._dispatcher.run, name="dispatcher", daemon=True))
+        else:
+            self._threads += [threading.Thread(target=self._sender.run, name="sender", daemon=True),
+                              threading.Thread(target=self._streams.run, name="streams", daemon=True)]
+            self._threads += [threading.Thread(target=self._runner.run, name=f"analysis-{k + 1}", daemon=True)
+                              for k in range(s.max_jobs)]
+            self._threads += self._alerts.delivery_threads()
         for thread in self._threads:
             thread.start()
         self._log_startup(allowed)
 
     def _build_parts(self, spool: Spool) -> None:
-        """The alert composer, analysis runner, completion monitor and sender, sharing one context."""
+        """The alert composer, analysis runner, completion monitor and sender, sharing one context;
+        in a hub, the dispatcher instead of the sender and the read-ahead (the runner only
+        supersedes: the workers' runners see it in the store and stop their analyses)."""
         context = NodeContext(self.settings, self.store, self.results, self.remote, self._stopping, self._wake)
         self._alerts = AlertComposer(self._alert_config, self.store, self._stopping)
-        self._streams = StreamFeeds(context, self.config_file, spool.wait_filed)
+        if self.hub:
+            from triage.hub.dispatcher import Dispatcher  # Celery is imported only by a hub's listener
+            from triage.hub.queue import make_app
+
+            self._dispatcher = Dispatcher(context, make_app(self.settings.queue))
+        else:
+            self._streams = StreamFeeds(context, self.config_file, spool.wait_filed)
+            self._sender = Sender(context, self._pacs_tls)
         self._runner = AnalysisRunner(context, self._alerts, self.config_file, streams=self._streams)
         self._monitor = CompletionMonitor(context, spool, self._runner, self._alerts, sending=self._series_being_sent,
                                           streams=self._streams)
-        self._sender = Sender(context, self._pacs_tls)
 
     def _listen(self, spool: Spool, allowed: frozenset | None) -> None:
         """Start the storage SCP, and the web server when http_port is set (the store is closed
@@ -150,7 +172,7 @@ class Node:
         s = self.settings
         self.scp = StorageSCP(
             spool, ae_title=s.ae_title, host=s.listen_address, port=s.dicom_port, allowed_aets=allowed,
-            on_stored=self.on_stored, max_associations=s.max_associations, tls=_tls(s))
+            on_stored=self.on_stored, max_associations=s.max_associations, tls=tls_config(s))
         try:
             self.scp.start()
         except ssl.SSLError as exc:
@@ -232,8 +254,13 @@ class Node:
             log.warning("accepting associations from ANY calling AE title (--accept-any-aet)")
         else:
             log.info("accepting calling AE titles: %s", ", ".join(sorted(allowed)))
-        log.info("series complete after %.1f s without new images; up to %d analyses at once",
-                 s.quiet_seconds, s.max_jobs)
+        if self.hub:
+            log.info("a hub's listener: complete series are queued on %s for the `triage worker` processes; "
+                     "job store %s", where(s.queue), where_stored(s))
+            log.info("series complete after %.1f s without new images", s.quiet_seconds)
+        else:
+            log.info("series complete after %.1f s without new images; up to %d analyses at once",
+                     s.quiet_seconds, s.max_jobs)
         if s.spool_journal_mb:
             log.info("each image is durable in the spool's %d MiB journal before it is acknowledged "
                      "(--spool-journal-mb)", s.spool_journal_mb)
@@ -264,7 +291,8 @@ class Node:
         """Called by the SCP after an instance is durably in the spool, before it is
         acknowledged; an exception here makes the C-STORE fail."""
         recorded = self.store.record_instance(info)
-        self._streams.stored(info)
+        if self._streams is not None:
+            self._streams.stored(info)
         if recorded.previous_state is None:
             log.info("series %s: first image from %s (study %s)", info.series_uid,
                      info.calling_aet or "?", info.study_uid)
@@ -321,6 +349,11 @@ def _check(s: NodeSettings) -> None:
         (bool(s.tls_cert) == bool(s.tls_key), "DICOM TLS needs both --tls-cert and --tls-key"),
         (not s.tls_ca or bool(s.tls_cert), "--tls-ca needs --tls-cert and --tls-key"),
         (not s.pacs_tls or bool(s.pacs and s.tls_cert), "--pacs-tls needs --pacs and --tls-cert/--tls-key"),
+        (not s.queue or urlsplit(s.queue).scheme in ("redis", "rediss"), "--queue: expected a redis:// URL"),
+        (not s.database or urlsplit(s.database).scheme in ("postgresql", "postgres"),
+         "--database: expected a postgresql:// URL"),
+        (not s.queue or bool(s.database),
+         "--queue needs --database: the listener and the workers share a PostgreSQL job store"),
     ]
     for ok, reason in checks:
         if not ok:
@@ -331,7 +364,25 @@ def _check(s: NodeSettings) -> None:
             raise InputError(f"--{name.replace('_', '-')} {value}: no such file")
 
 
-def _tls(s: NodeSettings) -> TlsConfig | None:
+def where_stored(s: NodeSettings) -> str:
+    """The job store of ``s``, named without password: ``PostgreSQL host:port/name``, or the
+    SQLite file."""
+    if not s.database:
+        return str(Path(s.data_dir).resolve() / "triage.db")
+    from triage.store.postgres import where
+
+    return f"PostgreSQL {where(s.database)}"
+
+
+def job_store_error(s: NodeSettings, exc: Exception) -> str:
+    """The one-line reason why the job store of ``s`` cannot be opened."""
+    if isinstance(exc, DatabaseUnreachable):  # it names the server and database itself
+        return one_line(exc)
+    return f"cannot use the job store {where_stored(s)}: {one_line(exc)}"
+
+
+def tls_config(s: NodeSettings) -> TlsConfig | None:
+    """The DICOM TLS files of ``s`` (None: plain TCP)."""
     if not s.tls_cert:
         return None
     return TlsConfig(cert=Path(s.tls_cert), key=Path(s.tls_key), ca=Path(s.tls_ca) if s.tls_ca else None)

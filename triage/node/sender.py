@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from dicom_node.scu import SendError, send_files
-from triage.node.context import NodeContext, run_jobs
+from triage.node.context import NodeContext, run_claimed, run_jobs
 from triage.store.records import Job
 
 log = logging.getLogger("triage.node")
@@ -42,11 +42,15 @@ class Sender:
     def run(self) -> None:
         run_jobs(self._context, "send", self._send, self._send_failed_in_node)
 
+    def run_job(self, job: Job) -> None:
+        """Run one send job claimed elsewhere (a hub worker's task, :mod:`triage.hub`)."""
+        run_claimed(job, self._send, self._send_failed_in_node)
+
     def _send_failed_in_node(self, job: Job, reason: str) -> None:
         delay = _backoff(job.attempts)
         log.error("sending series %s generation %d failed: %s; retry in %.0f s", job.series_uid,
                   job.generation, reason, delay)
-        self._context.store.retry_job(job.id, reason, delay)
+        self._context.store.retry_job(job.id, reason, delay, claim=job.claim)
 
     def _send(self, job: Job) -> None:
         store, remote = self._context.store, self._context.remote
@@ -58,20 +62,20 @@ class Sender:
         # A send that failed while a newer generation started (not when every newer analysis
         # failed: then this is the fallback that the analysis runner queued).
         if newest > generation and store.newer_result_possible(uid, generation):
-            if store.supersede_job(job.id, newest):
+            if store.supersede_job(job.id, newest, claim=job.claim):
                 log.info("results of %s generation %d not sent: superseded by generation %d "
                          "(%d of %d objects were already sent)", uid, generation, newest,
                          len(already), len(objects))
             return
         if not objects:
-            store.fail_job(job.id, "no result objects to send")
+            store.fail_job(job.id, "no result objects to send", claim=job.claim)
             log.error("series %s generation %d: no result objects in %s; nothing sent", uid,
                       generation, folder.dicom_dir)
             return
         started = time.monotonic()
         pending = sorted((path for path in objects if path.name not in already), key=_send_order)
         if not pending:  # acknowledged before a stop, the job not yet marked done
-            store.finish_job(job.id)
+            store.finish_job(job.id, claim=job.claim)
             log.info("series %s generation %d: all %d objects were already acknowledged by %s",
                      uid, generation, len(objects), remote)
             return
@@ -80,13 +84,13 @@ class Sender:
                                 timeout=SEND_TIMEOUT_S)
         except SendError as exc:
             delay = _backoff(job.attempts)
-            store.retry_job(job.id, str(exc), delay)
+            store.retry_job(job.id, str(exc), delay, claim=job.claim)
             log.warning("%s; series %s generation %d not sent, retry in %.0f s", exc, uid, generation,
                         delay)
             return
         folder.record_sent([r.path.name for r in report.results if r.stored])
         if report.ok:
-            store.finish_job(job.id)
+            store.finish_job(job.id, claim=job.claim)
             series = store.series(uid)
             decompressed = (f"; {len(report.decompressed)} sent decompressed: the PACS refused their "
                             "compressed transfer syntax" if report.decompressed else "")
@@ -104,11 +108,11 @@ class Sender:
         refused = any(f.status is not None for f in failed)  # the PACS answered with a failure
         if not refused or job.attempts < MAX_SEND_REFUSALS:
             delay = _backoff(job.attempts)
-            self._context.store.retry_job(job.id, reason, delay)
+            self._context.store.retry_job(job.id, reason, delay, claim=job.claim)
             log.warning("PACS %s did not store every object of series %s generation %d (%s), retry "
                         "in %.0f s", remote, uid, generation, reason, delay)
         else:
-            self._context.store.fail_job(job.id, reason)
+            self._context.store.fail_job(job.id, reason, claim=job.claim)
             log.error("PACS %s refused objects of series %s generation %d %d times, given up: %s",
                       remote, uid, generation, job.attempts, reason)
 

@@ -1,8 +1,11 @@
-"""The node's persistent state, in one SQLite file (``DATA/triage.db``). Every SQL statement of
-the project is in this package.
+"""The node's persistent state, in one SQLite file (``DATA/triage.db``), or in one PostgreSQL
+database that the processes of a hub share. Every SQL statement of the project is in this
+package, written once for both.
 
-- :mod:`triage.store.database`: the connection all the modules share (WAL, one lock, short
-  immediate transactions);
+- :mod:`triage.store.database`: the connection all the modules share (one lock, short
+  write transactions that exclude each other), SQLite's (WAL) or PostgreSQL's;
+- :mod:`triage.store.postgres`: the PostgreSQL backend (psycopg 3) and its translation of the
+  statements and table definitions;
 - :mod:`triage.store.schema`: the node's tables ``instances``, ``series``, ``jobs`` and
   ``outbox`` (their columns and meaning) and the migrations of older databases;
 - :mod:`triage.store.records`: the rows and outcomes the job store returns

@@ -147,7 +147,8 @@ class AccountStore:
 
     def failed_logins(self, username: str, client: str, since: float) -> tuple[int, int]:
         """How many failed logins for ``username`` and how many from ``client`` were audited after ``since``."""
-        rows = self._database.rows("SELECT sum(username = ?), sum(client = ?) FROM audit "
+        rows = self._database.rows("SELECT sum(CASE WHEN username = ? THEN 1 ELSE 0 END), "
+                                   "sum(CASE WHEN client = ? THEN 1 ELSE 0 END) FROM audit "
                                    "WHERE action = 'login_failed' AND at > ?", (username, client, since))
         by_name, by_client = (value or 0 for value in rows[0])
         return by_name, by_client

@@ -1,7 +1,19 @@
-"""The SQLite connection the store's modules share (``DATA/triage.db``).
+"""The database connection the store's modules share: a SQLite file (``DATA/triage.db``, the
+node's default) or a PostgreSQL database several processes share (a hub's).
+
+:func:`open_database` chooses the backend by what it is given: a path opens
+:class:`SqliteDatabase`, a ``postgresql://`` (or ``postgres://``) URL
+:class:`~triage.store.postgres.PostgresDatabase`. Both have one interface: ``create(schema)``,
+``add_missing_columns(migrations)``, ``rows(sql, parameters)`` (a read), ``transaction(durable)``
+(a write transaction, yielding what runs its statements: ``execute`` and ``executemany``, whose
+cursors have ``fetchone``, ``fetchall``, ``rowcount`` and iterate), ``close()``; rows answer to
+``row["name"]``, ``row[0]``, ``dict(row)`` and ``Cls(**row)``. The statements are written once,
+with ``?`` placeholders, in the dialect both share. ``skip_locked`` is the clause that ends a
+``SELECT`` picking a row to claim (empty for SQLite, whose write transactions exclude each
+other already).
 
 One connection is shared by all threads behind a lock and every transaction is short. The
-database runs in WAL mode and waits up to 10 s for a lock held by another process (the
+SQLite database runs in WAL mode and waits up to 10 s for a lock held by another process (the
 ``triage user`` command, a second reader). Only the modules of :mod:`triage.store` run
 statements on it.
 """
@@ -13,12 +25,34 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
+
+from triage.store.postgres import DatabaseUnreachable, PostgresConnection, PostgresDatabase  # noqa: F401 (API)
+
 BUSY_TIMEOUT_MS = 10000
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+DatabaseError = (sqlite3.Error, psycopg.Error)
+"""What a failing database raises, for ``except DatabaseError``: one of SQLite's or psycopg's
+errors (a PostgreSQL database that cannot be opened: :class:`DatabaseUnreachable`, one line)."""
 
 
-class Database:
+def is_postgres_url(target: Path | str) -> bool:
+    """Whether ``target`` names a PostgreSQL database (a URL) rather than a SQLite file."""
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def open_database(target: Path | str) -> SqliteDatabase | PostgresDatabase:
+    """The database at ``target``: a PostgreSQL URL, else the path of a SQLite file."""
+    return PostgresDatabase(target) if is_postgres_url(target) else SqliteDatabase(Path(target))
+
+
+class SqliteDatabase:
     """The database file at ``path`` (created, with its folder, when missing); rows are
     :class:`sqlite3.Row`."""
+
+    is_postgres = False
+    skip_locked = ""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -64,3 +98,7 @@ class Database:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+
+Connection = sqlite3.Connection | PostgresConnection
+"""What a transaction yields, by backend."""

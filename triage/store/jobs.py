@@ -1,12 +1,20 @@
-"""The node's jobs: received instances, series and their analysis and send jobs, in SQLite.
+"""The node's jobs: received instances, series and their analysis and send jobs.
 
-:class:`JobStore` owns the database file (``DATA/triage.db``) and the node's tables
-(:mod:`triage.store.schema`): ``instances``, ``series``, ``jobs`` and ``outbox``. Instance rows
-are committed with ``synchronous=NORMAL`` (durable across a crash of the process; after a power
-cut the spool is rescanned by :meth:`JobStore.recover`), job state changes with
-``synchronous=FULL``. Times are POSIX seconds (``time.time()``), so they survive a restart.
+:class:`JobStore` owns the database (the SQLite file ``DATA/triage.db``, or a PostgreSQL
+database several processes of a hub share) and the node's tables (:mod:`triage.store.schema`):
+``instances``, ``series``, ``jobs`` and ``outbox``. Instance rows are committed with SQLite's
+``synchronous=NORMAL`` or PostgreSQL's ``synchronous_commit = off`` (durable across a crash of
+the process; after a power cut the spool is rescanned by :meth:`JobStore.recover`), job state
+changes durably. Times are POSIX seconds (``time.time()``), so they survive a restart.
 
-The store's other modules share its connection (:class:`~triage.store.database.Database`):
+Claims: claiming a job gives it a random ``claim`` token, and, with a lease duration, a
+``lease_until`` the worker renews (:meth:`JobStore.renew_lease`) while it runs the job. The
+ends of a running job take the token and change nothing when it is no longer the job's (the
+job was superseded, or taken over after its lease ended: :meth:`JobStore.claim_job_id`,
+:meth:`JobStore.expired_leases`). The write transactions of all processes run one at a time
+(see :mod:`triage.store.database`), so no job is claimed twice.
+
+The store's other modules share its connection (:func:`~triage.store.database.open_database`):
 :mod:`triage.store.outbox` (the alerts' delivery), :mod:`triage.store.accounts` (the web
 API's users, tokens, sessions and audit log), :mod:`triage.store.studies` and
 :mod:`triage.store.metrics` (the web API's read-only views).
@@ -16,27 +24,39 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
+import uuid
 from pathlib import Path
 
 import pydicom
 
 from dicom_node.instance import InstanceInfo, instance_info
 from triage.base.errors import one_line
-from triage.store.database import Database
-from triage.store.outbox import OutboxMessage, insert_alerts
+from triage.store.database import Connection, is_postgres_url, open_database
+from triage.store.outbox import OutboxMessage, insert_alerts, release_outbox_leases
 from triage.store.records import Generation, Job, Recorded, Recovery, SeriesRecord
 from triage.store.schema import INSTANCE_COLUMNS, MIGRATIONS, SCHEMA
 
+_UPSERT_INSTANCE = (f"INSERT INTO instances ({', '.join(INSTANCE_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(INSTANCE_COLUMNS))}) ON CONFLICT (sop_uid) DO UPDATE SET "
+                    + ", ".join(f"{column} = excluded.{column}" for column in INSTANCE_COLUMNS if column != "sop_uid"))
+# The condition of the ends of a running job: (job id, claim, claim); a claim of None matches any.
+_RUNNING_AS_CLAIMED = "id = ? AND state = 'running' AND (CAST(? AS TEXT) IS NULL OR claim = ?)"
+_UNCLAIMED = "claim = NULL, lease_until = NULL"
+_ONE_ATTEMPT_LESS = "CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
+
 
 class JobStore:
-    """The SQLite job store at ``path`` (created with its tables when missing). Its connection
-    (``_database``) is shared with the store's other modules, which take the job store."""
+    """The job store at ``target``: the path of a SQLite file, or a ``postgresql://`` URL
+    (created with its tables when missing). ``path`` is the SQLite file's (None for
+    PostgreSQL). Its connection (``_database``) is shared with the store's other modules, which
+    take the job store."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._database = Database(self.path)
+    def __init__(self, target: Path | str):
+        self.target = target
+        self.is_postgres = is_postgres_url(target)
+        self.path = None if self.is_postgres else Path(target)
+        self._database = open_database(target)
         self._database.create(SCHEMA)
         self._database.add_missing_columns(MIGRATIONS)
 
@@ -57,8 +77,7 @@ class JobStore:
         with self._database.transaction() as db:
             new = db.execute("SELECT 1 FROM instances WHERE sop_uid = ?",
                              (info.sop_instance_uid,)).fetchone() is None
-            db.execute(f"INSERT OR REPLACE INTO instances ({', '.join(INSTANCE_COLUMNS)}) "
-                       f"VALUES ({', '.join('?' * len(INSTANCE_COLUMNS))})", row)
+            db.execute(_UPSERT_INSTANCE, row)
             series = db.execute("SELECT state, generation FROM series WHERE series_uid = ?",
                                 (info.series_uid,)).fetchone()
             if series is None:
@@ -70,9 +89,9 @@ class JobStore:
                      info.calling_aet, now, now))
                 return Recorded(new=True, previous_state=None, generation=0)
             if new:
-                db.execute("UPDATE series SET state = 'receiving', last_received = max(last_received, ?), "
-                           "n_instances = n_instances + 1 WHERE series_uid = ?",
-                           (now, info.series_uid))
+                db.execute("UPDATE series SET state = 'receiving', last_received = CASE WHEN last_received < ? "
+                           "THEN ? ELSE last_received END, n_instances = n_instances + 1 WHERE series_uid = ?",
+                           (now, now, info.series_uid))
             return Recorded(new=new, previous_state=series["state"], generation=series["generation"])
 
     def instances(self, series_uid: str) -> list[InstanceInfo]:
@@ -131,7 +150,7 @@ class JobStore:
         with self._database.transaction() as db:
             cursor = db.execute(
                 "UPDATE series SET state = ?, classification = ?, reason = ?, n_positions = ?, "
-                "n_times = ? WHERE series_uid = ? AND (? IS NULL OR last_received <= ?)",
+                "n_times = ? WHERE series_uid = ? AND (CAST(? AS DOUBLE PRECISION) IS NULL OR last_received <= ?)",
                 (state, classification, reason, n_positions, n_times, series_uid,
                  unchanged_since, unchanged_since))
             return cursor.rowcount == 1
@@ -181,53 +200,90 @@ class JobStore:
         with self._database.transaction(durable=True) as db:
             _insert_job(db, series_uid, generation, kind, time.time())
 
-    def claim_job(self, kind: str, now: float | None = None) -> Job | None:
-        """The oldest due pending job of ``kind``, now marked running (attempts + 1)."""
+    def claim_job(self, kind: str, now: float | None = None, lease_s: float | None = None) -> Job | None:
+        """The oldest due pending job of ``kind``, now marked running (attempts + 1) with a new
+        claim token and, with ``lease_s``, a lease until ``now + lease_s`` (POSIX s)."""
         now = time.time() if now is None else now
         with self._database.transaction(durable=True) as db:
-            row = db.execute("SELECT id FROM jobs WHERE kind = ? AND state = 'pending' AND "
-                             "next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 1",
+            row = db.execute("SELECT id FROM jobs WHERE kind = ? AND state = 'pending' AND next_attempt_at <= ? "
+                             "ORDER BY next_attempt_at, id LIMIT 1" + self._database.skip_locked,
                              (kind, now)).fetchone()
-            if row is None:
-                return None
-            db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, "
-                       "updated_at = ? WHERE id = ?", (now, row["id"]))
-            return Job(**db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+            return None if row is None else _claim(db, row["id"], now, lease_s)
+
+    def claim_job_id(self, job_id: int, lease_s: float, now: float | None = None) -> Job | None:
+        """Claim the job ``job_id`` (attempts + 1, a new claim token, a lease of ``lease_s``
+        seconds) if it is pending and due at ``now``, or running with a lease that ended before
+        ``now`` (its worker died: the job is taken over). None otherwise: done, failed,
+        superseded, not yet due, or running under a live lease (or none)."""
+        now = time.time() if now is None else now
+        with self._database.transaction(durable=True) as db:
+            row = db.execute("SELECT id FROM jobs WHERE id = ? AND ((state = 'pending' AND next_attempt_at <= ?) "
+                             "OR (state = 'running' AND lease_until < ?))" + self._database.skip_locked,
+                             (job_id, now, now)).fetchone()
+            return None if row is None else _claim(db, job_id, now, lease_s)
+
+    def renew_lease(self, job_id: int, claim: str, lease_s: float) -> bool:
+        """Extend the lease of a running job to ``lease_s`` seconds from now; False when
+        ``claim`` is no longer the job's (superseded, or taken over): its worker must stop."""
+        now = time.time()
+        with self._database.transaction() as db:
+            return db.execute(f"UPDATE jobs SET lease_until = ? WHERE {_RUNNING_AS_CLAIMED}",
+                              (now + lease_s, job_id, claim, claim)).rowcount == 1
+
+    def expired_leases(self, now: float | None = None) -> list[Job]:
+        """The running jobs whose lease ended before ``now`` (their workers died), as they were;
+        each is put back to pending, due at ``now``, its attempt counted (it did run)."""
+        now = time.time() if now is None else now
+        with self._database.transaction(durable=True) as db:
+            expired = [Job(**row) for row in db.execute("SELECT * FROM jobs WHERE state = 'running' AND "
+                                                        "lease_until < ? ORDER BY id" + self._database.skip_locked,
+                                                        (now,)).fetchall()]
+            db.executemany(f"UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ?, {_UNCLAIMED} "
+                           "WHERE id = ?", [(now, now, job.id) for job in expired])
+            return expired
+
+    def due_jobs(self, now: float | None = None, limit: int = 100) -> list[Job]:
+        """Up to ``limit`` pending jobs (of any kind) due at ``now``, the longest due first."""
+        now = time.time() if now is None else now
+        return [Job(**row) for row in self._database.rows(
+            "SELECT * FROM jobs WHERE state = 'pending' AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at, id LIMIT ?", (now, limit))]
 
     # The ends of a running job: each changes only a job still ``running`` (not one superseded
-    # meanwhile) and returns whether it did.
+    # meanwhile) and, given its ``claim``, only while that claim is the job's; each returns
+    # whether it did. Each drops the claim and its lease.
 
     def finish_job(self, job_id: int, *, then: tuple[str, int, str] | None = None,
-                   alerts: list[OutboxMessage] = (), now: float | None = None) -> bool:
+                   alerts: list[OutboxMessage] = (), now: float | None = None, claim: str | None = None) -> bool:
         """Mark a running job done (at ``now``, POSIX s) and, in the same transaction, queue
         ``then`` = (series, generation, kind) when given and put ``alerts`` in the outbox: no
         crash can fall between them."""
         now = time.time() if now is None else now
         with self._database.transaction(durable=True) as db:
-            done = db.execute("UPDATE jobs SET state = 'done', error = NULL, updated_at = ? "
-                              "WHERE id = ? AND state = 'running'", (now, job_id)).rowcount == 1
+            done = db.execute(f"UPDATE jobs SET state = 'done', error = NULL, updated_at = ?, {_UNCLAIMED} "
+                              f"WHERE {_RUNNING_AS_CLAIMED}", (now, job_id, claim, claim)).rowcount == 1
             if done and then is not None:
                 _insert_job(db, *then, now)
             if done:
                 insert_alerts(db, alerts, now)
             return done
 
-    def retry_job(self, job_id: int, error: str, delay_s: float) -> bool:
+    def retry_job(self, job_id: int, error: str, delay_s: float, *, claim: str | None = None) -> bool:
         """Put a running job back to pending, due in ``delay_s`` seconds, with the error that
         stopped it."""
         now = time.time()
         with self._database.transaction(durable=True) as db:
-            return db.execute("UPDATE jobs SET state = 'pending', error = ?, next_attempt_at = ?, "
-                              "updated_at = ? WHERE id = ? AND state = 'running'",
-                              (error, now + delay_s, now, job_id)).rowcount == 1
+            return db.execute(f"UPDATE jobs SET state = 'pending', error = ?, next_attempt_at = ?, updated_at = ?, "
+                              f"{_UNCLAIMED} WHERE {_RUNNING_AS_CLAIMED}",
+                              (error, now + delay_s, now, job_id, claim, claim)).rowcount == 1
 
     def fail_job(self, job_id: int, error: str, *, alerts: list[OutboxMessage] = (),
-                 now: float | None = None) -> bool:
+                 now: float | None = None, claim: str | None = None) -> bool:
         """Mark a running job failed for good (at ``now``) and put ``alerts`` in the outbox."""
         now = time.time() if now is None else now
         with self._database.transaction(durable=True) as db:
-            failed = db.execute("UPDATE jobs SET state = 'failed', error = ?, updated_at = ? "
-                                "WHERE id = ? AND state = 'running'", (error, now, job_id)).rowcount == 1
+            failed = db.execute(f"UPDATE jobs SET state = 'failed', error = ?, updated_at = ?, {_UNCLAIMED} "
+                                f"WHERE {_RUNNING_AS_CLAIMED}", (error, now, job_id, claim, claim)).rowcount == 1
             if failed:
                 insert_alerts(db, alerts, now)
             return failed
@@ -237,18 +293,19 @@ class JobStore:
         with self._database.transaction(durable=True) as db:
             insert_alerts(db, alerts, time.time() if now is None else now)
 
-    def supersede_job(self, job_id: int, generation: int) -> bool:
+    def supersede_job(self, job_id: int, generation: int, *, claim: str | None = None) -> bool:
         """Mark a running job ``superseded by generation <generation>``."""
         with self._database.transaction(durable=True) as db:
-            return db.execute("UPDATE jobs SET state = 'superseded', error = ?, updated_at = ? "
-                              "WHERE id = ? AND state = 'running'",
-                              (f"superseded by generation {generation}", time.time(), job_id)).rowcount == 1
+            return db.execute(f"UPDATE jobs SET state = 'superseded', error = ?, updated_at = ?, {_UNCLAIMED} "
+                              f"WHERE {_RUNNING_AS_CLAIMED}", (f"superseded by generation {generation}",
+                                                               time.time(), job_id, claim, claim)).rowcount == 1
 
-    def release_job(self, job_id: int) -> None:
+    def release_job(self, job_id: int, *, claim: str | None = None) -> bool:
         """Put a job interrupted by shutdown back to pending, the attempt not counted."""
         with self._database.transaction(durable=True) as db:
-            db.execute("UPDATE jobs SET state = 'pending', attempts = max(attempts - 1, 0), "
-                       "updated_at = ? WHERE id = ? AND state = 'running'", (time.time(), job_id))
+            return db.execute(f"UPDATE jobs SET state = 'pending', attempts = {_ONE_ATTEMPT_LESS}, updated_at = ?, "
+                              f"{_UNCLAIMED} WHERE {_RUNNING_AS_CLAIMED}",
+                              (time.time(), job_id, claim, claim)).rowcount == 1
 
     def newer_result_possible(self, series_uid: str, generation: int) -> bool:
         """Whether a generation after ``generation`` is analysed, or may still be (its analysis
@@ -283,7 +340,7 @@ class JobStore:
         return Job(**self._database.rows("SELECT * FROM jobs WHERE id = ?", (job_id,))[0])
 
     def jobs(self, series_uid: str | None = None, kind: str | None = None) -> list[Job]:
-        sql, parameters = "SELECT * FROM jobs WHERE 1", []
+        sql, parameters = "SELECT * FROM jobs WHERE 1 = 1", []
         if series_uid is not None:
             sql += " AND series_uid = ?"
             parameters.append(series_uid)
@@ -300,13 +357,14 @@ class JobStore:
 
     # Crash recovery
 
-    def recover(self, spool_root: Path) -> Recovery:
-        """Resume after a crash or a stop: jobs left ``running`` go back to ``pending`` (their
-        attempt not counted); instances in the spool (``<study>/<series>/*.dcm``; hidden folders
-        such as ``.incoming`` skipped) that are missing from the database are registered again
-        from their headers, received at the file's modification time; series still receiving
-        get a fresh quiet period from now, so that a sender cut off by the stop can resume
-        before a partial series looks complete."""
+    def recover(self, spool_root: Path, reset_running: bool = True) -> Recovery:
+        """Resume after a crash or a stop: with ``reset_running``, jobs left ``running`` go back
+        to ``pending`` (their attempt not counted) and the outbox's leases end (in a hub the
+        running jobs are left alone: they run on live workers); instances in the spool
+        (``<study>/<series>/*.dcm``; hidden folders such as ``.incoming`` skipped) that are
+        missing from the database are registered again from their headers, received at the
+        file's modification time; series still receiving get a fresh quiet period from now, so
+        that a sender cut off by the stop can resume before a partial series looks complete."""
         known = {os.path.realpath(row[0]) for row in self._database.rows("SELECT path FROM instances")}
         registered, unreadable = 0, []
         for path in _spool_files(Path(spool_root)):
@@ -320,29 +378,41 @@ class JobStore:
                 continue
             self.record_instance(info, received_at=path.stat().st_mtime)
             registered += 1
+        now, reset = time.time(), 0
         with self._database.transaction(durable=True) as db:
-            reset = db.execute("UPDATE jobs SET state = 'pending', attempts = max(attempts - 1, 0) "
-                               "WHERE state = 'running'").rowcount
-            db.execute("UPDATE series SET last_received = max(last_received, ?) "
-                       "WHERE state = 'receiving'", (time.time(),))
+            if reset_running:
+                reset = db.execute(f"UPDATE jobs SET state = 'pending', attempts = {_ONE_ATTEMPT_LESS}, {_UNCLAIMED} "
+                                   "WHERE state = 'running'").rowcount
+                release_outbox_leases(db)
+            db.execute("UPDATE series SET last_received = CASE WHEN last_received < ? THEN ? ELSE last_received END "
+                       "WHERE state = 'receiving'", (now, now))
         return Recovery(jobs_reset=reset, instances_registered=registered, unreadable=unreadable)
 
 
-def _insert_job(db: sqlite3.Connection, series_uid: str, generation: int, kind: str, now: float,
+def _claim(db: Connection, job_id: int, now: float, lease_s: float | None) -> Job:
+    """Mark the job running (attempts + 1) under a new claim token, leased until ``now +
+    lease_s`` (no lease: None); the job as it is then."""
+    db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, claim = ?, lease_until = ?, "
+               "updated_at = ? WHERE id = ?",
+               (uuid.uuid4().hex, None if lease_s is None else now + lease_s, now, job_id))
+    return Job(**db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+
+def _insert_job(db: Connection, series_uid: str, generation: int, kind: str, now: float,
                 options: str | None = None) -> None:
-    db.execute("INSERT OR IGNORE INTO jobs (series_uid, generation, kind, state, next_attempt_at, "
-               "created_at, updated_at, options) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+    db.execute("INSERT INTO jobs (series_uid, generation, kind, state, next_attempt_at, created_at, updated_at, "
+               "options) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                (series_uid, generation, kind, now, now, now, options))
 
 
-def _supersede_older(db: sqlite3.Connection, series_uid: str, generation: int, now: float) -> list[Job]:
+def _supersede_older(db: Connection, series_uid: str, generation: int, now: float) -> list[Job]:
     """Mark the pending jobs and running analyses of generations before ``generation``
     superseded; returns them as they were."""
     older = ("series_uid = ? AND generation < ? AND "
              "(state = 'pending' OR (kind = 'analyse' AND state = 'running'))")
     superseded = [Job(**row) for row in db.execute(f"SELECT * FROM jobs WHERE {older} ORDER BY id",
                                                    (series_uid, generation))]
-    db.execute(f"UPDATE jobs SET state = 'superseded', error = ?, updated_at = ? WHERE {older}",
+    db.execute(f"UPDATE jobs SET state = 'superseded', error = ?, updated_at = ?, {_UNCLAIMED} WHERE {older}",
                (f"superseded by generation {generation}", now, series_uid, generation))
     return superseded
 
@@ -372,7 +442,7 @@ def _instance_row(info: InstanceInfo, received_at: float) -> tuple:
             info.temporal_positions, info.images_in_acquisition)
 
 
-def _instance_from_row(row: sqlite3.Row) -> InstanceInfo:
+def _instance_from_row(row) -> InstanceInfo:
     position, orientation = row["position"], row["orientation"]
     return InstanceInfo(
         sop_instance_uid=row["sop_uid"], sop_class_uid=row["sop_class_uid"],

@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from triage.store.jobs import JobStore
 
 # Per analysis generation started by the images: when its last image arrived, when its
-# result was ready (its result alert written, else its analysis job done: the alert goes out
-# before the DICOM export ends the job), when its first result alert was delivered (NULL if not yet).
+# result was ready (its first result alert written, if before its analysis job was done: the
+# alert goes out before the DICOM export ends the job; else the job's end), when its first
+# result alert was delivered (NULL if not yet).
 _ANALYSIS_TIMES_SQL = """
 SELECT (SELECT max(i.received_at) FROM instances i WHERE i.series_uid = j.series_uid
         AND i.received_at <= j.created_at) AS received,
-       min(j.updated_at, coalesce((SELECT min(o.created_at) FROM outbox o WHERE o.series_uid = j.series_uid
-           AND o.generation = j.generation AND o.kind = 'result'), j.updated_at)) AS result,
+       coalesce((SELECT min(o.created_at) FROM outbox o WHERE o.series_uid = j.series_uid
+           AND o.generation = j.generation AND o.kind = 'result' AND o.created_at < j.updated_at),
+           j.updated_at) AS result,
        (SELECT min(o.delivered_at) FROM outbox o WHERE o.series_uid = j.series_uid
         AND o.generation = j.generation AND o.kind = 'result' AND o.state = 'delivered') AS alerted
 FROM jobs j WHERE j.kind = 'analyse' AND j.state = 'done' AND j.options IS NULL

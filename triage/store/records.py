@@ -42,7 +42,8 @@ class SeriesRecord:
 
 @dataclass(frozen=True)
 class Job:
-    """One row of the ``jobs`` table."""
+    """One row of the ``jobs`` table: ``claim`` and ``lease_until`` (POSIX s) are set while it
+    runs (see :mod:`triage.store.schema`)."""
 
     id: int
     series_uid: str
@@ -55,6 +56,8 @@ class Job:
     created_at: float
     updated_at: float
     options: str | None = None
+    claim: str | None = None
+    lease_until: float | None = None
 
     def analysis_options(self) -> dict:
         """The requested re-run's options (``aif``, ``profile``); empty for an ordinary analysis."""

@@ -1,4 +1,5 @@
-"""The node's tables in ``DATA/triage.db``, created by :class:`~triage.store.jobs.JobStore` when missing.
+"""The node's tables in ``DATA/triage.db`` (or a hub's PostgreSQL database), created by
+:class:`~triage.store.jobs.JobStore` when missing.
 
 ``instances``
     One row per SOP Instance UID (a repeated instance updates its row): identifiers, spool path,
@@ -16,16 +17,21 @@
     started first), ``attempts``, ``next_attempt_at`` and the last error. ``options`` (analyse
     jobs) is NULL for an analysis the images started, or the JSON object of a re-run a user
     requested (:meth:`~triage.store.jobs.JobStore.reprocess`): ``{"aif": [x, y, z], "profile":
-    name}``, each key optional (``{}``: the same analysis again).
+    name}``, each key optional (``{}``: the same analysis again). A running job has the random
+    ``claim`` token of whoever runs it and, if claimed with a lease, ``lease_until``, which its
+    worker renews: a job whose lease ended belongs to a worker that died, and is taken over. A
+    job not running has neither.
 ``outbox``
     Alerts to the stroke team's endpoints (:mod:`triage.node.alerts`), delivered by
     :mod:`triage.node.delivery` through :class:`~triage.store.outbox.OutboxStore`: ``state``
     ``pending`` → ``delivered`` | ``expired``. A result's alert is written as soon as the result
     is in place, while its DICOM objects are still being made, and again (the same key: kept
     once) in the transaction that finishes the analysis, so a crash in between loses none; a
-    failure's in the transaction that records the failure.
+    failure's in the transaction that records the failure. ``lease_until`` is set while one
+    delivering process has the message (:meth:`~triage.store.outbox.OutboxStore.due`).
 
-Times are POSIX seconds (``time.time()``), so they survive a restart.
+Times are POSIX seconds (``time.time()``), so they survive a restart. The text is SQLite's;
+:func:`triage.store.postgres.postgres_ddl` makes PostgreSQL's of it.
 """
 
 from __future__ import annotations
@@ -80,6 +86,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     options TEXT,                      -- JSON analysis options of a requested re-run, or NULL
+    claim TEXT,                        -- the running job's claim token, or NULL
+    lease_until REAL,                  -- when the running job's lease ends, or NULL (no lease)
     UNIQUE (series_uid, generation, kind)
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -97,7 +105,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     expires_at REAL NOT NULL,
     created_at REAL NOT NULL,
     delivered_at REAL,
-    last_error TEXT
+    last_error TEXT,
+    lease_until REAL                 -- the end of a deliverer's lease, or NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 """
@@ -105,6 +114,9 @@ MIGRATIONS = (
     ("jobs", "options", "ALTER TABLE jobs ADD COLUMN options TEXT"),
     ("instances", "temporal_positions", "ALTER TABLE instances ADD COLUMN temporal_positions INTEGER"),
     ("instances", "images_in_acquisition", "ALTER TABLE instances ADD COLUMN images_in_acquisition INTEGER"),
+    ("jobs", "claim", "ALTER TABLE jobs ADD COLUMN claim TEXT"),
+    ("jobs", "lease_until", "ALTER TABLE jobs ADD COLUMN lease_until REAL"),
+    ("outbox", "lease_until", "ALTER TABLE outbox ADD COLUMN lease_until REAL"),
 )
 """Columns added after the first release: (table, column, statement adding it)."""
 

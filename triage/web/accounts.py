@@ -81,7 +81,8 @@ class Accounts:
 
     @classmethod
     def open(cls, path: Path) -> "Accounts":
-        """The accounts of the database file at ``path`` (for the ``triage user`` command)."""
+        """The accounts of the database at ``path`` (a SQLite file, or a hub's PostgreSQL URL; for
+        the ``triage user`` command)."""
         return cls(JobStore(path))
 
     def close(self) -> None:

@@ -27,21 +27,21 @@ def exposition(store: JobStore) -> str:
     """The metrics text (``text/plain; version=0.0.4``) of the node's database."""
     figures = MetricsQueries(store)
     lines: list[str] = []
-    _gauge(lines, "triage_instances", "Received instances recorded in the job store.",
+    metric(lines, "triage_instances", "Received instances recorded in the job store.",
            [({}, figures.instance_count())])
-    _gauge(lines, "triage_series", "Series by state.",
+    metric(lines, "triage_series", "Series by state.",
            [({"state": state}, count) for state, count in figures.series_by_state()])
-    _gauge(lines, "triage_jobs", "Jobs by kind and state.",
+    metric(lines, "triage_jobs", "Jobs by kind and state.",
            [({"kind": kind, "state": state}, count) for kind, state, count in figures.jobs_by_kind_and_state()])
-    _gauge(lines, "triage_outbox_messages", "Alert messages by state.",
+    metric(lines, "triage_outbox_messages", "Alert messages by state.",
            [({"state": state}, count) for state, count in figures.outbox_by_state()])
     times = figures.analysis_times()
-    _histogram(lines, "triage_receive_to_result_seconds",
+    histogram(lines, "triage_receive_to_result_seconds",
                "Last image received to analysis result ready.",
                [t.result - t.received for t in times if t.received is not None])
-    _histogram(lines, "triage_result_to_alert_seconds", "Analysis result ready to result alert delivered.",
+    histogram(lines, "triage_result_to_alert_seconds", "Analysis result ready to result alert delivered.",
                [t.alerted - t.result for t in times if t.alerted is not None])
-    _histogram(lines, "triage_receive_to_alert_seconds", "Last image received to result alert delivered.",
+    histogram(lines, "triage_receive_to_alert_seconds", "Last image received to result alert delivered.",
                [t.alerted - t.received for t in times if t.alerted is not None and t.received is not None])
     return "\n".join(lines) + "\n"
 
@@ -57,12 +57,16 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _gauge(lines: list[str], name: str, help_text: str, samples: list[tuple[dict, float]]) -> None:
-    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+def metric(lines: list[str], name: str, help_text: str, samples: list[tuple[dict, float]], *,
+          kind: str = "gauge") -> None:
+    """Append the metric ``name`` with one line per (labels, value) of ``samples`` to ``lines``
+    (``kind``: its Prometheus type, ``gauge`` or ``counter``)."""
+    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     lines += [f"{name}{_labels(labels)} {_number(value)}" for labels, value in samples]
 
 
-def _histogram(lines: list[str], name: str, help_text: str, values: list[float]) -> None:
+def histogram(lines: list[str], name: str, help_text: str, values: list[float]) -> None:
+    """Append the histogram ``name`` of ``values`` (s) over ``BUCKETS_S`` to ``lines``."""
     lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
     for bound in BUCKETS_S:
         lines.append(f'{name}_bucket{{le="{_number(bound)}"}} {sum(v <= bound for v in values)}')

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from triage.base.errors import InputError
+from triage.base.errors import InputError, one_line
 from triage.settings import load_settings
 
 
@@ -39,12 +39,16 @@ def add_parser(commands) -> None:
 def run(args) -> int:
     from triage.web.accounts import ROLES, Accounts  # the job store's imports only when needed
 
-    data_dir = Path(load_settings(args.config, data_dir=args.data_dir).node.data_dir)
-    if args.action == "add":  # the first user may come before the node's first start
-        data_dir.mkdir(parents=True, exist_ok=True)
-    elif not data_dir.is_dir():
-        raise InputError(f"no data directory {data_dir} (give the node's --data-dir)")
-    accounts = Accounts.open(data_dir / "triage.db")
+    node = load_settings(args.config, data_dir=args.data_dir).node
+    data_dir = Path(node.data_dir)
+    if node.database:  # a hub: the accounts are in its PostgreSQL job store
+        accounts = _open_shared(Accounts, node)
+    else:
+        if args.action == "add":  # the first user may come before the node's first start
+            data_dir.mkdir(parents=True, exist_ok=True)
+        elif not data_dir.is_dir():
+            raise InputError(f"no data directory {data_dir} (give the node's --data-dir)")
+        accounts = Accounts.open(data_dir / "triage.db")
     try:
         if args.action == "add":
             if args.role not in ROLES:  # before asking for the password
@@ -73,3 +77,13 @@ def _password() -> str:
             raise InputError("the passwords differ")
         return password
     return sys.stdin.readline().rstrip("\r\n")
+
+
+def _open_shared(accounts_class, node):
+    """The accounts of a hub's job store (``node.database``); InputError when it cannot be used."""
+    from triage.store.database import DatabaseError
+
+    try:
+        return accounts_class.open(node.database)
+    except DatabaseError as exc:
+        raise InputError(one_line(exc)) from None  # it names the server and database
