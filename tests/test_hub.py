@@ -30,6 +30,7 @@ from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 (
 from tests.support.redis import RedisServer
 from tests.support.worker import WorkerProcess
 from triage.store.jobs import JobStore
+from triage.store.studies import StudyQueries
 
 N_SLICES, N_FRAMES = 8, 30
 STUDY_CASES = ("mismatch", "large_core", "no_lesion")
@@ -119,9 +120,9 @@ def test_three_studies_two_workers_one_killed_each_gets_one_sr_and_one_alert(stu
             time.sleep(3.0)  # room for a duplicate analysis, send or alert to arrive
             metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
         finally:
-            for worker in workers:
-                worker.stop()
+            statuses = [worker.stop() for worker in workers]
             node.stop()
+        assert statuses[1] == 0, second.log()[-3000:]  # SIGTERM: a graceful stop
 
         # Exactly one result alert per study, with its result.json's volumes, near the truth.
         alerts = _result_alerts(endpoint)
@@ -148,9 +149,12 @@ def test_three_studies_two_workers_one_killed_each_gets_one_sr_and_one_alert(stu
         store = JobStore(database)
         try:
             jobs = store.jobs()
+            listed = StudyQueries(store).series_rows()  # what the hub's web API lists
         finally:
             store.close()
         assert Counter((j.kind, j.state) for j in jobs) == {("analyse", "done"): 3, ("send", "done"): 3}, jobs
+        assert sorted((r["series_uid"], r["job_state"], r["result_generation"]) for r in listed) == sorted(
+            (s["series_uid"], "done", 1) for s in studies)
         (retried,) = [j for j in jobs if j.kind == "analyse" and j.series_uid == killed_uid]
         assert retried.attempts == 2
         assert re.search(rf"analysis of {re.escape(killed_uid)} generation 1 started .*attempt 2", second.log())
@@ -169,12 +173,17 @@ def test_three_studies_two_workers_one_killed_each_gets_one_sr_and_one_alert(stu
     (["worker", "--queue", "redis://127.0.0.1:6379/0", "--database", "postgresql://u:secret@127.0.0.1:1/hub"],
      "cannot open the PostgreSQL database 127.0.0.1:1/hub"),
 ])
-def test_hub_settings_are_checked_with_one_line_errors(tmp_path, capsys, argv, message):
-    from triage.cli import main
+def test_hub_settings_are_checked_with_one_line_errors(tmp_path, argv, message):
+    import subprocess
+    import sys
 
-    assert main([*argv, "--data-dir", str(tmp_path / "data")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+    # In a process of its own: `triage serve` configures the logging of the process it runs in.
+    run = subprocess.run([sys.executable, "-m", "triage.cli", *argv, "--data-dir", str(tmp_path / "data")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    err = run.stderr
+    (last,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert message in last and "Traceback" not in err, err
     assert "secret" not in err  # a password in the URL is never shown
 
 
@@ -225,3 +234,82 @@ def test_dispatcher_publishes_each_due_job_once_and_requeues_a_dead_workers_job(
         assert retaken.attempts == 2 and retaken.claim != claimed.claim
         assert store.finish_job(first.id, claim=retaken.claim)
     store.close()
+
+
+def test_a_job_whose_workers_keep_dying_is_given_up_with_a_failure_alert(tmp_path, postgres_url):
+    """Three claims that ran out (workers killed each time): the fourth claim fails the analysis
+    for good, with its failure alert in the outbox, instead of killing workers for ever."""
+    from pathlib import Path
+
+    from dicom_node.instance import CT_IMAGE_STORAGE, InstanceInfo
+    from triage.hub.worker import Worker
+    from triage.settings import Settings
+    from triage.store.outbox import OutboxStore
+
+    settings = Settings().replace(queue="redis://127.0.0.1:1/0", database=postgres_url, data_dir=tmp_path / "data",
+                                  webhook=("http://127.0.0.1:9/alerts",), webhook_secret="s" * 20)
+    worker = Worker(settings)
+    store = worker.store
+    try:
+        store.record_instance(InstanceInfo(
+            sop_instance_uid="1.2.3.1", sop_class_uid=CT_IMAGE_STORAGE, study_uid="1.2.3", series_uid="1.2.3.4",
+            path=Path(tmp_path / "a.dcm"), calling_aet="CT1", modality="CT", image_type=("ORIGINAL",),
+            position=(0.0, 0.0, 0.0), orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), time_s=0.0, number_of_frames=1))
+        store.add_job("1.2.3.4", 1, "analyse")
+        (job,) = store.jobs()
+        for _ in range(3):
+            assert store.claim_job_id(job.id, lease_s=0.05) is not None
+            time.sleep(0.1)  # its worker died: the lease runs out
+            assert [j.id for j in store.expired_leases()] == [job.id]
+        assert worker.run_job(job.id, "analyse") == "failed"
+        failed = store.job(job.id)
+        assert failed.attempts == 4 and "stopped 3 times" in failed.error
+        assert [row.kind for row in OutboxStore(store).rows()] == ["failure"]
+    finally:
+        store.close()
+
+
+def test_a_hub_listener_killed_mid_transfer_keeps_every_acknowledged_image(studies, tmp_path, postgres_url):
+    """The listener is killed -9 while a study arrives; after its restart every instance it had
+    recorded (acknowledged) is still in the job store and the spool, the sender's resend completes
+    the series, and the worker analyses it once: one result alert."""
+    study = studies[0]
+    data = tmp_path / "data"
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET)
+    with RedisServer(tmp_path / "redis") as redis, Endpoint() as endpoint:
+        config = tmp_path / "hub.toml"
+        config.write_text("\n".join([f'data_dir = "{data}"', f'queue = "{redis.url}"', f'database = "{postgres_url}"',
+                                     f'webhook = ["{endpoint.url()}"]', f'webhook_secret_file = "{secret_file}"', ""]))
+        node = NodeProcess(data, allow=SENDERS, quiet_seconds=1.0, extra=("--config", str(config)))
+        worker = WorkerProcess("worker", data, queue=redis.url, database=postgres_url, extra=("--config", str(config)))
+        node.start()
+        worker.start()
+        store = JobStore(postgres_url)
+        try:
+            sending = threading.Thread(target=peers.storescu, args=(node.port, study["dir"]), kwargs={"calling": "CT1"})
+            sending.start()
+            deadline = time.monotonic() + 60
+            while len(store.instances(study["series_uid"])) < 80 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            node.kill9()
+            sending.join(60)
+            acknowledged = {i.sop_instance_uid: i.path for i in store.instances(study["series_uid"])}
+            assert 80 <= len(acknowledged) < N_SLICES * N_FRAMES
+            node.start()
+            node.wait_for_log(r"stroke-triage node")
+            assert all(path.is_file() for path in acknowledged.values())
+            assert set(acknowledged) <= {i.sop_instance_uid for i in store.instances(study["series_uid"])}
+            resent = peers.storescu(node.port, study["dir"], calling="CT1")
+            assert resent.returncode == 0, resent.stderr[-500:]
+            endpoint.wait_for(1, timeout=120, log=lambda: node.log()[-2000:] + worker.log()[-2000:])
+            time.sleep(2.0)  # room for a second analysis or alert
+            jobs = store.jobs(study["series_uid"], kind="analyse")
+        finally:
+            store.close()
+            worker.stop()
+            node.stop()
+        assert [(j.generation, j.state) for j in jobs] == [(1, "done")]
+        assert [json.loads(r.body)["kind"] for r in endpoint.requests] == ["result"]
+        result = json.loads((node.result_dir(study["series_uid"], 1) / "result.json").read_text())
+        assert abs(result["core_ml"] - study["truth"]["core_ml"]) <= max(5.0, 0.15 * study["truth"]["core_ml"])

@@ -37,7 +37,7 @@ from triage.hub.metrics import WorkerMetrics, serve_metrics
 from triage.hub.queue import QUEUE_NAME, TASK_NAME, make_app, queue_depth
 from triage.node.alert_composer import AlertComposer
 from triage.node.alerts import alert_config, where
-from triage.node.analysis_runner import AnalysisRunner
+from triage.node.analysis_runner import MAX_ANALYSIS_ATTEMPTS, AnalysisRunner
 from triage.node.context import NodeContext
 from triage.node.node import job_store_error, tls_config, where_stored
 from triage.node.sender import Sender
@@ -110,6 +110,10 @@ class Worker:
         if job is None:
             self.metrics.skipped(kind)
             return "skipped"
+        if job.kind == "analyse" and job.attempts > MAX_ANALYSIS_ATTEMPTS:  # its workers kept dying
+            self.runner.give_up(job, f"its worker stopped {job.attempts - 1} times while analysing it "
+                                     "(killed, or out of memory)")
+            return self.store.job(job.id).state
         self.metrics.started(job.kind)
         started = time.monotonic()
         finished = threading.Event()
@@ -146,10 +150,10 @@ class Worker:
 def run_worker(settings: Settings, *, config_file: Path | None = None) -> int:
     """Run a hub worker until SIGTERM or SIGINT; 0 after the stop. InputError (one line) for
     settings it cannot run with or a job store it cannot open."""
+    worker = Worker(settings, config_file)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(message)s")
     for noisy in ("pynetdicom", "dicom_node.scu", "celery", "kombu"):
         logging.getLogger(noisy).setLevel(logging.WARNING if noisy in ("celery", "kombu") else logging.CRITICAL)
-    worker = Worker(settings, config_file)
     s = settings.node
     app = make_app(s.queue)
 

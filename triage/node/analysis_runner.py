@@ -288,6 +288,13 @@ class AnalysisRunner:
                       job.generation, job.attempts, reason)
             self._fall_back(job)
 
+    def give_up(self, job: Job, reason: str) -> None:
+        """Fail a claimed analysis for good without running it (its alert sent, an earlier
+        result sent in its place where there is one)."""
+        self._fail_analysis(job, reason)
+        log.error("analysis of %s generation %d given up: %s", job.series_uid, job.generation, reason)
+        self._fall_back(job)
+
     def _fail_analysis(self, job: Job, reason: str) -> None:
         """Fail an analysis for good, and alert the stroke team in the same transaction."""
         now = time.time()
