@@ -1,11 +1,13 @@
-"""A hub under a burst: studies per hour and time to the last alert, for 1 and 2 workers.
+"""A hub under a burst: studies per hour and time to the last alert, for 1 and 2 workers
+(and, as the baseline, one machine without a hub).
 
-Run from the repository root: ``python3 benchmarks/bench_hub.py [--studies 10] [--workers 1,2]``.
+Run from the repository root: ``python3 benchmarks/bench_hub.py [--studies 10] [--workers 0,1,2]``.
 
 For each worker count, fresh processes on loopback ports: a throw-away PostgreSQL cluster (the
 job store), ``redis-server`` (the queue), DCMTK ``storescp`` (the PACS), an HTTP endpoint (the
 stroke team's webhook), one ``triage serve --queue --database`` (the listener) and N ``triage
-worker`` processes (one task at a time each). The burst: ``--studies`` phantom studies (one
+worker`` processes (one task at a time each); with 0 workers, ``triage serve`` alone as on one
+machine (SQLite, one analysis at a time). The burst: ``--studies`` phantom studies (one
 phantom written with new UIDs each time; ``--matrix`` x ``--matrix``, ``--slices`` x 40 time
 points) sent at once, one DCMTK ``storescu`` each (Nagle off). Printed per worker count: the
 burst's transfer time, the first and the last result alert after the last image was
@@ -82,10 +84,10 @@ def run(folders: list[Path], n_workers: int, work: Path) -> dict:
         data = work / "data"
         (work / "secret").write_text(SECRET)
         config = work / "hub.toml"
-        config.write_text("\n".join([f'data_dir = "{data}"', f'queue = "{redis.url}"', f'database = "{database}"',
-                                     f'pacs = "PACS@127.0.0.1:{pacs_port}"', f'webhook = ["{endpoint.url()}"]',
-                                     f'webhook_secret_file = "{work / "secret"}"', "max_jobs = 1",
-                                     f"max_associations = {len(folders) + 2}", ""]))
+        hub = [f'queue = "{redis.url}"', f'database = "{database}"'] if n_workers else []
+        config.write_text("\n".join([f'data_dir = "{data}"', *hub, f'pacs = "PACS@127.0.0.1:{pacs_port}"',
+                                     f'webhook = ["{endpoint.url()}"]', f'webhook_secret_file = "{work / "secret"}"',
+                                     "max_jobs = 1", f"max_associations = {len(folders) + 2}", ""]))
         node = NodeProcess(data, quiet_seconds=None, extra=("--config", str(config)))
         node.start()
         stack.callback(node.stop)
@@ -106,7 +108,8 @@ def run(folders: list[Path], n_workers: int, work: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--studies", type=int, default=10)
-    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--workers", default="0,1,2",
+                        help="comma-separated worker counts (0: one machine, no hub, one analysis at a time)")
     parser.add_argument("--matrix", type=int, default=256)
     parser.add_argument("--slices", type=int, default=16)
     args = parser.parse_args()
@@ -119,7 +122,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for n in (int(v) for v in args.workers.split(",")):
             row = run(folders, n, root / f"run{n}")
-            print(f"| {row['workers']} | {row['transfer_s']:.1f} | {row['first_alert_s']:.1f} | "
+            print(f"| {row['workers'] or 'none (one machine)'} | {row['transfer_s']:.1f} | {row['first_alert_s']:.1f} | "
                   f"{row['last_alert_s']:.1f} | {row['results']} | {row['per_hour']:.0f} |", flush=True)
 
 
