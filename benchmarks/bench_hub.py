@@ -120,8 +120,8 @@ def main() -> None:
               f"({args.slices * 40} images each)")
         print("| workers | burst transfer s | last image -> first alert s | -> last alert s | result alerts | studies/hour |")
         print("|---|---|---|---|---|---|")
-        for n in (int(v) for v in args.workers.split(",")):
-            row = run(folders, n, root / f"run{n}")
+        for k, n in enumerate(int(v) for v in args.workers.split(",")):
+            row = run(folders, n, root / f"run{k}")
             print(f"| {row['workers'] or 'none (one machine)'} | {row['transfer_s']:.1f} | {row['first_alert_s']:.1f} | "
                   f"{row['last_alert_s']:.1f} | {row['results']} | {row['per_hour']:.0f} |", flush=True)
 
