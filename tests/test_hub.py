@@ -313,3 +313,44 @@ def test_a_hub_listener_killed_mid_transfer_keeps_every_acknowledged_image(studi
         assert [json.loads(r.body)["kind"] for r in endpoint.requests] == ["result"]
         result = json.loads((node.result_dir(study["series_uid"], 1) / "result.json").read_text())
         assert abs(result["core_ml"] - study["truth"]["core_ml"]) <= max(5.0, 0.15 * study["truth"]["core_ml"])
+
+
+def test_a_worker_stopped_mid_analysis_puts_its_job_back_for_the_next(studies, tmp_path, postgres_url):
+    """SIGTERM to a worker while it analyses: it stops its analysis and exits 0 at once, the job
+    goes back to the queue with the attempt not counted, and the next worker analyses it: one
+    result alert."""
+    study = studies[1]
+    data = tmp_path / "data"
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET)
+    with RedisServer(tmp_path / "redis") as redis, Endpoint() as endpoint:
+        config = tmp_path / "hub.toml"
+        config.write_text("\n".join([f'data_dir = "{data}"', f'queue = "{redis.url}"', f'database = "{postgres_url}"',
+                                     f'webhook = ["{endpoint.url()}"]', f'webhook_secret_file = "{secret_file}"', ""]))
+        node = NodeProcess(data, allow=SENDERS, quiet_seconds=1.0, extra=("--config", str(config)))
+        first = WorkerProcess("first", data, queue=redis.url, database=postgres_url, extra=("--config", str(config)))
+        second = WorkerProcess("second", data, queue=redis.url, database=postgres_url, extra=("--config", str(config)))
+        node.start()
+        first.start()
+        store = JobStore(postgres_url)
+        try:
+            assert peers.storescu(node.port, study["dir"], calling="CT2").returncode == 0
+            first.wait_for_log(r"analysis of \S+ generation 1 started", timeout=60)
+            stopping = time.monotonic()
+            assert first.stop() == 0
+            stop_s = time.monotonic() - stopping
+            (job,) = store.jobs(study["series_uid"], kind="analyse")
+            assert (job.state, job.attempts, job.claim) == ("pending", 0, None)
+            assert endpoint.requests == []
+            second.start()
+            endpoint.wait_for(1, timeout=120, log=lambda: node.log()[-2000:] + second.log()[-2000:])
+            time.sleep(2.0)
+            (job,) = store.jobs(study["series_uid"], kind="analyse")
+        finally:
+            store.close()
+            second.stop()
+            first.stop()
+            node.stop()
+        assert stop_s < 15, stop_s
+        assert (job.state, job.attempts) == ("done", 1)
+        assert [json.loads(r.body)["kind"] for r in endpoint.requests] == ["result"]

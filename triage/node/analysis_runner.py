@@ -181,7 +181,7 @@ class AnalysisRunner:
         elif self._context.stopping.is_set() and status != 0:
             self._context.store.release_job(job.id, claim=job.claim)
             log.info("analysis of %s generation %d interrupted by the stop; it runs again after "
-                     "the next start", uid, generation)
+                     "the next start (in a hub: on the next worker free)", uid, generation)
         elif status == 0:
             self._analysed(job, folder, seconds, announced)
         elif status == EXIT_INPUT:
