@@ -354,3 +354,50 @@ def test_a_worker_stopped_mid_analysis_puts_its_job_back_for_the_next(studies, t
         assert stop_s < 15, stop_s
         assert (job.state, job.attempts) == ("done", 1)
         assert [json.loads(r.body)["kind"] for r in endpoint.requests] == ["result"]
+
+
+def test_a_hubs_listener_serves_the_api_and_a_rerun_asked_there_runs_on_a_worker(studies, tmp_path, postgres_url):
+    """`triage user add --config` writes the account into the hub's PostgreSQL; the listener's web
+    API lists the study the worker analysed; a re-run requested there is generation 2, analysed by
+    the worker, and the metrics count both analyses."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.support.webdata import ADMIN
+
+    study = studies[2]
+    data = tmp_path / "data"
+    http_port = peers.free_port()
+    with RedisServer(tmp_path / "redis") as redis:
+        config = tmp_path / "hub.toml"
+        config.write_text("\n".join([f'data_dir = "{data}"', f'queue = "{redis.url}"', f'database = "{postgres_url}"',
+                                     f"http_port = {http_port}", ""]))
+        added = subprocess.run([sys.executable, "-m", "triage.cli", "user", "add", ADMIN[0], "--role", "admin",
+                                "--config", str(config)], input=ADMIN[1] + "\n", capture_output=True, text=True, timeout=60)
+        assert added.returncode == 0, added.stderr
+        assert not data.exists()  # the account is in PostgreSQL, not in a SQLite file
+        node = NodeProcess(data, allow=SENDERS, quiet_seconds=1.0, extra=("--config", str(config)))
+        worker = WorkerProcess("worker", data, queue=redis.url, database=postgres_url, extra=("--config", str(config)))
+        node.start()
+        worker.start()
+        try:
+            peers.wait_for_port(http_port, process=node.process)
+            assert peers.storescu(node.port, study["dir"], calling="CT3").returncode == 0
+            worker.wait_for_log(r"analysis of \S+ generation 1 finished", timeout=120)
+            client = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=30)
+            assert client.post("/api/login", json={"username": ADMIN[0], "password": ADMIN[1]}).status_code == 200
+            (listed,) = client.get("/api/studies").json()["studies"]
+            assert (listed["status"], listed["generation"]) == ("done", 1)
+            response = client.post(f"/api/studies/{listed['id']}/reprocess", json={"profile": "rcbf38"})
+            assert response.status_code == 202 and response.json() == {"generation": 2}
+            worker.wait_for_log(r"analysis of \S+ generation 2 finished", timeout=120)
+            detail = client.get(f"/api/studies/{listed['id']}").json()
+            metrics = client.get("/metrics").text
+        finally:
+            worker.stop()
+            node.stop()
+        assert (detail["status"], detail["generation"]) == ("done", 2)
+        assert detail["result"]["profile"]["name"] == "rcbf38"
+        assert re.search(r'^triage_jobs\{kind="analyse",state="done"\} 2$', metrics, re.M), metrics
