@@ -380,9 +380,10 @@ def test_a_hubs_listener_serves_the_api_and_a_rerun_asked_there_runs_on_a_worker
         assert not data.exists()  # the account is in PostgreSQL, not in a SQLite file
         node = NodeProcess(data, allow=SENDERS, quiet_seconds=1.0, extra=("--config", str(config)))
         worker = WorkerProcess("worker", data, queue=redis.url, database=postgres_url, extra=("--config", str(config)))
-        node.start()
-        worker.start()
+        worker.start()  # before the listener made the data directory: said, then it waits for jobs
         try:
+            worker.wait_for_log(r"has no spool/ folder: is it the listener's data directory")
+            node.start()
             peers.wait_for_port(http_port, process=node.process)
             assert peers.storescu(node.port, study["dir"], calling="CT3").returncode == 0
             worker.wait_for_log(r"analysis of \S+ generation 1 finished", timeout=120)
@@ -397,7 +398,8 @@ def test_a_hubs_listener_serves_the_api_and_a_rerun_asked_there_runs_on_a_worker
             metrics = client.get("/metrics").text
         finally:
             worker.stop()
-            node.stop()
+            if node.process is not None:
+                node.stop()
         assert (detail["status"], detail["generation"]) == ("done", 2)
         assert detail["result"]["profile"]["name"] == "rcbf38"
         assert re.search(r'^triage_jobs\{kind="analyse",state="done"\} 2$', metrics, re.M), metrics

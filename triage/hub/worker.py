@@ -178,6 +178,9 @@ def run_worker(settings: Settings, *, config_file: Path | None = None) -> int:
     log.info("jobs from %s (queue %s), job store %s, data in %s; up to %d tasks at once%s", where(s.queue),
              QUEUE_NAME, where_stored(s), worker.data_dir, s.max_jobs,
              f"; metrics on http://{s.http_address}:{s.metrics_port}/metrics" if server else "")
+    if not (worker.data_dir / "spool").is_dir():
+        log.warning("%s has no spool/ folder: is it the listener's data directory, shared and mounted at the "
+                    "same path here? Analyses cannot read the images otherwise", worker.data_dir)
     try:
         app.worker_main(["worker", "--pool", "threads", "--concurrency", str(s.max_jobs), "--queues", QUEUE_NAME,
                          "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING",
