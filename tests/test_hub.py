@@ -79,6 +79,17 @@ def _result_alerts(endpoint):
     return [b for b in bodies if b["kind"] == "result"]
 
 
+def _analyses_when_settled(store, series_uid, timeout=120.0):
+    """The series' analysis jobs once none is pending or running (the result alert goes out
+    before the child has written its maps and DICOM objects), and 2 s more for a duplicate."""
+    deadline = time.monotonic() + timeout
+    while any(j.state in ("pending", "running") for j in store.jobs(series_uid, kind="analyse")):
+        assert time.monotonic() < deadline, [(j.generation, j.state) for j in store.jobs(series_uid, kind="analyse")]
+        time.sleep(0.2)
+    time.sleep(2.0)  # room for a second analysis or alert
+    return store.jobs(series_uid, kind="analyse")
+
+
 def _sr_series(pacs):
     """(StudyInstanceUID, SeriesInstanceUID) of every SR series in Orthanc, with its instance count."""
     found = Counter()
@@ -303,8 +314,7 @@ def test_a_hub_listener_killed_mid_transfer_keeps_every_acknowledged_image(studi
             resent = peers.storescu(node.port, study["dir"], calling="CT1")
             assert resent.returncode == 0, resent.stderr[-500:]
             endpoint.wait_for(1, timeout=120, log=lambda: node.log()[-2000:] + worker.log()[-2000:])
-            time.sleep(2.0)  # room for a second analysis or alert
-            jobs = store.jobs(study["series_uid"], kind="analyse")
+            jobs = _analyses_when_settled(store, study["series_uid"])
         finally:
             store.close()
             worker.stop()
@@ -344,8 +354,7 @@ def test_a_worker_stopped_mid_analysis_puts_its_job_back_for_the_next(studies, t
             assert endpoint.requests == []
             second.start()
             endpoint.wait_for(1, timeout=120, log=lambda: node.log()[-2000:] + second.log()[-2000:])
-            time.sleep(2.0)
-            (job,) = store.jobs(study["series_uid"], kind="analyse")
+            (job,) = _analyses_when_settled(store, study["series_uid"])
         finally:
             store.close()
             second.stop()
