@@ -163,12 +163,19 @@ def test_aborted_scan_is_analysed_on_request_with_limited_quality(tmp_path):
         "error: 3 of 8 slice positions are incomplete (fewer than 25 time points)")
 
     out = tmp_path / "out"
-    run = triage("analyze", str(tmp_path / "in"), "--out", str(out), "--quiet", "--allow-incomplete-end")
+    run = triage("analyze", str(tmp_path / "in"), "--out", str(out), "--quiet", "--allow-incomplete-end",
+                 "--language", "vi")
     assert run.returncode == 0, run.stderr
     result = json.loads((out / "result.json").read_text())
     warning = "last time point incomplete (5 of 8 slices): 1 time point left out (aborted scan?)"
     quality = result["quality"]
     assert warning in quality["warnings"] and quality["level"] == "limited"
+    # result.json's fields are English in every language; its texts say them in Vietnamese too
+    from triage.report.folder import Result
+
+    warnings = Result.from_document(result).warnings
+    assert warnings[quality["warnings"].index(warning)].render("vi") == (
+        "thời điểm cuối không đủ (5 trên 8 lát cắt): đã bỏ 1 thời điểm (lần chụp bị dừng giữa chừng?)")
     # nothing else here limits the quality (a short baseline does not)
     assert all(w.startswith("short baseline") for w in quality["warnings"] if w != warning)
     assert not quality["bolus"]["truncated"] and not quality["motion"]["excluded_frames"]

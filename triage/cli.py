@@ -18,6 +18,7 @@ from models.profiles import available_profiles
 from triage import __version__
 from triage.analysis import voxel_argument
 from triage.base.errors import EXIT_INPUT, EXIT_INTERNAL, InputError
+from triage.base.language import LANGUAGES
 from triage.settings import MODEL_NAMES, AlertSettings, NodeSettings, load_settings
 from triage.web import user_command
 
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--allow-incomplete-end", action="store_true",
                          help="analyse the complete time points when the last ones lack slices, e.g. "
                               "an aborted scan; a warning says what was left out")
+    analyze.add_argument("--language", choices=LANGUAGES,
+                         help="language of the pictures' words: en (English, default) or vi (Vietnamese)")
     analyze.add_argument("--config", type=Path, help="TOML settings file (see triage.settings)")
     analyze.add_argument("--quiet", action="store_true", help="no progress lines")
     analyze.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -123,7 +126,7 @@ def print_summary(result: dict, out_dir: Path) -> None:
 def run_analyze(args) -> int:
     from triage.analysis import AnalysisRequest, analyse_directory
 
-    settings = load_settings(args.config, profile=args.profile, model=args.model)
+    settings = load_settings(args.config, profile=args.profile, model=args.model, language=args.language)
     request = AnalysisRequest(args.input, args.out, series_uid=args.series, settings=settings.analysis,
                               age=args.age, nihss=args.nihss, aif_xyz=args.aif,
                               allow_incomplete_end=args.allow_incomplete_end)

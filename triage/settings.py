@@ -32,6 +32,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from triage.base.errors import InputError
+from triage.base.language import check_language
 
 ENV_PREFIX = "TRIAGE_"
 # The names of models.MODELS (tests/test_settings.py checks it), kept here so that reading the
@@ -60,6 +61,9 @@ class AnalysisSettings:
         smoothed within the parenchyma (geometric mean, Gaussian of this FWHM in every
         direction; 0 = at the voxel's own MTT): a noisy MTT moves the fitted delay against it
     motion_exclude_mm : frames displaced more than this are left out of the analysis
+    language : ``"en"`` (English, the default) or ``"vi"`` (Vietnamese): the words of the
+        pictures, the viewer and the alerts' text (``triage.base.language``); numbers, units
+        and ``result.json``'s fields are the same in every language
     """
 
     profile: str = "rapid-like"
@@ -69,6 +73,7 @@ class AnalysisSettings:
     coarse_fwhm_mm: float = 14.0
     delay_mtt_fwhm_mm: float = 16.0
     motion_exclude_mm: float = 10.0
+    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -273,4 +278,6 @@ def load_settings(config_file: Path | None = None, environ: dict | None = None, 
         if env_value is not None:
             values[name] = env_value
     values.update({k: v for k, v in flags.items() if v is not None})
-    return Settings().replace(**{k: _coerce(k, kinds[k], v) for k, v in values.items()})
+    settings = Settings().replace(**{k: _coerce(k, kinds[k], v) for k, v in values.items()})
+    check_language(settings.analysis.language)
+    return settings

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from triage.base.language import Text
+
 POSITION_TOLERANCE_MM = 0.1      # slices closer than this along the normal are one position
 SAME_TIME_S = 0.05               # instances closer than this in time are one time point
 SLICE_SPACING_TOLERANCE = 0.10   # allowed relative deviation of slice gaps from their median
@@ -88,12 +90,13 @@ def whole_leading_time_points(labels: np.ndarray, times: np.ndarray) -> int:
     return n_whole if (np.ptp(frames, axis=0) < nearest / 2).all() else 0
 
 
-def describe_incomplete_end(counts: np.ndarray, n_whole: int) -> str:
+def describe_incomplete_end(counts: np.ndarray, n_whole: int) -> Text:
     """E.g. ``last time point incomplete (29 of 32 slices)``: how many slice positions have each
     time point after the ``n_whole`` whole ones; ``counts`` are the time points per position."""
     present = [int((counts > k).sum()) for k in range(n_whole, int(counts.max()))]
-    which = "last time point" if len(present) == 1 else f"last {len(present)} time points"
-    return f"{which} incomplete ({', '.join(map(str, present))} of {len(counts)} slices)"
+    if len(present) == 1:
+        return Text("grid.last_incomplete", present=present, slices=len(counts))
+    return Text("grid.last_n_incomplete", n=len(present), present=present, slices=len(counts))
 
 
 def rank_within_position(sorted_labels: np.ndarray, counts: np.ndarray) -> np.ndarray:

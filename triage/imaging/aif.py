@@ -42,6 +42,7 @@ from scipy import ndimage
 
 from triage.base.errors import InputError
 from triage.base.grid import Geometry
+from triage.base.language import Text
 from triage.imaging.bolus import fit_first_pass
 
 MAX_CANDIDATES = 3000
@@ -278,22 +279,20 @@ def _override_warning(stats: dict, auto: dict | None, zyx: tuple[int, int, int])
     weak = auto is not None and stats["score"] < 0.5 * auto["score"]
     if stats["peak_hu"] >= LOW_PEAK_HU and not late and not weak:
         return []
-    auto_text = (f" (automatic AIF: {auto['peak_hu']:.0f} HU at {auto['ttp_s']:.1f} s)"
-                 if auto else "")
-    return [f"manual AIF at {zyx} does not enhance like an artery: peak {stats['peak_hu']:.0f} HU "
-            f"at {stats['ttp_s']:.1f} s{auto_text}"]
+    found = {"zyx": str(tuple(int(v) for v in zyx)), "peak_hu": stats["peak_hu"], "ttp_s": stats["ttp_s"]}
+    if auto is None:
+        return [Text("aif.manual_not_arterial", **found)]
+    return [Text("aif.manual_not_arterial_auto", **found, auto_peak_hu=auto["peak_hu"], auto_ttp_s=auto["ttp_s"])]
 
 
 def _curve_warnings(stats: dict, times: np.ndarray) -> list[str]:
     warnings = []
     if stats["peak_hu"] < LOW_PEAK_HU:
-        warnings.append(f"low AIF peak: {stats['peak_hu']:.0f} HU")
+        warnings.append(Text("aif.low_peak", peak_hu=stats["peak_hu"]))
     if stats["tail_fraction"] > TRUNCATED_TAIL:
-        warnings.append(f"AIF truncated: still {100 * stats['tail_fraction']:.0f} % of its peak "
-                        f"at the last frame ({times[-1]:.0f} s)")
+        warnings.append(Text("aif.truncated", percent=100 * stats["tail_fraction"], end_s=times[-1]))
     if stats["noise_hu"] > NOISY_FRACTION * stats["peak_hu"]:
-        warnings.append(f"noisy AIF: noise {stats['noise_hu']:.0f} HU for a "
-                        f"{stats['peak_hu']:.0f} HU peak")
+        warnings.append(Text("aif.noisy", noise_hu=stats["noise_hu"], peak_hu=stats["peak_hu"]))
     return warnings
 
 
@@ -390,8 +389,7 @@ def _venous_output(enhancement: np.ndarray, cand: _Candidates, times: np.ndarray
     ratio, method = _area_ratio(aif_raw, vof, times, stats["ttp_s"], vof_stats["ttp_s"], vof_stats["tail_fraction"])
     venous = _VenousOutput(vof, voxels, vof_stats, ratio, method)
     if not RATIO_RANGE[0] <= ratio <= RATIO_RANGE[1]:
-        venous.warnings.append(f"implausible VOF/AIF area ratio {ratio:.2f} (expected "
-                               f"{RATIO_RANGE[0]}-{RATIO_RANGE[1]}): check the AIF and VOF")
+        venous.warnings.append(Text("aif.vof_ratio", ratio=ratio, low=RATIO_RANGE[0], high=RATIO_RANGE[1]))
     if 1.0 < ratio <= RATIO_RANGE[1]:
         venous.scale = float(ratio)
     return venous

@@ -35,6 +35,7 @@ from triage.base.grid import (
     unwrap_midnight,
     whole_leading_time_points,
 )
+from triage.base.language import Text, counted
 from triage.base.lifetime import die_with_parent
 from triage.imaging.pixels import block_mean_into, read_stored_planes
 from triage.imaging.series import PerfusionSeries
@@ -188,14 +189,13 @@ def assemble(candidate: SeriesCandidate, *, max_matrix: int = 256, drop_incomple
     factor = max(1, math.ceil(max(rows, columns) / max_matrix))
     reduced = (rows // factor, columns // factor)
     if factor > 1 and (rows % factor or columns % factor):
-        warnings.append(f"in-plane reduction by {factor} dropped the last "
-                        f"{rows % factor} rows and {columns % factor} columns")
+        warnings.append(Text("assembly.reduction_dropped", factor=factor, rows=rows % factor,
+                             columns=columns % factor))
     data = np.empty((layout.n_frames, layout.n_slices) + reduced, dtype=np.float32)
     usable = decoded.planes if decoded is not None and decoded.factor == factor else {}
     _read_pixels(layout, {h.path: h for h in headers}, factor, data, usable)
     if unreadable:
-        warnings.append(f"{_count(len(unreadable), 'DICOM file')} in the input could not be "
-                        "read and were skipped")
+        warnings.append(counted("assembly.unreadable", len(unreadable)))
     geometry = layout.geometry(factor)
     first = headers[0]
     attributes, age = read_identifiers(first.path)
@@ -245,8 +245,7 @@ class _Layout:
         self.times = (frame_times.mean(axis=1) - frame_times[0].mean()).astype(np.float64)
         spread = float(np.ptp(frame_times, axis=1).max())
         if spread > 0.5:
-            warnings.append(f"slices of one frame were acquired up to {spread:.1f} s apart; "
-                            "frame time is their mean")
+            warnings.append(Text("assembly.slice_time_spread", spread_s=spread))
         self.slice_spacing = _slice_spacing(depths, planes)
         self.sop_uids = np.array([[planes[i].sop_uid for i in row] for row in self.index],
                                  dtype=str)
@@ -266,8 +265,8 @@ class _Layout:
                              f"positions are incomplete (fewer than {counts.max()} time "
                              f"points){note}")
         self.frames_left_out = int(counts.max()) - n_whole
-        warnings.append(f"{describe_incomplete_end(counts, n_whole)}: "
-                        f"{_count(self.frames_left_out, 'time point')} left out (aborted scan?)")
+        warnings.append(counted("assembly.incomplete_end", self.frames_left_out,
+                                incomplete=describe_incomplete_end(counts, n_whole)))
         return n_whole
 
     def _check_in_plane_offsets(self, positions: np.ndarray, pixel_spacing) -> None:
@@ -486,8 +485,7 @@ def _unique_planes(headers: list[FileHeader], warnings: list[str]) -> list[Plane
             unique.setdefault((plane.sop_uid, plane.frame), plane)
     n_planes = sum(len(h.planes) for h in headers)
     if len(unique) < n_planes:
-        warnings.append(f"{n_planes - len(unique)} duplicate images (same SOPInstanceUID) "
-                        "ignored")
+        warnings.append(Text("assembly.duplicates", n=n_planes - len(unique)))
     return list(unique.values())
 
 
@@ -541,7 +539,7 @@ def _choose_times(planes: list[PlaneHeader], labels: np.ndarray, warnings: list[
     name = next((n for n, t in complete.items() if _separates_time_points(t, labels)),
                 next(iter(complete)))
     if name != "AcquisitionTime":
-        warnings.append(f"frame times from {name} (AcquisitionTime missing or not distinct)")
+        warnings.append(Text("assembly.frame_times_from", attribute=name))
     return complete[name], name
 
 

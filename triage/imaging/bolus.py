@@ -27,6 +27,7 @@ from scipy.optimize import curve_fit
 from scipy.special import gammainc, gammaln
 
 from triage.base.errors import InputError
+from triage.base.language import Text, counted
 
 TAIL_LIMIT = 0.5              # last-frame enhancement / peak above which the bolus is truncated
 MISSING_AREA_LIMIT = 0.25     # fitted first-pass area after the last frame above which truncated
@@ -162,15 +163,12 @@ def _truncation(enh: np.ndarray, times: np.ndarray, i_arrival: int) -> tuple[boo
     tail = enh[-1] / peak
     t_end = times[-1]
     if tail > TAIL_LIMIT:
-        return True, [f"bolus truncated: tissue enhancement still {100 * tail:.0f} % of peak "
-                      f"at the last frame ({t_end:.0f} s)"]
+        return True, [Text("bolus.truncated_tail", percent=100 * tail, end_s=t_end)]
     fit = fit_first_pass(enh, times, i_arrival)
     if fit is not None:
         missing = 1.0 - fit.fraction_before(t_end)
         if missing > MISSING_AREA_LIMIT:
-            return True, [f"bolus truncated: a gamma-variate fit of the whole-brain curve puts "
-                          f"{100 * missing:.0f} % of the first-pass area after the last frame "
-                          f"({t_end:.0f} s)"]
+            return True, [Text("bolus.truncated_fit", percent=100 * missing, end_s=t_end)]
     return False, []
 
 
@@ -207,9 +205,7 @@ def analyse_bolus(hu: np.ndarray, times: np.ndarray, brain: np.ndarray) -> Bolus
     if enh[i_peak] <= 0:
         raise InputError("no contrast enhancement of the brain found")
     if n_baseline < SHORT_BASELINE_FRAMES:
-        frames = "1 frame" if n_baseline == 1 else f"{n_baseline} frames"
-        warnings.append(f"short baseline: {frames} before the bolus arrives at "
-                        f"{times[i_arrival]:.1f} s")
+        warnings.append(counted("bolus.short_baseline", n_baseline, arrival_s=times[i_arrival]))
     truncated, why = _truncation(enh, times, i_arrival)
     return BolusTiming(n_baseline=n_baseline, arrival_s=float(times[i_arrival]),
                        peak_s=float(times[i_peak]), truncated=truncated,

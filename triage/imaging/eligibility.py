@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from triage.base.language import Text
+
 
 @dataclass(frozen=True)
 class Eligibility:
@@ -32,32 +34,31 @@ def defuse3_imaging(core_ml: float, tmax6_ml: float) -> tuple[bool, str]:
     ratio = tmax6_ml / core_ml if core_ml > 0 else float("inf")
     failed = []
     if core_ml >= 70:
-        failed.append(f"core {core_ml:.0f} mL ≥ 70 mL")
+        failed.append(Text("defuse3.core", core_ml=core_ml))
     if ratio < 1.8:
-        failed.append(f"mismatch ratio {ratio:.1f} < 1.8")
+        failed.append(Text("defuse3.ratio", ratio=ratio))
     if mismatch_ml < 15:
-        failed.append(f"mismatch volume {mismatch_ml:.0f} mL < 15 mL")
+        failed.append(Text("defuse3.volume", mismatch_ml=mismatch_ml))
     if failed:
-        return False, "not met: " + "; ".join(failed)
-    return True, "met: core < 70 mL, mismatch ratio ≥ 1.8, mismatch volume ≥ 15 mL"
+        return False, Text("defuse3.not_met", failed=failed)
+    return True, Text("defuse3.met")
 
 
 def dawn(core_ml: float, age: float | None, nihss: int | None) -> tuple[bool | None, str]:
     """DAWN clinical-core mismatch groups A–C; None when age or NIHSS is unknown."""
     if age is None or nihss is None:
-        return None, "unknown: age and NIHSS are needed"
+        return None, Text("dawn.unknown")
     if age >= 80:
-        groups = [("A", nihss >= 10 and core_ml < 21, "age ≥ 80, NIHSS ≥ 10, core < 21 mL")]
+        groups = [("A", nihss >= 10 and core_ml < 21, Text("dawn.rule_a"))]
     else:
         groups = [
-            ("B", nihss >= 10 and core_ml < 31, "age < 80, NIHSS ≥ 10, core < 31 mL"),
-            ("C", nihss >= 20 and core_ml < 51, "age < 80, NIHSS ≥ 20, core < 51 mL"),
+            ("B", nihss >= 10 and core_ml < 31, Text("dawn.rule_b")),
+            ("C", nihss >= 20 and core_ml < 51, Text("dawn.rule_c")),
         ]
     for group, met, rule in groups:
         if met:
-            return True, f"met: group {group} ({rule})"
-    rules = "; ".join(rule for _, _, rule in groups)
-    return False, f"not met with age {age:.0f}, NIHSS {nihss}, core {core_ml:.0f} mL (needs {rules})"
+            return True, Text("dawn.met", group=group, rule=rule)
+    return False, Text("dawn.not_met", age=age, nihss=nihss, core_ml=core_ml, rules=[rule for _, _, rule in groups])
 
 
 def assess(core_ml: float, tmax6_ml: float, *, age: float | None, nihss: int | None) -> Eligibility:

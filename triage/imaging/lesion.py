@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from models.profiles import ThresholdProfile
 from triage.base.grid import Geometry
+from triage.base.language import Text
 
 MIN_REFERENCE_VOXELS = 500  # fewer normal voxels than this make the median unreliable
 
@@ -129,23 +130,22 @@ def segment_lesion(
     if left_hypo == right_hypo == 0:
         affected_side = None
         contralateral = np.ones_like(parenchyma)
-        reference = "parenchyma of both hemispheres with normal Tmax (no hypoperfusion found)"
+        region = Text("lesion.region_both")
     else:
         affected_side = "left" if left_hypo >= right_hypo else "right"
         contralateral = ~left if affected_side == "left" else left
-        other = "right" if affected_side == "left" else "left"
-        reference = f"{other} hemisphere parenchyma"
+        region = Text("lesion.region_right" if affected_side == "left" else "lesion.region_left")
     normal = parenchyma & contralateral & (tmax < profile.reference_tmax_below_s)
     if np.count_nonzero(normal) < MIN_REFERENCE_VOXELS:
         normal = parenchyma & contralateral
-        warnings.append("few normal-Tmax voxels opposite the lesion: reference CBF taken from the whole hemisphere")
-        reference += " (all Tmax)"
+        warnings.append(Text("lesion.few_reference"))
+        restriction = Text("lesion.all_tmax")
     else:
-        reference += f" with Tmax < {profile.reference_tmax_below_s:g} s"
+        restriction = Text("lesion.tmax_below", tmax_s=profile.reference_tmax_below_s)
     reference_cbf = float(np.median(cbf[normal])) if normal.any() else 0.0
     if reference_cbf <= 0:
         raise ValueError("no normal tissue to take the reference CBF from")
-    reference = f"median CBF of {reference}"
+    reference = Text("lesion.reference", region=region, restriction=restriction)
 
     rcbf = (cbf / reference_cbf).astype(np.float32)
     core = parenchyma & (rcbf < profile.core_rcbf_below)

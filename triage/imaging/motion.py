@@ -32,6 +32,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from triage.base.errors import InputError
+from triage.base.language import Text
 from triage.imaging.masks import IN_PLANE
 from triage.imaging.series import PerfusionSeries
 
@@ -413,13 +414,11 @@ def _exclusion_warnings(
     ``exclude_above_mm`` (with the largest such ``displacement``, mm)."""
     warnings = []
     if failed:
-        warnings.append(f"motion: registration failed for frames {failed}; they were removed")
+        warnings.append(Text("motion.registration_failed", frames=failed))
     moved_out = [i for i in excluded if i not in failed]
     if moved_out:
-        warnings.append(
-            f"motion: frames {moved_out} moved more than {exclude_above_mm:g} mm "
-            f"(up to {displacement[moved_out].max():.1f} mm) and were removed"
-        )
+        warnings.append(Text("motion.moved_out", frames=moved_out, limit_mm=exclude_above_mm,
+                             max_mm=displacement[moved_out].max()))
     return warnings
 
 

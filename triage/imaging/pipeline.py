@@ -20,6 +20,7 @@ import numpy as np
 from models import FitGuide, PerfusionFit, make_model
 from models.profiles import ThresholdProfile
 from triage.base.errors import InputError
+from triage.base.language import Text
 from triage.imaging.aif import ArterialInput, select_arterial_input
 from triage.imaging.bolus import BolusTiming, analyse_bolus, baseline_image
 from triage.imaging.denoise import denoise_curves, geometric_smooth_within_mask, median_within_mask, temporal_basis
@@ -121,8 +122,7 @@ def plausibility_warnings(tmax: np.ndarray, parenchyma: np.ndarray) -> list[str]
     median = float(np.median(tmax[parenchyma])) if parenchyma.any() else float("nan")
     low, high = PLAUSIBLE_MEDIAN_TMAX_S
     if not low <= median <= high:
-        return [f"implausible maps: median brain Tmax {median:.1f} s (expected {low:g} to {high:g} s); "
-                "check the AIF (images/aif.png) before using any number"]
+        return [Text("pipeline.implausible", median_s=median, low=low, high=high)]
     return []
 
 
@@ -261,10 +261,8 @@ def reader_warnings(
     head motion, implausible maps, motion, bolus, AIF and lesion warnings."""
     warnings = list(series.warnings)
     if motion.max_displacement_mm > MOTION_WARN_MM:
-        warnings.append(
-            f"head motion up to {motion.max_displacement_mm:.1f} mm: "
-            f"{len(motion.corrected_frames)} frames realigned by rigid registration"
-        )
+        warnings.append(Text("pipeline.head_motion", max_mm=motion.max_displacement_mm,
+                             n=len(motion.corrected_frames)))
     warnings += implausible + motion.warnings + bolus.warnings + list(arterial.quality.get("warnings", []))
     warnings += lesion.warnings
     return list(dict.fromkeys(warnings))

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from triage.base.durable import fsync_directory
 from triage.base.errors import InputError
+from triage.base.language import Text
 from triage.base.names import safe_name
 
 RESULT_JSON = "result.json"
@@ -74,9 +75,24 @@ class Result:
             return cls(document, str(document.get("study_uid", "")), str(document["series_uid"]),
                        float(document["core_ml"]), float(document["tmax6_ml"]), float(document["tmax10_ml"]),
                        float(document["mismatch_ml"]), _optional(document["mismatch_ratio"]),
-                       _optional(document["hir"]), str(quality["level"]), tuple(quality["warnings"]))
+                       _optional(document["hir"]), str(quality["level"]),
+                       _with_texts(quality["warnings"], document.get("texts", {}).get("warnings")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a complete triage result ({type(exc).__name__}: {exc})") from None
+
+
+def _with_texts(strings: list, texts: list | None) -> tuple[str, ...]:
+    """``strings`` with each that has its catalog data in ``texts`` as a :class:`Text` (which
+    another language can render); the others as they are."""
+    texts = texts if isinstance(texts, list) and len(texts) == len(strings) else [None] * len(strings)
+    return tuple(_text(data) or str(s) for s, data in zip(strings, texts))
+
+
+def _text(data) -> Text | None:
+    try:
+        return Text.from_dict(data) if isinstance(data, dict) else None
+    except (InputError, KeyError, IndexError, ValueError, TypeError):  # a catalog of another version
+        return None
 
 
 def _optional(value) -> float | None:

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from triage.base.durable import fsync_directory, fsync_tree
+from triage.base.language import DEFAULT_LANGUAGE, in_language, render
 from triage.imaging.pipeline import Analysis
 from triage.report.folder import ResultFolder
 from triage.report.nifti import write_maps
@@ -26,33 +27,34 @@ from triage.report.result import build_result
 OUTPUT_THREADS = 3  # the NIfTI writer and the pictures; their work mostly releases the GIL
 
 
-def headline(analysis: Analysis) -> list[str]:
-    """The two or three lines a stroke team reads first."""
-    v = analysis.lesion.volumes
-    ratio = "n/a (no core)" if v["mismatch_ratio"] is None else f"{v['mismatch_ratio']:.1f}"
-    hir = "n/a" if v["hir"] is None else f"{v['hir']:.2f}"
-    defuse3 = "ELIGIBLE" if analysis.eligibility.defuse3 else "not eligible"
-    dawn = {True: "ELIGIBLE", False: "not eligible", None: "needs age + NIHSS"}[analysis.eligibility.dawn]
+def headline(analysis: Analysis, language: str = DEFAULT_LANGUAGE) -> list[str]:
+    """The two or three lines a stroke team reads first, in ``language``."""
+    v, profile = analysis.lesion.volumes, analysis.profile
+    ratio = render("summary.no_core", language) if v["mismatch_ratio"] is None else f"{v['mismatch_ratio']:.1f}"
+    hir = render("summary.not_available", language) if v["hir"] is None else f"{v['hir']:.2f}"
+    verdict = {True: "summary.eligible", False: "summary.not_eligible", None: "summary.needs_age_nihss"}
     lines = [
-        f"Core (rCBF<{analysis.profile.core_rcbf_below:.0%}): {v['core_ml']:.0f} mL    "
-        f"Tmax>{analysis.profile.hypoperfusion_tmax_above_s:g}s: {v['tmax6_ml']:.0f} mL",
-        f"Mismatch {v['mismatch_ml']:.0f} mL   ratio {ratio}   HIR {hir}",
-        f"DEFUSE 3 imaging: {defuse3}    DAWN: {dawn}",
+        render("summary.volumes", language, core_below=profile.core_rcbf_below, core_ml=v["core_ml"],
+               tmax_above=profile.hypoperfusion_tmax_above_s, tmax_ml=v["tmax6_ml"]),
+        render("summary.mismatch", language, mismatch_ml=v["mismatch_ml"], ratio=ratio, hir=hir),
+        render("summary.trials", language, defuse3=render(verdict[analysis.eligibility.defuse3], language),
+               dawn=render(verdict[analysis.eligibility.dawn], language)),
     ]
     if analysis.quality_limited:
-        lines.append("QUALITY LIMITED: see the warnings below")
+        lines.append(render("summary.quality_limited", language))
     return lines
 
 
-def details(analysis: Analysis) -> list[str]:
-    """Smaller print under the headline: what the numbers rest on."""
+def details(analysis: Analysis, language: str = DEFAULT_LANGUAGE) -> list[str]:
+    """Smaller print under the headline, in ``language``: what the numbers rest on."""
     series, arterial = analysis.series, analysis.arterial
     return [
-        f"Profile {analysis.profile.name}; reference: {analysis.lesion.reference} "
-        f"= {analysis.lesion.reference_cbf:.0f} mL/100 g/min; model {analysis.settings.model}",
-        f"{len(series.times)} frames over {series.times[-1]:.0f} s; AIF peak "
-        f"{float(arterial.aif.max()):.0f} HU (scale {arterial.aif_scale:.2f}); "
-        f"max motion {analysis.motion.max_displacement_mm:.1f} mm",
+        render("summary.profile", language, profile=analysis.profile.name,
+               reference=in_language(analysis.lesion.reference, language),
+               reference_cbf=analysis.lesion.reference_cbf, model=analysis.settings.model),
+        render("summary.acquisition", language, frames=len(series.times), duration_s=series.times[-1],
+               aif_peak_hu=float(arterial.aif.max()), aif_scale=arterial.aif_scale,
+               motion_mm=analysis.motion.max_displacement_mm),
     ]
 
 
@@ -66,26 +68,29 @@ def _write_nifti(analysis: Analysis, maps_dir: Path) -> dict[str, Path]:
 
 def _picture_jobs(analysis: Analysis, folder: ResultFolder) -> dict[str, tuple[Path, Callable[[], None]]]:
     """The pictures of ``analysis`` in ``folder``: output key -> (path, renderer)."""
-    geometry = analysis.series.geometry
-    arterial = analysis.arterial
+    geometry, arterial = analysis.series.geometry, analysis.arterial
+    language, profile = analysis.settings.language, analysis.profile
     jobs = {
         "summary": (folder.summary_png, partial(
             render_summary, folder.summary_png, analysis.baseline, analysis.lesion.core,
-            analysis.lesion.hypoperfused, headline=headline(analysis), details=details(analysis),
-            warnings=analysis.warnings, parenchyma=analysis.tissue.parenchyma, geometry=geometry,
-            core_label=f"Core (rCBF < {analysis.profile.core_rcbf_below:.0%})",
-            hypoperfused_label=f"Hypoperfused (Tmax > {analysis.profile.hypoperfusion_tmax_above_s:g} s)")),
+            analysis.lesion.hypoperfused, headline=headline(analysis, language),
+            details=details(analysis, language), warnings=[in_language(w, language) for w in analysis.warnings],
+            parenchyma=analysis.tissue.parenchyma, geometry=geometry, language=language,
+            core_label=render("summary.core_label", language, core_below=profile.core_rcbf_below),
+            hypoperfused_label=render("summary.hypoperfused_label", language,
+                                      tmax_above=profile.hypoperfusion_tmax_above_s))),
         "aif_image": (folder.image("aif"), partial(
             render_arterial_input, folder.image("aif"), analysis.series.times,
             analysis.peak_enhancement, aif=arterial.aif, aif_voxels=arterial.aif_voxels, vof=arterial.vof,
-            vof_voxels=arterial.vof_voxels, tissue=analysis.tissue_curve,
-            notes=details(analysis)[1:] + [f"! {w}" for w in arterial.quality.get("warnings", [])])),
+            vof_voxels=arterial.vof_voxels, tissue=analysis.tissue_curve, language=language,
+            notes=details(analysis, language)[1:]
+            + [f"! {in_language(w, language)}" for w in arterial.quality.get("warnings", [])])),
     }
     for name, values in analysis.maps.items():
         units, window, colormap = MAP_STYLES[name]
         jobs[f"{name}_image"] = (folder.image(name), partial(
             render_map, folder.image(name), values, name=name.upper(), units=units,
-            window=window, colormap=colormap, mask=analysis.tissue.brain, geometry=geometry))
+            window=window, colormap=colormap, mask=analysis.tissue.brain, geometry=geometry, language=language))
     return jobs
 
 

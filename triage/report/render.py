@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from triage.base.errors import InputError
 from triage.base.grid import Geometry
+from triage.base.language import DEFAULT_LANGUAGE, render
 from triage.report.colormaps import GREY_LUT, get_lut, lut_indices
 
 MAP_STYLES: dict[str, tuple[str, tuple[float, float], str]] = {
@@ -43,7 +44,6 @@ MAP_STYLES: dict[str, tuple[str, tuple[float, float], str]] = {
 """Default display of each map: (units, (low, high) window, colour map name)."""
 DISPLAY_NAMES = {"cbf": "CBF", "cbv": "CBV", "mtt": "MTT", "tmax": "Tmax", "ttp": "TTP"}
 
-FOOTER = "Research use only \u2014 not for clinical decision-making; verify on source images"
 BRAIN_WINDOW_HU = (0.0, 80.0)  # W80 / L40
 MAX_TILES = 16
 
@@ -97,7 +97,8 @@ def render_summary(path: Path, anatomy: np.ndarray, core: np.ndarray, hypoperfus
                    headline: list[str], details: list[str], warnings: list[str],
                    parenchyma: np.ndarray | None = None, geometry: Geometry | None = None,
                    core_label: str = "Core (rCBF < 30 %)",
-                   hypoperfused_label: str = "Hypoperfused (Tmax > 6 s)") -> Layout:
+                   hypoperfused_label: str = "Hypoperfused (Tmax > 6 s)",
+                   language: str = DEFAULT_LANGUAGE) -> Layout:
     """Write the summary PNG: lesion overlays on the baseline CT with the headline numbers.
 
     Parameters
@@ -120,6 +121,9 @@ def render_summary(path: Path, anatomy: np.ndarray, core: np.ndarray, hypoperfus
         pixels assumed without it).
     core_label, hypoperfused_label : str
         Legend text (the thresholds of the profile used).
+    language : str
+        Language of the picture's own words (slice note, footer; :mod:`triage.base.language`);
+        the texts given above are drawn as they are.
 
     Returns
     -------
@@ -134,7 +138,7 @@ def render_summary(path: Path, anatomy: np.ndarray, core: np.ndarray, hypoperfus
     if parenchyma is not None:
         parenchyma = _mask(parenchyma, "parenchyma", shape)
     slices, crop = _summary_slices(anatomy, core, hypoperfused, parenchyma)
-    header = _summary_header(headline, details, warnings)
+    header = _summary_header(headline, details, warnings, language)
     legend_height = 48
     layout = _layout(slices, crop, header.height + legend_height, 0, geometry)
 
@@ -144,12 +148,12 @@ def render_summary(path: Path, anatomy: np.ndarray, core: np.ndarray, hypoperfus
     header.draw(draw, MARGIN, MARGIN)
     _draw_legend(draw, MARGIN + header.height + 4, [(CORE_COLOUR, core_label),
                                                      (HYPOPERFUSED_COLOUR, hypoperfused_label)])
-    _draw_slice_note(draw, MARGIN + header.height + 24, len(slices), shape[0])
+    _draw_slice_note(draw, MARGIN + header.height + 24, len(slices), shape[0], language)
     tile_w, tile_h = layout.tiles[0][2:]
     rgb = _overlaid_tiles(anatomy, core, hypoperfused, slices, crop, (tile_w, tile_h))
     _paste_tiles(picture, layout, rgb)
     _label_tiles(draw, layout, geometry)
-    _draw_footer(draw, layout.size)
+    _draw_footer(draw, layout.size, language)
     _save(picture, path)
     return layout
 
@@ -174,7 +178,7 @@ def _summary_slices(anatomy: np.ndarray, core: np.ndarray, hypoperfused: np.ndar
     return slices, _crop_box(extent)
 
 
-def _summary_header(headline: list[str], details: list[str], warnings: list[str]) -> _TextBlock:
+def _summary_header(headline: list[str], details: list[str], warnings: list[str], language: str) -> _TextBlock:
     """The header text: headline in large bold type, details in small type, warnings amber."""
     header = _TextBlock()
     for line in headline:
@@ -183,7 +187,7 @@ def _summary_header(headline: list[str], details: list[str], warnings: list[str]
     for line in details:
         header.add(line, _font(30), DETAIL_TEXT)
     for line in warnings:
-        header.add(f"Warning: {line}", _font(30, bold=True), WARNING_TEXT)
+        header.add(render("summary.warning", language, warning=line), _font(30, bold=True), WARNING_TEXT)
     return header
 
 
@@ -206,7 +210,7 @@ def _overlaid_tiles(anatomy: np.ndarray, core: np.ndarray, hypoperfused: np.ndar
 
 def render_map(path: Path, values: np.ndarray, *, name: str, units: str, window: tuple[float, float],
                colormap: str, mask: np.ndarray | None = None, title: str | None = None,
-               geometry: Geometry | None = None) -> Layout:
+               geometry: Geometry | None = None, language: str = DEFAULT_LANGUAGE) -> Layout:
     """Write one colour-mapped map as a montage PNG with a colour bar.
 
     Parameters
@@ -255,7 +259,7 @@ def render_map(path: Path, values: np.ndarray, *, name: str, units: str, window:
     draw = ImageDraw.Draw(picture)
     draw.rectangle((0, 0, WIDTH, MARGIN + header.height), fill=BAND)
     header.draw(draw, MARGIN, MARGIN)
-    _draw_slice_note(draw, MARGIN + header.height // 2, len(slices), values.shape[0])
+    _draw_slice_note(draw, MARGIN + header.height // 2, len(slices), values.shape[0], language)
 
     tile_w, tile_h = layout.tiles[0][2:]
     rgb = lut[_upscale_nearest(_cropped(indices, slices, crop), tile_w, tile_h)]
@@ -265,7 +269,7 @@ def render_map(path: Path, values: np.ndarray, *, name: str, units: str, window:
     montage_bottom = max(top + h for _, top, _, h in layout.tiles)
     bar = (MARGIN + 40, montage_bottom + 30, WIDTH - 2 * MARGIN - 80, 40)
     _draw_colorbar(picture, draw, bar, lut, window, f"{display_name} [{units}]")
-    _draw_footer(draw, layout.size)
+    _draw_footer(draw, layout.size, language)
     _save(picture, path)
     return replace(layout, colorbar=bar)
 
@@ -413,7 +417,7 @@ def _paste_tiles(picture: Image.Image, layout: Layout, rgb: np.ndarray) -> None:
 _FOOTER_HEIGHT = 2 * MARGIN + 28
 _BUNDLED_FONTS = Path(__file__).parent.parent / "fonts"
 _ASCII_FALLBACK = str.maketrans({"\u2014": "-", "\u2013": "-", "\u2265": ">=", "\u2264": "<=",
-                                 "\u00d7": "x", "\u03bc": "u", "\u2192": "->"})
+                                 "\u00d7": "x", "\u03bc": "u", "\u2192": "->", "\u0111": "d", "\u0110": "D"})
 
 
 @lru_cache(maxsize=None)
@@ -503,9 +507,10 @@ def _draw_legend(draw: ImageDraw.ImageDraw, top: int, entries: list[tuple[tuple[
         x += 40 + int(font.getlength(text)) + 48
 
 
-def _draw_slice_note(draw: ImageDraw.ImageDraw, middle: int, shown: int, total: int) -> None:
+def _draw_slice_note(draw: ImageDraw.ImageDraw, middle: int, shown: int, total: int, language: str) -> None:
     """Right-aligned "n of N slices shown" (or "all N slices"), so nothing looks hidden."""
-    text = f"all {total} slices" if shown == total else f"{shown} of {total} slices shown"
+    text = (render("picture.all_slices", language, total=total) if shown == total
+            else render("picture.some_slices", language, shown=shown, total=total))
     draw.text((WIDTH - MARGIN, middle), text, font=_font(26), fill=DETAIL_TEXT, anchor="rm")
 
 
@@ -543,12 +548,12 @@ def _draw_colorbar(picture: Image.Image, draw: ImageDraw.ImageDraw, box: tuple[i
               font=label_font, fill=TEXT, anchor="ma")
 
 
-def _draw_footer(draw: ImageDraw.ImageDraw, size: tuple[int, int]) -> None:
+def _draw_footer(draw: ImageDraw.ImageDraw, size: tuple[int, int], language: str) -> None:
     width, height = size
     top = height - _FOOTER_HEIGHT + MARGIN // 2
     draw.rectangle((0, top, width, height), fill=BAND)
     font = _font(26)
-    draw.text((width // 2, top + (height - top) // 2), _printable(FOOTER, font), font=font,
+    draw.text((width // 2, top + (height - top) // 2), _printable(render("picture.footer", language), font), font=font,
               fill=FOOTER_TEXT, anchor="mm")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from triage.base.language import DEFAULT_LANGUAGE, render
 from triage.report.colormaps import GREY_LUT, lut_indices
 from triage.report.render import (
     _FOOTER_HEIGHT,
@@ -51,7 +52,7 @@ def _slice_panel(peak: np.ndarray, voxels: np.ndarray, colour, label: str) -> Im
     return image
 
 
-def _plot(times: np.ndarray, curves: list[tuple[str, np.ndarray, tuple]]) -> Image.Image:
+def _plot(times: np.ndarray, curves: list[tuple[str, np.ndarray, tuple]], language: str) -> Image.Image:
     image = Image.new("RGB", (PLOT_W, PLOT_H), BACKGROUND)
     draw = ImageDraw.Draw(image)
     left, top, right, bottom = 90, 50, PLOT_W - 20, PLOT_H - 70
@@ -73,8 +74,8 @@ def _plot(times: np.ndarray, curves: list[tuple[str, np.ndarray, tuple]]) -> Ima
         draw.line((left - 6, y, right, y), fill=(40, 42, 48) if tick else AXIS_COLOUR, width=1)
         draw.text((left - 10, y), f"{tick:.0f}", font=small, fill=DETAIL_TEXT, anchor="rm")
     draw.line((left, top, left, bottom), fill=AXIS_COLOUR, width=2)
-    draw.text(((left + right) / 2, bottom + 40), "time (s)", font=small, fill=DETAIL_TEXT, anchor="ma")
-    draw.text((left, top - 40), "enhancement (HU)", font=small, fill=DETAIL_TEXT)
+    draw.text(((left + right) / 2, bottom + 40), render("aif.picture_time", language), font=small, fill=DETAIL_TEXT, anchor="ma")
+    draw.text((left, top - 40), render("aif.picture_enhancement", language), font=small, fill=DETAIL_TEXT)
     for row, (label, curve, colour) in enumerate(curves):
         points = [xy(t, v) for t, v in zip(times, curve)]
         draw.line(points, fill=colour, width=3)
@@ -86,7 +87,7 @@ def _plot(times: np.ndarray, curves: list[tuple[str, np.ndarray, tuple]]) -> Ima
 
 def render_arterial_input(path: Path, times: np.ndarray, peak: np.ndarray, *, aif: np.ndarray,
                           aif_voxels: np.ndarray, vof: np.ndarray | None, vof_voxels: np.ndarray | None,
-                          tissue: np.ndarray, notes: list[str]) -> None:
+                          tissue: np.ndarray, notes: list[str], language: str = DEFAULT_LANGUAGE) -> None:
     """Write the AIF/VOF picture.
 
     Parameters
@@ -95,6 +96,7 @@ def render_arterial_input(path: Path, times: np.ndarray, peak: np.ndarray, *, ai
     aif, vof : (t,) enhancement curves, HU (vof may be None); tissue : (t,) mean parenchyma curve, HU
     aif_voxels, vof_voxels : (n, 3) voxel indices (z, y, x), best voxel first
     notes : lines printed under the title (peak, scale, warnings)
+    language : of the title, the axis labels and the footer (:mod:`triage.base.language`)
     """
     title_font, note_font = _font(34, bold=True), _font(24)
     header = MARGIN + 48 + 32 * len(notes)
@@ -102,7 +104,7 @@ def render_arterial_input(path: Path, times: np.ndarray, peak: np.ndarray, *, ai
     picture = Image.new("RGB", (width, header + PLOT_H + MARGIN + _FOOTER_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(picture)
     draw.rectangle((0, 0, width, header), fill=BAND)
-    draw.text((MARGIN, MARGIN), "Arterial input (AIF) and venous output (VOF)", font=title_font, fill=TEXT)
+    draw.text((MARGIN, MARGIN), render("aif.picture_title", language), font=title_font, fill=TEXT)
     for row, note in enumerate(notes):
         draw.text((MARGIN, MARGIN + 48 + 32 * row), _printable(note, note_font), font=note_font, fill=DETAIL_TEXT)
     top = header + MARGIN // 2
@@ -111,7 +113,7 @@ def render_arterial_input(path: Path, times: np.ndarray, peak: np.ndarray, *, ai
     if vof is not None and vof_voxels is not None and len(vof_voxels):
         picture.paste(_slice_panel(peak, vof_voxels, VOF_COLOUR, "VOF"), (MARGIN, top + PANEL + MARGIN))
         curves.append(("VOF", vof, VOF_COLOUR))
-    curves.append((f"tissue x{TISSUE_SCALE:g}", TISSUE_SCALE * np.asarray(tissue), TISSUE_COLOUR))
-    picture.paste(_plot(np.asarray(times, float), curves), (2 * MARGIN + PANEL, top))
-    _draw_footer(draw, picture.size)
+    curves.append((render("aif.picture_tissue", language, scale=TISSUE_SCALE), TISSUE_SCALE * np.asarray(tissue), TISSUE_COLOUR))
+    picture.paste(_plot(np.asarray(times, float), curves, language), (2 * MARGIN + PANEL, top))
+    _draw_footer(draw, picture.size, language)
     _save(picture, path)

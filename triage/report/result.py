@@ -4,7 +4,10 @@ Volumes are in mL rounded to 0.1 mL, times in s. ``mismatch_ratio`` is null when
 and ``hir`` when there is no Tmax > 6 s tissue. ``eligibility.dawn`` is null when age or NIHSS is
 unknown. ``quality.level`` is ``"limited"`` when the input limits trust in the numbers (truncated bolus, AIF
 warnings, frames removed or large motion, time points of an aborted scan left out:
-``acquisition.frames_left_out``) and ``quality.warnings`` says what was found.
+``acquisition.frames_left_out``) and ``quality.warnings`` says what was found. ``texts`` holds
+each warning (null for one without a catalog key) and each eligibility reason as its key and
+values in the text catalogs (:mod:`triage.base.language`), so that the viewer and the alerts can
+say them in another language; the English strings above are the same texts.
 """
 
 from __future__ import annotations
@@ -12,9 +15,18 @@ from __future__ import annotations
 import numpy as np
 
 from triage import __version__
+from triage.base.language import Text
 from triage.imaging.pipeline import Analysis
 
 SCHEMA = "stroke-triage/result/1"
+
+
+def _texts(analysis: Analysis) -> dict:
+    """The warnings and eligibility reasons as catalog keys and values (None: a plain string)."""
+    def data(text):
+        return text.as_dict() if isinstance(text, Text) else None
+    return {"warnings": [data(w) for w in analysis.warnings],
+            "reasons": {name: data(reason) for name, reason in analysis.eligibility.reasons.items()}}
 
 
 def _round(value, digits=1):
@@ -63,6 +75,7 @@ def build_result(analysis: Analysis, *, outputs: dict[str, str], total_seconds: 
         "hir": _round(volumes["hir"], 2),
         "affected_side": analysis.lesion.affected_side,
         "eligibility": analysis.eligibility.as_dict(),
+        "texts": _texts(analysis),
         "profile": analysis.profile.as_dict(),
         "reference": {"method": analysis.lesion.reference, "cbf": _round(analysis.lesion.reference_cbf, 2)},
         "model": analysis.settings.model,
