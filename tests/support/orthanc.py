@@ -2,8 +2,8 @@
 
 :func:`orthanc` starts ``/usr/sbin/Orthanc`` as a child process with a configuration of its own
 under a temporary directory: database and storage there, free loopback HTTP and DICOM ports, AE
-title ``ORTHANC``, no remote access, no authentication, no plugins, and the DICOM modalities it
-may send to. It yields an :class:`Orthanc` once ``GET /system`` answers and stops the process by
+title ``ORTHANC``, no remote access, no authentication, no plugins (with ``dicomweb=True``, Debian's
+``orthanc-dicomweb`` plugin: DICOMweb at ``/dicom-web/``), and the DICOM modalities it may send to. It yields an :class:`Orthanc` once ``GET /system`` answers and stops the process by
 its id (SIGTERM, then SIGKILL) on exit. REST calls use ``urllib`` from the standard library.
 
 Orthanc runs with ``--verbose``: its log holds one line per C-STORE it serves, which is how a
@@ -25,6 +25,8 @@ from typing import Iterator
 from tests.support import peers
 
 ORTHANC = Path("/usr/sbin/Orthanc")
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")  # Debian's orthanc-dicomweb
+DICOMWEB_ROOT = "/dicom-web"
 AE_TITLE = "ORTHANC"
 # Orthanc 1.10's verbose lines for a C-STORE or upload it keeps, and for one it already had.
 STORED_LINE, ALREADY_STORED_LINE = "New instance stored", "Already stored"
@@ -91,6 +93,11 @@ class Orthanc:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def dicomweb_url(self) -> str:
+        """The DICOMweb base URL (STOW-RS posts to ``<url>/studies``), with ``dicomweb=True``."""
+        return self.url + DICOMWEB_ROOT
+
     def stores(self) -> tuple[int, int]:
         """(instances stored new, instances received that Orthanc already had), uploads included."""
         log = self.log()
@@ -98,9 +105,10 @@ class Orthanc:
 
 
 def configuration(root: Path, http_port: int, dicom_port: int,
-                  modalities: dict[str, tuple[str, str, int]]) -> dict:
-    """Orthanc's JSON configuration: everything under ``root``, loopback only."""
-    return {
+                  modalities: dict[str, tuple[str, str, int]], dicomweb: bool = False) -> dict:
+    """Orthanc's JSON configuration: everything under ``root``, loopback only; with ``dicomweb``
+    the DICOMweb plugin at ``DICOMWEB_ROOT``."""
+    config = {
         "Name": "test-pacs",
         "StorageDirectory": str(root / "storage"),
         "IndexDirectory": str(root / "storage"),
@@ -115,22 +123,31 @@ def configuration(root: Path, http_port: int, dicom_port: int,
         "SaveJobs": False,
         "Plugins": [],
     }
+    if dicomweb:
+        config["Plugins"] = [str(DICOMWEB_PLUGIN)]
+        config["DicomWeb"] = {"Enable": True, "Root": DICOMWEB_ROOT + "/", "EnableWado": False}
+    return config
 
 
 @contextmanager
 def orthanc(root: Path, *, modalities: dict[str, tuple[str, str, int]] | None = None,
-            timeout: float = 30.0) -> Iterator[Orthanc]:
+            dicomweb: bool = False, timeout: float = 30.0) -> Iterator[Orthanc]:
     """Run Orthanc with its configuration, database and log (``orthanc.log``) under ``root``.
 
     ``modalities`` maps Orthanc's name of a DICOM peer to ``(AE title, host, port)``, e.g.
     ``{"triage": ("TRIAGE", "127.0.0.1", 11112)}`` for ``/modalities/triage/store``.
+    ``dicomweb`` loads the DICOMweb plugin (:attr:`Orthanc.dicomweb_url`).
     """
     if not ORTHANC.exists():
         raise RuntimeError(f"{ORTHANC} is missing: run scripts/setup.sh (apt-get install orthanc)")
+    if dicomweb and not DICOMWEB_PLUGIN.exists():
+        raise RuntimeError(f"{DICOMWEB_PLUGIN} is missing: run scripts/setup.sh "
+                           "(apt-get install orthanc-dicomweb)")
     root.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port = peers.free_port(), peers.free_port()
     config_path = root / "orthanc.json"
-    config_path.write_text(json.dumps(configuration(root, http_port, dicom_port, modalities or {}), indent=2))
+    config_path.write_text(json.dumps(configuration(root, http_port, dicom_port, modalities or {}, dicomweb),
+                                      indent=2))
     log_path = root / "orthanc.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([str(ORTHANC), "--verbose", str(config_path)], cwd=root,

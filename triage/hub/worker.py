@@ -30,7 +30,6 @@ from urllib.parse import urlsplit
 
 from celery import signals
 
-from dicom_node.scu import RemoteAE
 from triage import __version__
 from triage.base.errors import InputError, one_line
 from triage.hub.metrics import WorkerMetrics, serve_metrics
@@ -40,7 +39,7 @@ from triage.node.alerts import alert_config, where
 from triage.node.analysis_runner import MAX_ANALYSIS_ATTEMPTS, AnalysisRunner
 from triage.node.context import NodeContext
 from triage.node.node import job_store_error, tls_config, where_stored
-from triage.node.sender import Sender
+from triage.node.sender import Sender, destination
 from triage.report.folder import ResultsRoot
 from triage.settings import NodeSettings, Settings
 from triage.store.database import DatabaseError
@@ -75,8 +74,8 @@ class Worker:
         check_hub(s)
         self.settings = s
         self.data_dir = Path(s.data_dir).resolve()
+        remote = destination(s)
         try:
-            remote = RemoteAE.parse(s.pacs) if s.pacs else None
             pacs_tls = tls_config(s).client_context() if s.pacs_tls else None
         except (ValueError, ssl.SSLError, OSError, AttributeError) as exc:
             raise InputError(f"--pacs/--pacs-tls: {exc}") from None
