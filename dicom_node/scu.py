@@ -347,5 +347,5 @@ def _store(assoc, f: SendableFile, accepted: set[tuple[str, str]]) -> FileResult
                           "no C-STORE response (timeout or association aborted)")
     code = int(status.Status)
     stored = code_to_category(code) in ("Success", "Warning")
-    return FileResult(f.path, f.sop_instance_uid, stored, code, status_text(code, str(status.get("ErrorComment", "") or "")),
-                      decompress)
+    comment = str(status.get("ErrorComment", "") or "")
+    return FileResult(f.path, f.sop_instance_uid, stored, code, status_text(code, comment), decompress)

@@ -5,8 +5,11 @@ type="application/dicom"``, one file as it is on disk per part, in requests of a
 ``MAX_REQUEST_BYTES`` of files each (a larger file goes alone). The server's answer, a DICOM JSON
 data set (``Accept: application/dicom+json``), lists the stored instances in the Referenced SOP
 Sequence (with a Warning Reason when stored with a warning) and the refused ones in the Failed
-SOP Sequence with their Failure Reason (e.g. ``0xA700`` out of resources). HTTP 200 means every
-instance was stored, 202 some of them, 409 none.
+SOP Sequence with their Failure Reason (e.g. ``0xA700`` out of resources). The lists decide, an
+instance in neither is not stored: HTTP 200 should mean every instance was stored, 202 some of
+them, 409 none, but Orthanc answers 400 listing what it stored when one part is not DICOM, and
+200 listing nothing to a request whose parts it could not split. Only an answer without the lists
+is judged by its status (200: all stored).
 
 As with C-STORE (:mod:`dicom_node.scu`), the result is a :class:`~dicom_node.scu.SendReport`:
 a :class:`~dicom_node.scu.FileResult` per file whose ``status`` is the Failure or Warning Reason

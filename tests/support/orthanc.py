@@ -5,9 +5,9 @@ under a temporary directory: database and storage there, free loopback HTTP and 
 title ``ORTHANC``, no remote access, no authentication, no plugins, and the DICOM modalities it
 may send to. On request: Debian's ``orthanc-dicomweb`` plugin (DICOMweb at ``/dicom-web``) and
 HTTP Basic authentication (for https, put :func:`tests.support.tls_proxy.tls_proxy` in front:
-Debian's Orthanc 1.10 crashes on its first https request). It yields an :class:`Orthanc` once ``GET /system`` answers and stops
-the process by its id (SIGTERM, then SIGKILL) on exit. REST calls use ``urllib`` from the
-standard library.
+Debian's Orthanc 1.10 crashes on its first https request). It yields an :class:`Orthanc` once
+``GET /system`` answers and stops the process by its id (SIGTERM, then SIGKILL) on exit. REST
+calls use ``urllib`` from the standard library.
 
 Orthanc runs with ``--verbose``: its log holds one line per C-STORE it serves, which is how a
 duplicate delivery is seen (Orthanc keeps one copy per SOP Instance UID and answers success).

@@ -39,7 +39,7 @@ from triage.node.alerts import alert_config, where
 from triage.node.analysis_runner import MAX_ANALYSIS_ATTEMPTS, AnalysisRunner
 from triage.node.context import NodeContext
 from triage.node.node import job_store_error, tls_config, where_stored
-from triage.node.sender import Sender, destination
+from triage.node.sender import Sender, destination, log_destination
 from triage.report.folder import ResultsRoot
 from triage.settings import NodeSettings, Settings
 from triage.store.database import DatabaseError
@@ -177,6 +177,7 @@ def run_worker(settings: Settings, *, config_file: Path | None = None) -> int:
     log.info("jobs from %s (queue %s), job store %s, data in %s; up to %d tasks at once%s", where(s.queue),
              QUEUE_NAME, where_stored(s), worker.data_dir, s.max_jobs,
              f"; metrics on http://{s.http_address}:{s.metrics_port}/metrics" if server else "")
+    log_destination(worker.sender.remote, worker.sender.over_tls, worker.data_dir / "results")
     if not (worker.data_dir / "spool").is_dir():
         log.warning("%s has no spool/ folder: is it the listener's data directory, shared and mounted at the "
                     "same path here? Analyses cannot read the images otherwise", worker.data_dir)

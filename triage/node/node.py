@@ -57,7 +57,7 @@ from triage.node.analysis_runner import CHILD_STOP_S, AnalysisRunner
 from triage.node.context import NodeContext
 from triage.node.monitor import CompletionMonitor
 from triage.node.streams import StreamFeeds
-from triage.node.sender import SEND_TIMEOUT_S, Sender, destination
+from triage.node.sender import SEND_TIMEOUT_S, Sender, destination, log_destination
 from triage.report.folder import ResultsRoot
 from triage.settings import NodeSettings, Settings
 from triage.store.database import DatabaseError
@@ -242,15 +242,7 @@ class Node:
         s = self.settings
         log.info("stroke-triage node %s (research use only: not for clinical decisions)", __version__)
         log.info("data in %s", self.data_dir)
-        if s.pacs_dicomweb:
-            log.info("results go to %s by DICOMweb STOW-RS", self.remote)
-            if unencrypted((s.pacs_dicomweb,)):
-                log.warning("results go to %s by plain http (patient data%s not encrypted; use https)",
-                            self.remote, " and the password" if self.remote.auth else "")
-        elif self.remote:
-            log.info("results go to %s%s", self.remote, " over DICOM TLS" if self._pacs_tls else "")
-        else:
-            log.info("no PACS set (--pacs, --pacs-dicomweb): results are kept in %s", self.results.path)
+        log_destination(self.remote, bool(self._pacs_tls), self.results.path)
         if allowed is None:
             log.warning("accepting associations from ANY calling AE title (--accept-any-aet)")
         else:

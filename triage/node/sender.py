@@ -4,8 +4,9 @@ A finished analysis queues a send job (when a PACS is set, ``--pacs`` or ``--pac
 The ``sender`` thread C-STOREs ``dicom/*.dcm`` of its result folder (:mod:`triage.report.folder`)
 to the PACS (:mod:`dicom_node.scu`), or stores them on a DICOMweb server with STOW-RS
 (:mod:`dicom_node.stow`: an HTTP error or an unreachable server counts as an unreachable PACS,
-an instance the server lists as failed as a C-STORE failure status), recording each acknowledged object in the folder's ``.sent`` ledger, and retries with
-exponential backoff (capped at ``SEND_BACKOFF_CAP_S``) while the PACS is unreachable. A send
+an instance the server lists as failed as a C-STORE failure status), recording each
+acknowledged object in the folder's ``.sent`` ledger, and retries with exponential backoff
+(capped at ``SEND_BACKOFF_CAP_S``) while the PACS is unreachable. A send
 job is done only when every object was acknowledged; result UIDs are deterministic, so a
 repeated send after a crash is harmless to the PACS. The results of a generation superseded
 before they were sent are not sent; a send under way finishes (the PACS cannot be asked to
@@ -24,6 +25,7 @@ from pathlib import Path
 from dicom_node.scu import RemoteAE, SendError, SendReport, send_files
 from dicom_node.stow import StowEndpoint, store_files
 from triage.base.errors import InputError
+from triage.node.alerts import unencrypted
 from triage.node.context import NodeContext, run_claimed, run_jobs
 from triage.settings import NodeSettings
 from triage.store.records import Job
@@ -43,6 +45,15 @@ class Sender:
     def __init__(self, context: NodeContext, tls: ssl.SSLContext | None):
         self._context = context
         self._tls = tls
+
+    @property
+    def remote(self) -> RemoteAE | StowEndpoint | None:
+        return self._context.remote
+
+    @property
+    def over_tls(self) -> bool:
+        """C-STORE over DICOM TLS."""
+        return self._tls is not None
 
     def run(self) -> None:
         run_jobs(self._context, "send", self._send, self._send_failed_in_node)
@@ -144,6 +155,20 @@ def destination(s: NodeSettings) -> RemoteAE | StowEndpoint | None:
         return RemoteAE.parse(s.pacs) if s.pacs else None
     except ValueError as exc:
         raise InputError(str(exc)) from None
+
+
+def log_destination(remote: RemoteAE | StowEndpoint | None, over_tls: bool, results: Path) -> None:
+    """Say at start-up where results go (``over_tls``: C-STORE over DICOM TLS), with a warning
+    for STOW-RS over plain http beyond this machine."""
+    if isinstance(remote, StowEndpoint):
+        log.info("results go to %s by DICOMweb STOW-RS", remote)
+        if unencrypted((remote.url,)):
+            log.warning("results go to %s by plain http (patient data%s not encrypted; use https)", remote,
+                        " and the password" if remote.auth else "")
+    elif remote:
+        log.info("results go to %s%s", remote, " over DICOM TLS" if over_tls else "")
+    else:
+        log.info("no PACS set (--pacs, --pacs-dicomweb): results are kept in %s", results)
 
 
 def _backoff(attempts: int) -> float:
