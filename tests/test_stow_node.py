@@ -31,6 +31,7 @@ from tests.support.redis import RedisServer
 from tests.support.worker import WorkerProcess
 from tests.test_orthanc_loop import measured_volumes
 from triage.node.sender import log_destination
+from triage.settings import load_settings
 
 N_SLICES, N_FRAMES = 8, 25
 RESULT_MODALITIES = {"OT", "SC", "SEG", "SR"}
@@ -169,6 +170,17 @@ def test_both_pacs_settings_or_a_bad_url_end_the_node_with_one_line(tmp_path):
         2, ["error: invalid DICOMweb URL https://pacs.example:8443: a base URL has no ?query or #fragment"])
     assert serve("--pacs-dicomweb-ca", "ca.pem") == (
         2, ["error: --pacs-dicomweb-password-file and --pacs-dicomweb-ca need --pacs-dicomweb"])
+
+
+def test_the_settings_come_from_file_environment_and_flags(tmp_path):
+    config = tmp_path / "triage.toml"
+    config.write_text('[node]\npacs_dicomweb = "https://file/dicom-web"\npacs_dicomweb_ca = "/etc/ca.pem"\n')
+    s = load_settings(config, environ={"TRIAGE_PACS_DICOMWEB_PASSWORD_FILE": "/run/pw"}).node
+    assert (s.pacs_dicomweb, s.pacs_dicomweb_password_file, s.pacs_dicomweb_ca) == (
+        "https://file/dicom-web", "/run/pw", "/etc/ca.pem")
+    s = load_settings(config, environ={"TRIAGE_PACS_DICOMWEB": "https://env/dw"}, pacs_dicomweb="http://flag/dw").node
+    assert s.pacs_dicomweb == "http://flag/dw"
+    assert load_settings(config, environ={"TRIAGE_PACS_DICOMWEB": "https://env/dw"}).node.pacs_dicomweb == "https://env/dw"
 
 
 def test_plain_http_beyond_this_machine_is_a_warning_without_the_password(caplog):

@@ -151,7 +151,7 @@ def run_worker(settings: Settings, *, config_file: Path | None = None) -> int:
     settings it cannot run with or a job store it cannot open."""
     worker = Worker(settings, config_file)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(message)s")
-    for noisy in ("pynetdicom", "dicom_node.scu", "celery", "kombu"):
+    for noisy in ("pynetdicom", "dicom_node.scu", "dicom_node.stow", "celery", "kombu"):
         logging.getLogger(noisy).setLevel(logging.WARNING if noisy in ("celery", "kombu") else logging.CRITICAL)
     s = settings.node
     app = make_app(s.queue)

@@ -307,6 +307,7 @@ def serve(settings: Settings, *, config_file: Path | None = None) -> int:
     # association; pynetdicom's and the sender's own lines would repeat them.
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     logging.getLogger("dicom_node.scu").setLevel(logging.CRITICAL)
+    logging.getLogger("dicom_node.stow").setLevel(logging.CRITICAL)
     stop = threading.Event()
     previous = {signum: signal.signal(signum, lambda number, frame: stop.set())
                 for signum in (signal.SIGTERM, signal.SIGINT)}
