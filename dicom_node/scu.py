@@ -100,9 +100,11 @@ class FileResult:
 
 @dataclass
 class SendReport:
-    """The outcome of :func:`send_files`, one :class:`FileResult` per file in the given order."""
+    """The outcome of :func:`send_files` (or :func:`dicom_node.stow.store_files`), one
+    :class:`FileResult` per file in the given order; ``remote`` is the :class:`RemoteAE` (or the
+    :class:`~dicom_node.stow.StowEndpoint`) sent to."""
 
-    remote: RemoteAE
+    remote: object
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -129,28 +131,31 @@ class SendReport:
 
 
 @dataclass(frozen=True)
-class _File:
+class SendableFile:
+    """A DICOM file to send: its path and the identifiers of its file meta information."""
+
     path: Path
     sop_class_uid: UID
     sop_instance_uid: str
     transfer_syntax: UID
 
 
-def _read(path: Path) -> _File | FileResult:
-    """The identifiers of one file, or its failure if it is not a sendable DICOM file."""
+def read_sendable(path: Path) -> SendableFile | FileResult:
+    """The identifiers of one file, or its failure (never sent) if it is not a sendable DICOM file."""
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
-        return _File(path, UID(ds.file_meta.MediaStorageSOPClassUID), str(ds.file_meta.MediaStorageSOPInstanceUID),
-                     UID(ds.file_meta.TransferSyntaxUID))
+        meta = ds.file_meta
+        return SendableFile(path, UID(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID),
+                            UID(meta.TransferSyntaxUID))
     except Exception as exc:
         reason = one_line(exc, 160)
         return FileResult(path, "", False, None, f"not a sendable DICOM file: {reason}")
 
 
-def _status_text(code: int, status) -> str:
+def status_text(code: int, comment: str = "") -> str:
+    """A Storage Service status as text: ``"failure 0xA700: Out of resources: <comment>"``."""
     category = code_to_category(code)
     description = STORAGE_SERVICE_CLASS_STATUS.get(code, (category, ""))[1]
-    comment = str(status.get("ErrorComment", "") or "")
     return f"{category.lower()} 0x{code:04X}" + "".join(f": {t}" for t in (description, comment) if t)
 
 
@@ -193,7 +198,7 @@ def _proposals(syntax: UID) -> list[tuple[UID, ...]]:
     return [(syntax,)]
 
 
-def _application_entity(files: list[_File], calling_aet: str, timeout: float) -> AE:
+def _application_entity(files: list[SendableFile], calling_aet: str, timeout: float) -> AE:
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
     contexts = dict.fromkeys((f.sop_class_uid, syntaxes)
@@ -204,6 +209,14 @@ def _application_entity(files: list[_File], calling_aet: str, timeout: float) ->
     for sop_class, syntaxes in contexts:
         ae.add_requested_context(sop_class, list(syntaxes))
     return ae
+
+
+def log_files(report: SendReport, logger: logging.Logger = LOGGER) -> None:
+    """One line per file of ``report`` on ``logger`` (a warning for a file not stored)."""
+    for result in report.results:
+        log = logger.info if result.stored else logger.warning
+        log("%s %s (%s) to %s: %s", "stored" if result.stored else "NOT stored", result.path.name,
+            result.sop_instance_uid or "-", report.remote, result.reason)
 
 
 def send_files(paths: list[Path], remote: RemoteAE, *, calling_aet: str = "TRIAGE",
@@ -237,29 +250,26 @@ def send_files(paths: list[Path], remote: RemoteAE, *, calling_aet: str = "TRIAG
     _check_ae_title(calling_aet, "calling AE title")
     started = time.monotonic()
     report = SendReport(remote)
-    read = [_read(Path(p)) for p in paths]
-    files = [f for f in read if isinstance(f, _File)]
+    read = [read_sendable(Path(p)) for p in paths]
+    files = [f for f in read if isinstance(f, SendableFile)]
     if files:
         outcome = _send(files, remote, calling_aet, timeout, tls)
     else:
         outcome = {}
     for item in read:
-        report.results.append(outcome[item.path] if isinstance(item, _File) else item)
-    for result in report.results:
-        log = LOGGER.info if result.stored else LOGGER.warning
-        log("%s %s (%s) to %s: %s", "stored" if result.stored else "NOT stored", result.path.name,
-            result.sop_instance_uid or "-", remote, result.reason)
+        report.results.append(outcome[item.path] if isinstance(item, SendableFile) else item)
     report.seconds = time.monotonic() - started
+    log_files(report)
     if report.decompressed:
         refused = sorted({f"{item.sop_class_uid.name} in {item.transfer_syntax.name}"
-                          for item in read if isinstance(item, _File) and item.path in report.decompressed})
+                          for item in files if item.path in report.decompressed})
         LOGGER.info("%d file(s) sent decompressed: %s accepts no %s", len(report.decompressed), remote,
                     ", ".join(refused))
     (LOGGER.info if report.ok else LOGGER.warning)("%s", report.summary())
     return report
 
 
-def _send(files: list[_File], remote: RemoteAE, calling_aet: str, timeout: float,
+def _send(files: list[SendableFile], remote: RemoteAE, calling_aet: str, timeout: float,
           tls: ssl.SSLContext | None) -> dict[Path, FileResult]:
     ae = _application_entity(files, calling_aet, timeout)
     answers: list = []
@@ -301,13 +311,13 @@ def _send(files: list[_File], remote: RemoteAE, calling_aet: str, timeout: float
     return outcome
 
 
-def _not_accepted(f: _File) -> FileResult:
+def _not_accepted(f: SendableFile) -> FileResult:
     syntax = f.transfer_syntax.name + (" or uncompressed" if f.transfer_syntax.is_compressed else "")
     return FileResult(f.path, f.sop_instance_uid, False, None,
                       f"PACS accepts no {f.sop_class_uid.name} in {syntax}")
 
 
-def _store(assoc, f: _File, accepted: set[tuple[str, str]]) -> FileResult:
+def _store(assoc, f: SendableFile, accepted: set[tuple[str, str]]) -> FileResult:
     """C-STORE one file; ``accepted`` holds the (SOP class, transfer syntax) pairs the PACS
     accepted. A compressed file whose syntax the PACS refused is sent decompressed."""
     if not assoc.is_established:
@@ -337,4 +347,5 @@ def _store(assoc, f: _File, accepted: set[tuple[str, str]]) -> FileResult:
                           "no C-STORE response (timeout or association aborted)")
     code = int(status.Status)
     stored = code_to_category(code) in ("Success", "Warning")
-    return FileResult(f.path, f.sop_instance_uid, stored, code, _status_text(code, status), decompress)
+    comment = str(status.get("ErrorComment", "") or "")
+    return FileResult(f.path, f.sop_instance_uid, stored, code, status_text(code, comment), decompress)

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: the Debian tools the node is tested against (DCMTK as the sending
-# modality, Orthanc as the hospital PACS, Chromium as the browser of the viewer tests, PostgreSQL
-# as a hub's shared job store, Redis as its Celery broker), then a Python virtual environment in
-# .venv with the project and its test tools.
+# modality, Orthanc with its DICOMweb plugin as the hospital PACS, stunnel as an https proxy in
+# front of it, Chromium as the browser of the viewer tests, PostgreSQL as a hub's shared job
+# store, Redis as its Celery broker), then a Python virtual environment in .venv with the
+# project and its test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 [ -x /usr/bin/storescu ] || missing+=(dcmtk)
 [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
+[ -x /usr/bin/stunnel4 ] || missing+=(stunnel4)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)

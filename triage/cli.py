@@ -156,7 +156,9 @@ def _add_serve(commands) -> None:
              "One of --allow-aet and --accept-any-aet is required")
     add("--accept-any-aet", action="store_true", default=None,
         help="accept associations from any calling AE title")
-    add("--pacs", metavar="AET@HOST:PORT", help="where results are sent (C-STORE); unset: results stay in DIR/results")
+    add("--pacs", metavar="AET@HOST:PORT", help="where results are sent (C-STORE); unset, and no --pacs-dicomweb: "
+        "results stay in DIR/results")
+    _add_dicomweb_options(add)
     add("--quiet-seconds", type=float, metavar="S",
         help="a series whose every slice position has every time point is complete after S seconds "
              "without new images while its sender's association is still open on it; once the sender "
@@ -205,6 +207,19 @@ def _add_serve(commands) -> None:
     _add_hub_options(add)
 
 
+def _add_dicomweb_options(add) -> None:
+    add("--pacs-dicomweb", metavar="URL",
+        help="send results with DICOMweb STOW-RS to this base URL instead of C-STORE, e.g. "
+             "https://pacs.example/dicom-web (POSTed to URL/studies; USER@ in it for Basic "
+             "authentication); not with --pacs")
+    add("--pacs-dicomweb-password-file", metavar="FILE",
+        help="file holding the password of the --pacs-dicomweb URL's user (a password on the command "
+             "line is visible to every user of the machine)")
+    add("--pacs-dicomweb-ca", metavar="PEM",
+        help="CA certificates an https --pacs-dicomweb server is verified against (default: the "
+             "system's trusted CAs)")
+
+
 def _add_hub_options(add) -> None:
     add("--queue", metavar="URL",
         help="a hub's task queue (redis://HOST:PORT/DB): the listener queues, `triage worker` processes "
@@ -226,6 +241,7 @@ def _add_worker(commands) -> None:
     add("--config", type=Path, metavar="FILE", help="TOML settings file, the one the listener reads")
     add("--data-dir", type=Path, metavar="DIR", help="the hub's shared data directory (spool, results)")
     _add_hub_options(add)
+    _add_dicomweb_options(add)
     add("--max-jobs", type=int, metavar="N",
         help=f"tasks this worker runs at once (default {NodeSettings.max_jobs})")
     add("--metrics-port", type=int, metavar="PORT",
@@ -233,12 +249,13 @@ def _add_worker(commands) -> None:
              "(loopback by default); 0 = off (the default)")
 
 
+DICOMWEB_OPTIONS = ("pacs_dicomweb", "pacs_dicomweb_password_file", "pacs_dicomweb_ca")
 SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_aet", "accept_any_aet",
-                 "pacs", "quiet_seconds", "incomplete_warn_seconds", "http_port", "http_address", "webhook",
+                 "pacs", *DICOMWEB_OPTIONS, "quiet_seconds", "incomplete_warn_seconds", "http_port", "http_address", "webhook",
                  "tls_cert", "tls_key", "tls_ca", "pacs_tls", "max_associations", "max_jobs", "spool_reserve_mb",
                  "spool_journal_mb", "retention_days", "webhook_secret_file", "alert_patient_details", "alert_fhir",
                  "alert_expiry_hours", "public_url", "queue", "database")
-WORKER_OPTIONS = ("data_dir", "queue", "database", "max_jobs", "metrics_port")
+WORKER_OPTIONS = ("data_dir", "queue", "database", *DICOMWEB_OPTIONS, "max_jobs", "metrics_port")
 
 
 def run_serve(args) -> int:

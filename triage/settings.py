@@ -84,7 +84,15 @@ class NodeSettings:
     listen_address, dicom_port, ae_title : where and as whom the storage SCP listens
     allow_aet : calling AE titles accepted; every other caller is rejected unless
         ``accept_any_aet`` (the node needs one of the two)
-    pacs : where results are sent, ``"AET@HOST:PORT"`` (empty: kept in ``results/`` only)
+    pacs : where results are sent with C-STORE, ``"AET@HOST:PORT"`` (empty, and no
+        ``pacs_dicomweb``: kept in ``results/`` only)
+    pacs_dicomweb : where results are sent with DICOMweb STOW-RS instead, the server's base URL
+        ``http(s)://[USER[:PASSWORD]@]HOST[:PORT]/PATH`` (POSTed to ``<URL>/studies``); one of
+        ``pacs`` and ``pacs_dicomweb``, not both (see ``dicom_node.stow``)
+    pacs_dicomweb_password_file : a file holding the password of the URL's user for HTTP Basic
+        authentication (surrounding white space ignored)
+    pacs_dicomweb_ca : PEM CA certificates an https DICOMweb server's certificate is verified
+        against (empty: the system's trusted CAs)
     quiet_seconds : a series whose every slice position has every time point is complete
         once no instance arrived for this long while an open association is still on it (the
         sender may pause); once its senders moved on or released, a few of their own gaps
@@ -127,6 +135,9 @@ class NodeSettings:
     allow_aet: tuple[str, ...] = ()
     accept_any_aet: bool = False
     pacs: str = ""
+    pacs_dicomweb: str = ""
+    pacs_dicomweb_password_file: str = ""
+    pacs_dicomweb_ca: str = ""
     quiet_seconds: float = 3.0
     incomplete_warn_seconds: float = 30.0
     http_port: int = 0

@@ -30,7 +30,6 @@ from urllib.parse import urlsplit
 
 from celery import signals
 
-from dicom_node.scu import RemoteAE
 from triage import __version__
 from triage.base.errors import InputError, one_line
 from triage.hub.metrics import WorkerMetrics, serve_metrics
@@ -40,7 +39,7 @@ from triage.node.alerts import alert_config, where
 from triage.node.analysis_runner import MAX_ANALYSIS_ATTEMPTS, AnalysisRunner
 from triage.node.context import NodeContext
 from triage.node.node import job_store_error, tls_config, where_stored
-from triage.node.sender import Sender
+from triage.node.sender import Sender, destination, log_destination
 from triage.report.folder import ResultsRoot
 from triage.settings import NodeSettings, Settings
 from triage.store.database import DatabaseError
@@ -75,8 +74,8 @@ class Worker:
         check_hub(s)
         self.settings = s
         self.data_dir = Path(s.data_dir).resolve()
+        remote = destination(s)
         try:
-            remote = RemoteAE.parse(s.pacs) if s.pacs else None
             pacs_tls = tls_config(s).client_context() if s.pacs_tls else None
         except (ValueError, ssl.SSLError, OSError, AttributeError) as exc:
             raise InputError(f"--pacs/--pacs-tls: {exc}") from None
@@ -152,7 +151,7 @@ def run_worker(settings: Settings, *, config_file: Path | None = None) -> int:
     settings it cannot run with or a job store it cannot open."""
     worker = Worker(settings, config_file)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(message)s")
-    for noisy in ("pynetdicom", "dicom_node.scu", "celery", "kombu"):
+    for noisy in ("pynetdicom", "dicom_node.scu", "dicom_node.stow", "celery", "kombu"):
         logging.getLogger(noisy).setLevel(logging.WARNING if noisy in ("celery", "kombu") else logging.CRITICAL)
     s = settings.node
     app = make_app(s.queue)
@@ -178,6 +177,7 @@ def run_worker(settings: Settings, *, config_file: Path | None = None) -> int:
     log.info("jobs from %s (queue %s), job store %s, data in %s; up to %d tasks at once%s", where(s.queue),
              QUEUE_NAME, where_stored(s), worker.data_dir, s.max_jobs,
              f"; metrics on http://{s.http_address}:{s.metrics_port}/metrics" if server else "")
+    log_destination(worker.sender.remote, worker.sender.over_tls, worker.data_dir / "results")
     if not (worker.data_dir / "spool").is_dir():
         log.warning("%s has no spool/ folder: is it the listener's data directory, shared and mounted at the "
                     "same path here? Analyses cannot read the images otherwise", worker.data_dir)

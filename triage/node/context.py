@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dicom_node.scu import RemoteAE
+from dicom_node.stow import StowEndpoint
 from triage.base.errors import one_line
 from triage.report.folder import ResultsRoot
 from triage.settings import NodeSettings
@@ -33,13 +34,13 @@ TICK_S = 0.5
 @dataclass(frozen=True)
 class NodeContext:
     """The state the node's parts share: settings, the job store, the result folders
-    (``DATA/results``), the PACS (None: results are kept, not sent), the stop, and the condition
+    (``DATA/results``), the PACS or DICOMweb server (None: results are kept, not sent), the stop, and the condition
     that wakes the workers when work was queued."""
 
     settings: NodeSettings
     store: JobStore
     results: ResultsRoot
-    remote: RemoteAE | None
+    remote: RemoteAE | StowEndpoint | None
     stopping: threading.Event
     wake: threading.Condition
 

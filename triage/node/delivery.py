@@ -23,17 +23,15 @@ delays none of the others.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import logging
 import random
-import ssl
 import threading
 import time
-from urllib.parse import unquote, urlsplit
 
 from triage import __version__
 from triage.base.errors import one_line
+from triage.base.http import post as http_post
 from triage.node.alerts import SIGNATURE_HEADER, sign, where
 from triage.store.jobs import JobStore
 from triage.store.outbox import OutboxRow, OutboxStore
@@ -127,24 +125,8 @@ class Deliverer:
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float = POST_TIMEOUT_S) -> tuple[int, str]:
-    """POST ``body`` to ``url``; the answer's status and reason. Redirects are not followed;
-    ``user:password@`` in the URL becomes Basic authentication; https verifies the server's
-    certificate against the system's CAs. Raises OSError or HTTPException when no answer came."""
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
-                                                 context=ssl.create_default_context())
-    else:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    headers = dict(headers)
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    try:
-        connection.request("POST", target, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read(65536)
-        return response.status, response.reason
-    finally:
-        connection.close()
+    """POST ``body`` to ``url``; the answer's status and reason (see :func:`triage.base.http.post`:
+    no redirects, Basic authentication from ``user:password@``, https verified against the
+    system's CAs). Raises OSError or HTTPException when no answer came."""
+    answer = http_post(url, body, headers, timeout=timeout)
+    return answer.status, answer.reason

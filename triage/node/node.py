@@ -48,7 +48,6 @@ from urllib.parse import urlsplit
 
 from dicom_node.instance import InstanceInfo
 from dicom_node.scp import StorageSCP, TlsConfig
-from dicom_node.scu import RemoteAE
 from dicom_node.spool import Spool
 from triage import __version__
 from triage.base.errors import InputError, one_line
@@ -58,7 +57,7 @@ from triage.node.analysis_runner import CHILD_STOP_S, AnalysisRunner
 from triage.node.context import NodeContext
 from triage.node.monitor import CompletionMonitor
 from triage.node.streams import StreamFeeds
-from triage.node.sender import SEND_TIMEOUT_S, Sender
+from triage.node.sender import SEND_TIMEOUT_S, Sender, destination, log_destination
 from triage.report.folder import ResultsRoot
 from triage.settings import NodeSettings, Settings
 from triage.store.database import DatabaseError
@@ -78,10 +77,7 @@ class Node:
         self.data_dir = Path(self.settings.data_dir).resolve()
         self.spool_root = self.data_dir / "spool"
         self.results = ResultsRoot(self.data_dir / "results")
-        try:
-            self.remote = RemoteAE.parse(self.settings.pacs) if self.settings.pacs else None
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        self.remote = destination(self.settings)
         self.store: JobStore | None = None
         self.scp: StorageSCP | None = None
         self.spool: Spool | None = None
@@ -246,10 +242,7 @@ class Node:
         s = self.settings
         log.info("stroke-triage node %s (research use only: not for clinical decisions)", __version__)
         log.info("data in %s", self.data_dir)
-        if self.remote:
-            log.info("results go to %s%s", self.remote, " over DICOM TLS" if self._pacs_tls else "")
-        else:
-            log.info("no PACS set (--pacs): results are kept in %s", self.results.path)
+        log_destination(self.remote, bool(self._pacs_tls), self.results.path)
         if allowed is None:
             log.warning("accepting associations from ANY calling AE title (--accept-any-aet)")
         else:
@@ -314,6 +307,7 @@ def serve(settings: Settings, *, config_file: Path | None = None) -> int:
     # association; pynetdicom's and the sender's own lines would repeat them.
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     logging.getLogger("dicom_node.scu").setLevel(logging.CRITICAL)
+    logging.getLogger("dicom_node.stow").setLevel(logging.CRITICAL)
     stop = threading.Event()
     previous = {signum: signal.signal(signum, lambda number, frame: stop.set())
                 for signum in (signal.SIGTERM, signal.SIGINT)}

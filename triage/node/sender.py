@@ -1,9 +1,12 @@
 """The sender thread: push each result's DICOM objects to the PACS.
 
-A finished analysis queues a send job (when a PACS is set, ``--pacs``). The ``sender`` thread
-C-STOREs ``dicom/*.dcm`` of its result folder (:mod:`triage.report.folder`) to the PACS,
-recording each acknowledged object in the folder's ``.sent`` ledger, and retries with
-exponential backoff (capped at ``SEND_BACKOFF_CAP_S``) while the PACS is unreachable. A send
+A finished analysis queues a send job (when a PACS is set, ``--pacs`` or ``--pacs-dicomweb``).
+The ``sender`` thread C-STOREs ``dicom/*.dcm`` of its result folder (:mod:`triage.report.folder`)
+to the PACS (:mod:`dicom_node.scu`), or stores them on a DICOMweb server with STOW-RS
+(:mod:`dicom_node.stow`: an HTTP error or an unreachable server counts as an unreachable PACS,
+an instance the server lists as failed as a C-STORE failure status), recording each
+acknowledged object in the folder's ``.sent`` ledger, and retries with exponential backoff
+(capped at ``SEND_BACKOFF_CAP_S``) while the PACS is unreachable. A send
 job is done only when every object was acknowledged; result UIDs are deterministic, so a
 repeated send after a crash is harmless to the PACS. The results of a generation superseded
 before they were sent are not sent; a send under way finishes (the PACS cannot be asked to
@@ -19,8 +22,12 @@ import ssl
 import time
 from pathlib import Path
 
-from dicom_node.scu import SendError, send_files
+from dicom_node.scu import RemoteAE, SendError, SendReport, send_files
+from dicom_node.stow import StowEndpoint, store_files
+from triage.base.errors import InputError
+from triage.node.alerts import unencrypted
 from triage.node.context import NodeContext, run_claimed, run_jobs
+from triage.settings import NodeSettings
 from triage.store.records import Job
 
 log = logging.getLogger("triage.node")
@@ -38,6 +45,15 @@ class Sender:
     def __init__(self, context: NodeContext, tls: ssl.SSLContext | None):
         self._context = context
         self._tls = tls
+
+    @property
+    def remote(self) -> RemoteAE | StowEndpoint | None:
+        return self._context.remote
+
+    @property
+    def over_tls(self) -> bool:
+        """C-STORE over DICOM TLS."""
+        return self._tls is not None
 
     def run(self) -> None:
         run_jobs(self._context, "send", self._send, self._send_failed_in_node)
@@ -80,8 +96,7 @@ class Sender:
                      uid, generation, len(objects), remote)
             return
         try:
-            report = send_files(pending, remote, calling_aet=self._context.settings.ae_title, tls=self._tls,
-                                timeout=SEND_TIMEOUT_S)
+            report = self._deliver(pending)
         except SendError as exc:
             delay = _backoff(job.attempts)
             store.retry_job(job.id, str(exc), delay, claim=job.claim)
@@ -100,6 +115,13 @@ class Sender:
             return
         self._not_all_stored(job, report.failed, len(pending))
 
+    def _deliver(self, paths: list[Path]) -> SendReport:
+        remote = self._context.remote
+        if isinstance(remote, StowEndpoint):
+            return store_files(paths, remote, timeout=SEND_TIMEOUT_S)
+        return send_files(paths, remote, calling_aet=self._context.settings.ae_title, tls=self._tls,
+                          timeout=SEND_TIMEOUT_S)
+
     def _not_all_stored(self, job: Job, failed: list, pending: int) -> None:
         """Retry a send that the PACS did not store whole, or give up after MAX_SEND_REFUSALS
         sends it answered with failure statuses."""
@@ -115,6 +137,38 @@ class Sender:
             self._context.store.fail_job(job.id, reason, claim=job.claim)
             log.error("PACS %s refused objects of series %s generation %d %d times, given up: %s",
                       remote, uid, generation, job.attempts, reason)
+
+
+def destination(s: NodeSettings) -> RemoteAE | StowEndpoint | None:
+    """Where the results of ``s`` go: the PACS of ``pacs`` (C-STORE), the DICOMweb server of
+    ``pacs_dicomweb`` (STOW-RS), or nowhere (None); InputError with one line when a setting is
+    malformed or both are set."""
+    if s.pacs and s.pacs_dicomweb:
+        raise InputError("--pacs and --pacs-dicomweb are both set: results go to one PACS, by C-STORE "
+                         "or by STOW-RS; set one of them")
+    if (s.pacs_dicomweb_password_file or s.pacs_dicomweb_ca) and not s.pacs_dicomweb:
+        raise InputError("--pacs-dicomweb-password-file and --pacs-dicomweb-ca need --pacs-dicomweb")
+    try:
+        if s.pacs_dicomweb:
+            return StowEndpoint.parse(s.pacs_dicomweb, password_file=s.pacs_dicomweb_password_file,
+                                      ca_file=s.pacs_dicomweb_ca)
+        return RemoteAE.parse(s.pacs) if s.pacs else None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def log_destination(remote: RemoteAE | StowEndpoint | None, over_tls: bool, results: Path) -> None:
+    """Say at start-up where results go (``over_tls``: C-STORE over DICOM TLS), with a warning
+    for STOW-RS over plain http beyond this machine."""
+    if isinstance(remote, StowEndpoint):
+        log.info("results go to %s by DICOMweb STOW-RS", remote)
+        if unencrypted((remote.url,)):
+            log.warning("results go to %s by plain http (patient data%s not encrypted; use https)", remote,
+                        " and the password" if remote.auth else "")
+    elif remote:
+        log.info("results go to %s%s", remote, " over DICOM TLS" if over_tls else "")
+    else:
+        log.info("no PACS set (--pacs, --pacs-dicomweb): results are kept in %s", results)
 
 
 def _backoff(attempts: int) -> float:
