@@ -1,8 +1,9 @@
 """The web API and the viewer's pages (FastAPI), over a node's data directory.
 
 Routes (all need a session cookie from ``POST /api/login`` or ``Authorization: Bearer <API
-token>``, except ``GET /healthz``, the login itself, the login page and the static files the
-pages and the API documentation load; a page opened without a session redirects to ``/login?next=<its path>``):
+token>``, except ``GET /healthz``, the login itself, the login page, the static files the
+pages and the API documentation load and a share link's ``/share/{token}...``; a page opened
+without a session redirects to ``/login?next=<its path>``):
 
 - ``POST /api/login`` ``{"username", "password"}`` → 200 and an HttpOnly, SameSite=Strict
   session cookie (``SESSION_HOURS``); 401 on a wrong name or password, 429 after too many
@@ -19,6 +20,16 @@ pages and the API documentation load; a page opened without a session redirects 
   (source-image column, row, slice; within the acquisition matrix and slice count) and
   ``--profile`` (one of :func:`models.profiles.available_profiles`).
 - ``GET /api/audit`` (admin): the audit log, newest first.
+- Share links (:mod:`triage.web.shares`): ``POST /api/studies/{id}/shares`` (admin) ``{"hours":
+  float?, "note": str?}`` → 201, the link with its ``path`` ``/share/<token>`` and ``url`` (the
+  only time the token is shown); ``GET /api/studies/{id}/shares`` (admin): the study's links
+  with ``state`` and ``uses``; ``DELETE /api/studies/{id}/shares/{link}`` (admin): revoked;
+  ``GET /api/audit/shares`` (admin, ``?link=N``, ``?study=ID``): every use, granted or refused.
+  With no login: ``GET /share/{token}`` (the study page in read-only mode),
+  ``GET /share/{token}/study`` (the detail, with ``share: {"expires_at"}``) and the study's
+  pictures under it as under ``/api/studies/{id}``; 404 for an unknown token, 410 for an
+  expired or revoked one (an HTML page for the page, JSON otherwise). Their answers carry
+  ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer``.
 - ``GET /metrics``: Prometheus text (:mod:`triage.web.metrics`); ``GET /docs``: the OpenAPI
   description (``/openapi.json``) in Swagger UI (its files from the ``fastapi-offline``
   package under ``/docs-assets/``: no CDN needed).
@@ -26,7 +37,9 @@ pages and the API documentation load; a page opened without a session redirects 
   ``login.html``) and ``/static/``.
 
 Every request for a study by a user is written to the audit log (``open_study``, once per user
-and study within ``AUDIT_REPEAT_S``), as are logins, failed logins, logouts and re-runs.
+and study within ``AUDIT_REPEAT_S``), as are logins, failed logins, logouts, re-runs and share
+links made and revoked (``share_create``, ``share_revoke``); every request with a share link's
+token to ``share_uses``.
 Research use only.
 """
 

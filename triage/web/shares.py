@@ -154,9 +154,10 @@ def refusal_page(reason: str) -> str:
 </head>
 <body>
 <p class="ruo">Research use only — not for clinical decisions</p>
-<main class="card" id="share-refused">
+<header class="bar"><span class="brand">stroke-triage</span></header>
+<main class="narrow" id="share-refused">
   <h1>Shared study not available</h1>
-  <p class="error" role="alert">{html.escape(reason)}</p>
+  <p class="card error" role="alert">{html.escape(reason)}</p>
 </main>
 <footer>CT perfusion triage software that is not clinically validated and is not a medical device.</footer>
 </body>
