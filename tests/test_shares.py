@@ -87,6 +87,14 @@ def test_only_admins_make_links_and_only_the_hash_is_kept(api, analysed):
     assert [e["target"] for e in audit.json()["entries"]] == [analysed.study_id] * 2
 
 
+def test_the_link_s_url_starts_with_the_public_url_when_there_is_one(analysed, tmp_path):
+    shutil.copytree(analysed.data_dir, tmp_path / "data")
+    with serve_api(tmp_path / "data", public_url="https://triage.hospital.example/") as (url, _, _store):
+        with httpx.Client(base_url=url, timeout=30) as client:
+            link = make_link(client, analysed)
+    assert link["url"] == "https://triage.hospital.example" + link["path"]
+
+
 def test_a_link_reads_its_study_and_nothing_else(api, analysed):
     client, data_dir = api
     token = token_of(make_link(client, analysed))

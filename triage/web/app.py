@@ -105,12 +105,14 @@ class NewShare(BaseModel):
 
 
 def create_app(data_dir: Path, store: JobStore, *,
-               reprocess: Callable[[str, dict], int | None] | None = None) -> FastAPI:
+               reprocess: Callable[[str, dict], int | None] | None = None, public_url: str = "") -> FastAPI:
     """The application over ``data_dir`` (``triage.db``, ``results/``) and its job store.
 
     ``reprocess(series_uid, options)`` queues a re-run and returns its generation (None when
     the series cannot be re-run now); by default :meth:`JobStore.reprocess` (the node passes
     its own, which also stops the older generation's running analysis and wakes a worker).
+    ``public_url`` is the base of the share links' ``url`` (default: the request's own base URL,
+    which behind a reverse proxy may not be the one the recipient can reach).
     """
     data_dir = Path(data_dir)
     shared = _Shared(store, Accounts(store), Studies(store, data_dir / "results"), Shares(store))
@@ -124,7 +126,7 @@ def create_app(data_dir: Path, store: JobStore, *,
     _add_session_routes(app, shared)
     _add_study_routes(app, shared)
     _add_admin_routes(app, shared, reprocess)
-    _add_share_routes(app, shared)
+    _add_share_routes(app, shared, public_url.rstrip("/"))
     _add_monitoring_routes(app, shared)
     _add_page_routes(app, shared)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
@@ -367,7 +369,7 @@ def _add_admin_routes(app: FastAPI, shared: _Shared, reprocess: Callable[[str, d
         return {"entries": accounts.audit_log(min(max(limit, 1), 10000), action)}
 
 
-def _add_share_routes(app: FastAPI, shared: _Shared) -> None:
+def _add_share_routes(app: FastAPI, shared: _Shared, public_url: str) -> None:
     """The admins' ``/api/studies/{id}/shares`` and ``/api/audit/shares``; the share links'
     own ``/share/{token}`` (page) and ``/share/{token}/study...`` (reads), with no login."""
     shares = shared.shares
@@ -385,7 +387,7 @@ def _add_share_routes(app: FastAPI, shared: _Shared) -> None:
         shared.accounts.audit(current.username, "share_create", target=study_id, client=_client(request),
                               detail=json.dumps({"link": link["id"], "hours": body.hours, "note": link["note"]}))
         path = SHARE_PREFIX + token
-        return {**link, "path": path, "url": str(request.base_url).rstrip("/") + path}
+        return {**link, "path": path, "url": (public_url or str(request.base_url).rstrip("/")) + path}
 
     @app.get("/api/studies/{study_id}/shares")
     def list_shares(study_id: str, request: Request, current: User = Depends(shared.admin)) -> dict:
