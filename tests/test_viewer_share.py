@@ -3,7 +3,8 @@ API served by a real uvicorn over a data directory with a phantom series analyse
 analyze`` (:mod:`tests.support.webdata`): an admin makes a link on the study page and copies
 it; a browser that never signed in opens it and sees that study's maps and volumes, marked as
 a shared read-only view with its expiry, with no admin control; after the admin revokes the
-link on the page, the same browser is refused. Screenshots go to ``tests/artifacts/``.
+link on the page, the same browser is refused; an open shared page takes the study off the
+screen when its link expires. Screenshots go to ``tests/artifacts/``.
 """
 
 from __future__ import annotations
@@ -88,3 +89,19 @@ def test_a_consultant_opens_a_share_link_without_signing_in_until_it_is_revoked(
     assert refused.inner_text(".ruo") == RESEARCH_LINE
     screenshot(refused, "workstation-share-refused")
     assert admin.errors == []
+
+
+def test_a_shared_page_takes_the_study_off_the_screen_when_its_link_expires(site, browser):
+    """A link made (through the API) for 18 s: the open page shows the maps, then, at the
+    expiry, hides them and says the link has expired; opened again it is refused."""
+    admin = admin_study_page(browser, site)
+    made = admin.request.post(f"{site['base']}/api/studies/{site['data'].study_id}/shares", data={"hours": 0.005})
+    assert made.status == 201
+    consultant = new_page(browser, WORKSTATION)
+    assert consultant.goto(site["base"] + made.json()["path"]).status == 200
+    consultant.wait_for_function(ALL_MAPS_SHOWN)
+    consultant.wait_for_selector("#share-banner:text('has expired')", timeout=60_000)
+    assert not consultant.locator("#viewer").is_visible() and not consultant.locator("#summary").is_visible()
+    answer = consultant.reload()
+    assert answer.status == 410 and "has expired" in consultant.inner_text("#share-refused")
+    assert consultant.errors == [] and admin.errors == []

@@ -138,13 +138,23 @@ function renderViewer(study) {
   $("viewer").hidden = false;
 }
 
+let expiryTimer = null;
+
+/** A share link's page: say so and until when; at its expiry take the study off the screen. */
+function renderShare(share) {
+  $("share-banner").textContent = "Shared read-only view of this one study, for research use only. "
+    + `The link expires ${formatTime(share.expires_at)}.`;
+  $("share-banner").hidden = false;
+  if (expiryTimer !== null) return;
+  expiryTimer = setTimeout(() => {
+    for (const part of ["viewer", "summary", "curves"]) $(part).hidden = true;
+    $("share-banner").textContent = "This share link has expired: ask the sender for a new one.";
+  }, Math.max(0, share.expires_at * 1000 - Date.now()));
+}
+
 function render(study) {
   renderHead(study);
-  if (study.share) {
-    $("share-banner").textContent = "Shared read-only view of this one study, for research use only. "
-      + `The link expires ${formatTime(study.share.expires_at)}.`;
-    $("share-banner").hidden = false;
-  }
+  if (study.share) renderShare(study.share);
   const text = JSON.stringify(study.result);
   if (!study.result || text === shownResult) return;
   shownResult = text;
