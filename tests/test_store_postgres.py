@@ -6,6 +6,7 @@ Two :class:`JobStore` objects on one database have a connection each: they stand
 processes. The claim tests run on SQLite too: its file can be shared by processes as well.
 """
 
+import hashlib
 import threading
 import time
 import uuid
@@ -24,8 +25,10 @@ from triage.store.jobs import JobStore
 from triage.store.metrics import MetricsQueries
 from triage.store.outbox import OUTBOX_LEASE_S, OutboxMessage, OutboxStore
 from triage.store.postgres import placeholders, postgres_ddl
+from triage.store.shares import ShareStore
 from triage.store.schema import SCHEMA
 from triage.store.studies import StudyQueries
+from triage.web.shares import ShareRefused, Shares
 
 
 @pytest.fixture
@@ -266,6 +269,47 @@ def test_accounts_metrics_and_studies_on_both_backends(store):
     (study,) = StudyQueries(store).series_rows()
     assert (study["series_uid"], study["job_state"], study["result_generation"], study["result_at"]) == (
         "1.2.3.4", "done", 1, job.updated_at + 20.0)
+
+
+def test_share_links_and_their_uses_on_both_backends(stores):
+    """A link made through one process is checked, revoked and audited through another; an
+    expired one is refused; only the token's hash is stored."""
+    first, second = Shares(stores[0]), Shares(stores[1])
+    token, link = first.create("study-1", "ana", hours=2.0, note="Dr B")
+    grant = second.check(token, "10.0.0.7", "page")
+    assert (grant.link_id, grant.study_id, grant.expires_at) == (link["id"], "study-1", link["expires_at"])
+    second.record(grant, "10.0.0.7", "page")
+    second.record(grant, "10.0.0.7", "study/maps/cbf/1.png")
+    (listed,) = first.links("study-1")
+    assert (listed["state"], listed["note"], listed["uses"], "token_hash" in listed) == ("active", "Dr B", 2, False)
+    assert first.links("study-2") == [] and first.link(link["id"], "study-2") is None
+    with pytest.raises(ShareRefused) as unknown:
+        second.check(token[:-1] + ("A" if token[-1] != "A" else "B"), "10.0.0.8", "study")
+    assert (unknown.value.outcome, unknown.value.status) == ("unknown", 404)
+
+    revoked = first.revoke(first.link(link["id"], "study-1"), "ana")
+    assert (revoked["state"], revoked["revoked_by"]) == ("revoked", "ana")
+    assert first.revoke(revoked, "bob")["revoked_by"] == "ana"  # revoked once
+    with pytest.raises(ShareRefused) as refused:
+        second.check(token, "10.0.0.7", "study")
+    assert (refused.value.outcome, refused.value.status) == ("revoked", 410)
+
+    old = "old-token-" + "x" * 30
+    tables = ShareStore(stores[0])
+    expired = tables.add_link(hashlib.sha256(old.encode()).hexdigest(), "study-1", "ana", 1.0, time.time() - 1, None)
+    with pytest.raises(ShareRefused) as late:
+        second.check(old, "10.0.0.9", "page")
+    assert (late.value.outcome, late.value.status, first.link(expired["id"], "study-1")["state"]) == (
+        "expired", 410, "expired")
+    uses = first.uses(10)
+    assert [(u["link_id"], u["client"], u["what"], u["outcome"]) for u in uses] == [
+        (expired["id"], "10.0.0.9", "page", "expired"), (link["id"], "10.0.0.7", "study", "revoked"),
+        (None, "10.0.0.8", "study", "unknown"), (link["id"], "10.0.0.7", "study/maps/cbf/1.png", "read"),
+        (link["id"], "10.0.0.7", "page", "read")]
+    assert [u["outcome"] for u in first.uses(10, link_id=link["id"])] == ["revoked", "read", "read"]
+    assert len(first.uses(10, study_id="study-1")) == 4 and len(first.uses(2)) == 2
+    stored = tables.link_by_hash(hashlib.sha256(token.encode()).hexdigest())
+    assert stored[0] != token and stored[1]["id"] == link["id"]
 
 
 # PostgreSQL's translation, schema, connection and errors

@@ -28,24 +28,17 @@ import pytest
 
 from sample_data.phantom import make_phantom, write_dicom
 from tests.support import peers
+from tests.support.browser import (PHONE, RESEARCH_LINE, WORKSTATION, browser, need_chromium,  # noqa: F401 (fixture)
+                                   new_page, playwright_api, screenshot, watched)
 from tests.support.node import NodeProcess
 from tests.support.webdata import SMALL, VIEWER, make_analysed_data, serve_api
 from triage.base.names import safe_name
 from triage.cli import main as triage_main
 from triage.store.jobs import JobStore
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 ADMIN = ("lead", "lead-password-1")  # made with ``triage user add``
-RESEARCH_LINE = "Research use only — not for clinical decisions"
-WORKSTATION = {"viewport": {"width": 1920, "height": 1080}}
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
-         "device_scale_factor": 2}
 MAPS = ("cbf", "cbv", "mtt", "tmax")
 
 
@@ -61,35 +54,12 @@ def add_admin(data_dir: Path) -> None:
 def site(tmp_path_factory):
     """The API over an analysed data directory: {"base": its URL, "data": AnalysedData,
     "result": generation 1's result.json}."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is missing: run scripts/setup.sh (apt-get install chromium)")
+    need_chromium()
     data = make_analysed_data(tmp_path_factory.mktemp("viewer"))
     add_admin(data.data_dir)
     result = json.loads((data.result_dir(1) / "result.json").read_text())
     with serve_api(data.data_dir) as (base, _app, _store):
         yield {"base": base, "data": data, "result": result}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def watched(page):
-    """``page`` with its uncaught JavaScript errors collected in ``page.errors``."""
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    return page
-
-
-def new_page(browser, device: dict):
-    """A page of a fresh browser context (no cookies)."""
-    return watched(browser.new_context(**device).new_page())
 
 
 def sign_in(page, site, user=ADMIN, path="/"):
@@ -106,11 +76,6 @@ def open_study(page, site):
     page.wait_for_selector("#viewer:not([hidden])")
     page.wait_for_function("""() => [...document.querySelectorAll('.map:not([hidden]) img')]
                               .every(image => image.complete && image.naturalWidth > 0)""")
-
-
-def screenshot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def ml(value) -> str:
@@ -132,7 +97,9 @@ def no_horizontal_overflow(page) -> bool:
 
 
 def click_pixel(page, x: int, y: int, name="cbf") -> None:
-    """Click the middle of acquisition pixel (x, y) of map ``name`` as displayed (CSS-scaled)."""
+    """Click the middle of acquisition pixel (x, y) of map ``name`` as displayed (CSS-scaled),
+    once its slice has loaded."""
+    page.wait_for_function(f"document.querySelector('.map[data-map={name}] .map-image').naturalWidth > 0")
     box = page.locator(f".map[data-map={name}] .map-image").bounding_box()
     columns, rows = page.evaluate(f"""(() => {{ const i = document.querySelector(
         '.map[data-map={name}] .map-image'); return [i.naturalWidth, i.naturalHeight]; }})()""")

@@ -171,7 +171,8 @@ class AlertSettings:
     alert_fhir : also send each alert as a FHIR R4 DiagnosticReport (``application/fhir+json``)
     alert_expiry_hours : an alert not delivered after this many hours is given up (logged)
     public_url : base URL of the viewer in the alerts' links (default
-        ``http://127.0.0.1:<http_port>``; with neither, the alerts have no links)
+        ``http://127.0.0.1:<http_port>``; with neither, the alerts have no links) and in the
+        share links the web API makes (default: the base URL the admin's request came to)
     """
 
     webhook: tuple[str, ...] = ()

@@ -86,11 +86,11 @@ def make_analysed_data(root: Path, config: PhantomConfig = SMALL) -> AnalysedDat
 
 
 @contextmanager
-def serve_api(data_dir: Path):
-    """The API over ``data_dir`` on a free 127.0.0.1 port, in a thread of this process; yields
-    ``(base_url, app, store)``."""
+def serve_api(data_dir: Path, **options):
+    """The API over ``data_dir`` (and :func:`~triage.web.app.create_app`'s keyword ``options``)
+    on a free 127.0.0.1 port, in a thread of this process; yields ``(base_url, app, store)``."""
     store = JobStore(data_dir / "triage.db")
-    app = create_app(data_dir, store)
+    app = create_app(data_dir, store, **options)
     server = WebServer(app, "127.0.0.1", peers.free_port())
     server.start()
     try:

@@ -87,6 +87,7 @@ class Node:
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._alert_config = alert_config(settings.alerts, http_port=self.settings.http_port)  # None without --webhook
+        self._public_url = settings.alerts.public_url  # the share links' base
         self._alerts: AlertComposer | None = None
         self._runner: AnalysisRunner | None = None
         self._monitor: CompletionMonitor | None = None
@@ -220,8 +221,8 @@ class Node:
         from triage.web.server import WebServer
 
         s = self.settings
-        self.web = WebServer(create_app(self.data_dir, self.store, reprocess=self.reprocess),
-                             s.http_address, s.http_port)
+        self.web = WebServer(create_app(self.data_dir, self.store, reprocess=self.reprocess,
+                                        public_url=self._public_url), s.http_address, s.http_port)
         self.web.start()
         log.info("web API and viewer on http://%s:%d/ (users: triage user add NAME --role viewer|admin)",
                  s.http_address, s.http_port)

@@ -16,6 +16,8 @@ package, written once for both.
   delivery (:mod:`triage.node.delivery`);
 - :mod:`triage.store.accounts`: the web API's tables ``users``, ``api_tokens``, ``sessions`` and
   ``audit`` (:mod:`triage.web.accounts`);
+- :mod:`triage.store.shares`: the web API's share links and their uses, ``share_links`` and
+  ``share_uses`` (:mod:`triage.web.shares`);
 - :mod:`triage.store.studies` and :mod:`triage.store.metrics`: the web API's read-only views
   of the node's tables (:mod:`triage.web.studies`, :mod:`triage.web.metrics`).
 

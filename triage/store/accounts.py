@@ -13,7 +13,8 @@ Tables (created when :class:`AccountStore` is first made on a database)
     and ``expires_at``.
 ``audit``
     ``at``, ``username`` (the name given, for a failed login), ``action`` (``login``,
-    ``login_failed``, ``logout``, ``open_study``, ``reprocess``), ``target`` (a study id), the
+    ``login_failed``, ``logout``, ``open_study``, ``reprocess``, ``share_create``,
+    ``share_revoke``), ``target`` (a study id), the
     client address and a ``detail`` text. No patient information is written.
 
 The hashing, the checks and the rules (roles, throttling, session length) are

@@ -1,8 +1,9 @@
 """The web API and the viewer's pages (FastAPI), over a node's data directory.
 
 Routes (all need a session cookie from ``POST /api/login`` or ``Authorization: Bearer <API
-token>``, except ``GET /healthz``, the login itself, the login page and the static files the
-pages and the API documentation load; a page opened without a session redirects to ``/login?next=<its path>``):
+token>``, except ``GET /healthz``, the login itself, the login page, the static files the
+pages and the API documentation load and a share link's ``/share/{token}...``; a page opened
+without a session redirects to ``/login?next=<its path>``):
 
 - ``POST /api/login`` ``{"username", "password"}`` → 200 and an HttpOnly, SameSite=Strict
   session cookie (``SESSION_HOURS``); 401 on a wrong name or password, 429 after too many
@@ -19,6 +20,16 @@ pages and the API documentation load; a page opened without a session redirects 
   (source-image column, row, slice; within the acquisition matrix and slice count) and
   ``--profile`` (one of :func:`models.profiles.available_profiles`).
 - ``GET /api/audit`` (admin): the audit log, newest first.
+- Share links (:mod:`triage.web.shares`): ``POST /api/studies/{id}/shares`` (admin) ``{"hours":
+  float?, "note": str?}`` → 201, the link with its ``path`` ``/share/<token>`` and ``url`` (the
+  only time the token is shown); ``GET /api/studies/{id}/shares`` (admin): the study's links
+  with ``state`` and ``uses``; ``DELETE /api/studies/{id}/shares/{link}`` (admin): revoked;
+  ``GET /api/audit/shares`` (admin, ``?link=N``, ``?study=ID``): every use, granted or refused.
+  With no login: ``GET /share/{token}`` (the study page in read-only mode),
+  ``GET /share/{token}/study`` (the detail, with ``share: {"expires_at"}``) and the study's
+  pictures under it as under ``/api/studies/{id}``; 404 for an unknown token, 410 for an
+  expired or revoked one (an HTML page for the page, JSON otherwise). Their answers carry
+  ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer``.
 - ``GET /metrics``: Prometheus text (:mod:`triage.web.metrics`); ``GET /docs``: the OpenAPI
   description (``/openapi.json``) in Swagger UI (its files from the ``fastapi-offline``
   package under ``/docs-assets/``: no CDN needed).
@@ -26,7 +37,9 @@ pages and the API documentation load; a page opened without a session redirects 
   ``login.html``) and ``/static/``.
 
 Every request for a study by a user is written to the audit log (``open_study``, once per user
-and study within ``AUDIT_REPEAT_S``), as are logins, failed logins, logouts and re-runs.
+and study within ``AUDIT_REPEAT_S``), as are logins, failed logins, logouts, re-runs and share
+links made and revoked (``share_create``, ``share_revoke``); every request with a share link's
+token to ``share_uses``.
 Research use only.
 """
 
@@ -38,6 +51,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -45,7 +59,7 @@ import fastapi_offline
 import pydicom
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -55,6 +69,7 @@ from triage.report.folder import ResultFolder
 from triage.store.jobs import JobStore
 from triage.web import metrics, slices
 from triage.web.accounts import SESSION_HOURS, Accounts, User
+from triage.web.shares import DEFAULT_HOURS, MAX_HOURS, MAX_NOTE_LENGTH, Grant, ShareRefused, Shares, refusal_page
 from triage.web.studies import MAP_NAMES, OVERLAY_NAMES, Studies, Study
 
 log = logging.getLogger("triage.web")
@@ -68,6 +83,8 @@ IMAGE_NAME = re.compile(r"[a-z0-9_]{1,32}")
 REVALIDATE = "private, no-cache"
 PINNED = "private, max-age=86400, immutable"  # a day: see _Shared.result_png
 PNG = "image/png"
+SHARE_PREFIX = "/share/"
+SHARE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 SLICE_LAYERS = {"maps": (MAP_NAMES, slices.map_png), "overlays": (OVERLAY_NAMES, slices.overlay_png)}
 
 
@@ -82,16 +99,23 @@ class Reprocess(BaseModel):
     profile: str | None = Field(default=None, description="threshold profile name")
 
 
+class NewShare(BaseModel):
+    hours: float = Field(default=DEFAULT_HOURS, gt=0, le=MAX_HOURS, description="how long the link lasts, hours")
+    note: str | None = Field(default=None, max_length=MAX_NOTE_LENGTH, description="who the link is for")
+
+
 def create_app(data_dir: Path, store: JobStore, *,
-               reprocess: Callable[[str, dict], int | None] | None = None) -> FastAPI:
+               reprocess: Callable[[str, dict], int | None] | None = None, public_url: str = "") -> FastAPI:
     """The application over ``data_dir`` (``triage.db``, ``results/``) and its job store.
 
     ``reprocess(series_uid, options)`` queues a re-run and returns its generation (None when
     the series cannot be re-run now); by default :meth:`JobStore.reprocess` (the node passes
     its own, which also stops the older generation's running analysis and wakes a worker).
+    ``public_url`` is the base of the share links' ``url`` (default: the request's own base URL,
+    which behind a reverse proxy may not be the one the recipient can reach).
     """
     data_dir = Path(data_dir)
-    shared = _Shared(store, Accounts(store), Studies(store, data_dir / "results"))
+    shared = _Shared(store, Accounts(store), Studies(store, data_dir / "results"), Shares(store))
     if reprocess is None:
         def reprocess(series_uid: str, options: dict) -> int | None:
             started = store.reprocess(series_uid, options)
@@ -102,6 +126,7 @@ def create_app(data_dir: Path, store: JobStore, *,
     _add_session_routes(app, shared)
     _add_study_routes(app, shared)
     _add_admin_routes(app, shared, reprocess)
+    _add_share_routes(app, shared, public_url.rstrip("/"))
     _add_monitoring_routes(app, shared)
     _add_page_routes(app, shared)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
@@ -110,12 +135,13 @@ def create_app(data_dir: Path, store: JobStore, *,
 
 
 class _Shared:
-    """What the routes share: the job store, the accounts, the studies and the in-memory record
-    of recent study opens; the authentication dependencies (:meth:`user`, :meth:`admin`), the
-    audited study lookup and the cached PNG responses."""
+    """What the routes share: the job store, the accounts, the studies, the share links and the
+    in-memory record of recent study opens; the authentication dependencies (:meth:`user`,
+    :meth:`admin`), the audited study lookups (:meth:`user_reading`, :meth:`link_reading`) and
+    the cached PNG responses."""
 
-    def __init__(self, store: JobStore, accounts: Accounts, studies: Studies):
-        self.store, self.accounts, self.studies = store, accounts, studies
+    def __init__(self, store: JobStore, accounts: Accounts, studies: Studies, shares: Shares):
+        self.store, self.accounts, self.studies, self.shares = store, accounts, studies, shares
         self.opened = _RecentOpens()
 
     def credentials(self, request: Request) -> User | None:
@@ -150,6 +176,26 @@ class _Shared:
             self.accounts.audit(current.username, "open_study", target=study_id, client=_client(request))
         return study
 
+    def user_reading(self) -> Callable[..., Reading]:
+        """The dependency giving the logged-in user's :class:`Reading` of the path's ``{study_id}``."""
+        def reading(study_id: str, request: Request, current: User = Depends(self.user)) -> Reading:
+            return Reading(self.study_for(study_id, request, current))
+        return reading
+
+    def link_reading(self, request: Request, token: str) -> Reading:
+        """The :class:`Reading` a share link's ``token`` grants, its use recorded (404 or 410
+        when it grants nothing)."""
+        client, what = _client(request), _share_what(request, token)
+        try:
+            grant = self.shares.check(token, client, what)
+        except ShareRefused as refused:
+            raise HTTPException(refused.status, str(refused)) from None
+        study = self.studies.get(grant.study_id)
+        self.shares.record(grant, client, what, "read" if study else "gone")
+        if study is None:
+            raise HTTPException(404, str(ShareRefused("gone")))
+        return Reading(study, grant)
+
     def result_folder(self, study: Study, generation: int | None) -> tuple[ResultFolder, int]:
         """The result folder of the shown generation (or of ``generation``) and its number; 404
         when there is no such result."""
@@ -162,16 +208,32 @@ class _Shared:
             raise HTTPException(404, f"no result of generation {generation}")
         return folder, generation
 
-    def result_png(self, study_id: str, request: Request, current: User, generation: int | None, what: str,
+    def result_png(self, study: Study, request: Request, generation: int | None, what: str,
                    render: Callable[[ResultFolder], bytes]) -> Response:
         """``render(result folder)`` of the study's shown generation (or ``generation``)."""
-        folder, number = self.result_folder(self.study_for(study_id, request, current), generation)
+        folder, number = self.result_folder(study, generation)
         try:  # a series sent again after retention removed it starts again at generation 1
             written = folder.result_json.stat().st_mtime_ns
         except OSError:
             raise HTTPException(404, "the result was removed") from None
-        return _cached(request, f"{study_id}/{number}/{written}/{what}", generation is not None, PNG,
+        return _cached(request, f"{study.id}/{number}/{written}/{what}", generation is not None, PNG,
                        lambda: render(folder))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A study as one request may read it: by a logged-in user (``grant`` None) or through a
+    share link (``grant``: the link's id and expiry)."""
+
+    study: Study
+    grant: Grant | None = None
+
+    def detail(self) -> dict:
+        """The study's detail; through a share link with ``share``: ``{"expires_at"}``."""
+        detail = self.study.detail()
+        if self.grant is not None:
+            detail["share"] = {"expires_at": self.grant.expires_at}
+        return detail
 
 
 def _add_session_routes(app: FastAPI, shared: _Shared) -> None:
@@ -230,40 +292,46 @@ def _add_study_routes(app: FastAPI, shared: _Shared) -> None:
     def study_list(current: User = Depends(shared.user)) -> dict:
         return {"studies": [study.summary() for study in shared.studies.all()]}
 
-    @app.get("/api/studies/{study_id}")
-    def study_detail(study_id: str, request: Request, current: User = Depends(shared.user)) -> dict:
-        return shared.study_for(study_id, request, current).detail()
+    _add_study_reads(app, shared, "/api/studies/{study_id}", shared.user_reading())
 
-    @app.get("/api/studies/{study_id}/maps/{name}/colorbar.png", response_class=Response)
-    def colorbar(study_id: str, name: str, request: Request, current: User = Depends(shared.user)) -> Response:
-        shared.study_for(study_id, request, current)
+
+def _add_study_reads(app: FastAPI, shared: _Shared, prefix: str, reading: Callable[..., Reading]) -> None:
+    """``GET prefix`` (the study's detail) and the study's pictures under ``prefix``, of the
+    study the dependency ``reading`` gives (a logged-in user's, or a share link's)."""
+
+    @app.get(prefix)
+    def study_detail(found: Reading = Depends(reading)) -> dict:
+        return found.detail()
+
+    @app.get(prefix + "/maps/{name}/colorbar.png", response_class=Response)
+    def colorbar(name: str, request: Request, found: Reading = Depends(reading)) -> Response:
         _known(name, MAP_NAMES, "map")
         return _cached(request, f"colorbar/{name}/{__version__}", False, PNG, lambda: slices.colorbar_png(name))
 
-    @app.get("/api/studies/{study_id}/{layer}/{name}/{z}.png", response_class=Response)
-    def slice_picture(study_id: str, layer: str, name: str, z: str, request: Request,
-                      generation: int | None = None, current: User = Depends(shared.user)) -> Response:
+    @app.get(prefix + "/{layer}/{name}/{z}.png", response_class=Response)
+    def slice_picture(layer: str, name: str, z: str, request: Request, generation: int | None = None,
+                      found: Reading = Depends(reading)) -> Response:
         """Slice ``z`` of map ``name`` (layer ``maps``: cbf, cbv, mtt, tmax) or of mask ``name``
         (layer ``overlays``: core, hypoperfusion) on the acquisition grid."""
         if layer not in SLICE_LAYERS or not (z.isascii() and z.isdigit()):
             raise HTTPException(404, "no such slice picture")
         names, render = SLICE_LAYERS[layer]
         _known(name, names, layer[:-1])
-        return shared.result_png(study_id, request, current, generation, f"{layer}/{name}/{int(z)}",
+        return shared.result_png(found.study, request, generation, f"{layer}/{name}/{int(z)}",
                                  lambda folder: render(folder, name, int(z)))
 
-    @app.get("/api/studies/{study_id}/summary.png", response_class=Response)
-    def summary_picture(study_id: str, request: Request, generation: int | None = None,
-                        current: User = Depends(shared.user)) -> Response:
-        return shared.result_png(study_id, request, current, generation, "summary",
+    @app.get(prefix + "/summary.png", response_class=Response)
+    def summary_picture(request: Request, generation: int | None = None,
+                        found: Reading = Depends(reading)) -> Response:
+        return shared.result_png(found.study, request, generation, "summary",
                                  lambda folder: folder.summary_png.read_bytes())
 
-    @app.get("/api/studies/{study_id}/images/{name}.png", response_class=Response)
-    def result_picture(study_id: str, name: str, request: Request, generation: int | None = None,
-                       current: User = Depends(shared.user)) -> Response:
+    @app.get(prefix + "/images/{name}.png", response_class=Response)
+    def result_picture(name: str, request: Request, generation: int | None = None,
+                       found: Reading = Depends(reading)) -> Response:
         if not IMAGE_NAME.fullmatch(name):
             raise HTTPException(404, "no such picture")
-        return shared.result_png(study_id, request, current, generation, f"image/{name}",
+        return shared.result_png(found.study, request, generation, f"image/{name}",
                                  lambda folder: folder.image(name).read_bytes())
 
 
@@ -299,6 +367,64 @@ def _add_admin_routes(app: FastAPI, shared: _Shared, reprocess: Callable[[str, d
     @app.get("/api/audit")
     def audit(limit: int = 500, action: str | None = None, current: User = Depends(shared.admin)) -> dict:
         return {"entries": accounts.audit_log(min(max(limit, 1), 10000), action)}
+
+
+def _add_share_routes(app: FastAPI, shared: _Shared, public_url: str) -> None:
+    """The admins' ``/api/studies/{id}/shares`` and ``/api/audit/shares``; the share links'
+    own ``/share/{token}`` (page) and ``/share/{token}/study...`` (reads), with no login."""
+    shares = shared.shares
+
+    def link_of(study_id: str, link_id: int) -> dict:
+        link = shares.link(link_id, study_id)
+        if link is None:
+            raise HTTPException(404, f"study {study_id} has no share link {link_id}")
+        return link
+
+    @app.post("/api/studies/{study_id}/shares", status_code=201)
+    def create_share(study_id: str, body: NewShare, request: Request, current: User = Depends(shared.admin)) -> dict:
+        shared.study_for(study_id, request, current)
+        token, link = shares.create(study_id, current.username, body.hours, body.note)
+        shared.accounts.audit(current.username, "share_create", target=study_id, client=_client(request),
+                              detail=json.dumps({"link": link["id"], "hours": body.hours, "note": link["note"]}))
+        path = SHARE_PREFIX + token
+        return {**link, "path": path, "url": (public_url or str(request.base_url).rstrip("/")) + path}
+
+    @app.get("/api/studies/{study_id}/shares")
+    def list_shares(study_id: str, request: Request, current: User = Depends(shared.admin)) -> dict:
+        shared.study_for(study_id, request, current)
+        return {"links": shares.links(study_id)}
+
+    @app.delete("/api/studies/{study_id}/shares/{link_id}")
+    def revoke_share(study_id: str, link_id: int, request: Request, current: User = Depends(shared.admin)) -> dict:
+        link = link_of(study_id, link_id)
+        if link["state"] == "revoked":
+            return link
+        shared.accounts.audit(current.username, "share_revoke", target=study_id, client=_client(request),
+                              detail=json.dumps({"link": link_id}))
+        return shares.revoke(link, current.username)
+
+    @app.get("/api/audit/shares")
+    def share_uses(limit: int = 500, link: int | None = None, study: str | None = None,
+                   current: User = Depends(shared.admin)) -> dict:
+        return {"uses": shares.uses(min(max(limit, 1), 10000), link, study)}
+
+    @app.get(SHARE_PREFIX + "{token}", include_in_schema=False)
+    def shared_page(token: str, request: Request) -> Response:
+        try:
+            shared.link_reading(request, token)
+        except HTTPException as refused:
+            return HTMLResponse(refusal_page(refused.detail), status_code=refused.status_code)
+        return _page("study.html")
+
+    _add_study_reads(app, shared, SHARE_PREFIX + "{token}/study", shared.link_reading)
+
+    @app.middleware("http")
+    async def share_headers(request: Request, call_next) -> Response:
+        """Nothing of a share link's requests cached, nor its URL sent on as a referrer."""
+        response = await call_next(request)
+        if request.url.path.startswith(SHARE_PREFIX):
+            response.headers.update(SHARE_HEADERS)
+        return response
 
 
 def _add_monitoring_routes(app: FastAPI, shared: _Shared) -> None:
@@ -369,6 +495,13 @@ def _known(name: str, names: tuple[str, ...], kind: str) -> None:
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
+
+
+def _share_what(request: Request, token: str) -> str:
+    """What a share link's request reads: its path after the token (``page`` for the page
+    itself) and its query; never the token."""
+    rest = request.scope["path"][len(SHARE_PREFIX) + len(token):].lstrip("/") or "page"
+    return f"{rest}?{request.url.query}" if request.url.query else rest
 
 
 def _check_aif(aif: list[int], studies: Studies, study: Study) -> None:

@@ -27,15 +27,18 @@ function bound(value) {
 export class MapViewer {
   /**
    * Panels for `study` (the GET /api/studies/{id} document) in `container`, showing the
-   * images of the study's shown generation (URLs naming it are cached for good);
-   * `onPick(x, y, z)` is called when a pixel is picked while picking is armed.
+   * images of the study's shown generation (URLs naming it are cached for good) from the
+   * study's API URL `base`; `onPick(x, y, z)` is called when a pixel is picked while picking
+   * is armed; `prefetch` false fetches no neighbouring slices ahead (a share link's images
+   * are not cached).
    */
-  constructor(container, study, { onPick }) {
+  constructor(container, study, { onPick, base, prefetch = true }) {
     this.container = container;
     this.study = study;
     this.generation = study.generation;
     this.onPick = onPick;
-    this.base = `/api/studies/${encodeURIComponent(study.id)}`;
+    this.base = base;
+    this.prefetch = prefetch;
     const [rows, columns] = study.matrix;
     this.rows = rows;
     this.columns = columns;
@@ -104,7 +107,7 @@ export class MapViewer {
       panel.image.alt = `${TITLES[panel.name]} map, slice ${this.z}`;
       for (const [overlay, image] of Object.entries(panel.overlays)) image.src = urls[overlay];
       this.drawMarks(panel.marks);
-      if (panel.figure.hidden) continue;
+      if (panel.figure.hidden || !this.prefetch) continue;
       for (const near of [this.z - 1, this.z + 1].filter((n) => n >= 0 && n < this.slices)) {
         for (const url of Object.values(this.urls(panel, near))) new Image().src = url;
       }

@@ -1,9 +1,12 @@
 // Study page (/studies/{id}): the result of one analysed series from GET /api/studies/{id}
 // (volumes, imaging criteria, quality), its maps in a slice viewer and its AIF/VOF curves; for
-// admins, re-running the analysis with the AIF at a clicked pixel (POST .../reprocess).
+// admins, re-running the analysis with the AIF at a clicked pixel (POST .../reprocess) and
+// share links. Opened from a share link (/share/{token}) it is a read-only view of that study
+// (GET /share/{token}/study...), without sign-in, saying so and until when.
 
-import { api, decisionBadge, el, formatMl, formatRatio, qualityChip, signedInUser } from "./common.js";
+import { api, decisionBadge, el, formatMl, formatRatio, formatTime, qualityChip, signedInUser } from "./common.js";
 import { plotCurves } from "./curves.js";
+import { initSharePanel } from "./share.js";
 import { MapViewer } from "./slices.js";
 
 const POLL_MS = 3000;
@@ -18,8 +21,9 @@ const NO_RESULT = {
   failed: "The analysis failed; there is no result.",
 };
 
-const id = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
-const url = `/api/studies/${encodeURIComponent(id)}`;
+const last = location.pathname.replace(/\/+$/, "").split("/").pop();
+const shareToken = location.pathname.startsWith("/share/") ? last : null;
+const url = shareToken ? `/share/${shareToken}/study` : `/api/studies/${encodeURIComponent(decodeURIComponent(last))}`;
 const $ = (elementId) => document.getElementById(elementId);
 
 let me = null;
@@ -121,7 +125,7 @@ function aifSlice(study) {
 function renderViewer(study) {
   const slider = $("slice");
   const keep = viewer ? viewer.z : aifSlice(study);
-  viewer = new MapViewer($("maps"), study, { onPick: confirmAif });
+  viewer = new MapViewer($("maps"), study, { onPick: confirmAif, base: url, prefetch: !shareToken });
   slider.max = String(study.slices - 1);
   viewer.setLayout(document.querySelector("input[name=layout]:checked").value);
   viewer.setOverlay("core", $("show-core").checked);
@@ -134,8 +138,23 @@ function renderViewer(study) {
   $("viewer").hidden = false;
 }
 
+let expiryTimer = null;
+
+/** A share link's page: say so and until when; at its expiry take the study off the screen. */
+function renderShare(share) {
+  $("share-banner").textContent = "Shared read-only view of this one study, for research use only. "
+    + `The link expires ${formatTime(share.expires_at)}.`;
+  $("share-banner").hidden = false;
+  if (expiryTimer !== null) return;
+  expiryTimer = setTimeout(() => {
+    for (const part of ["viewer", "summary", "curves"]) $(part).hidden = true;
+    $("share-banner").textContent = "This share link has expired: ask the sender for a new one.";
+  }, Math.max(0, share.expires_at * 1000 - Date.now()));
+}
+
 function render(study) {
   renderHead(study);
+  if (study.share) renderShare(study.share);
   const text = JSON.stringify(study.result);
   if (!study.result || text === shownResult) return;
   shownResult = text;
@@ -188,7 +207,7 @@ async function poll() {
   } catch (error) {
     $("study-error").textContent = `The study could not be loaded: ${error.message}.`;
     $("study-error").hidden = false;
-    if (error.status === 404) return;
+    if (error.status === 404 || error.status === 410) return;
   }
   if (!study || !SETTLED.has(study.status) || pending) schedule(study?.status);
 }
@@ -266,4 +285,14 @@ function wireControls() {
 }
 
 wireControls();
-signedInUser().then((user) => { me = user; return poll(); }).catch(() => null);
+if (shareToken) {
+  $("all-studies").hidden = true;
+  $("user-area").hidden = true;
+  poll();
+} else {
+  signedInUser().then((user) => {
+    me = user;
+    if (me.role === "admin") initSharePanel(url);
+    return poll();
+  }).catch(() => null);
+}
