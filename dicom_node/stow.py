@@ -39,9 +39,8 @@ from urllib.parse import unquote, urlsplit
 import pydicom
 
 from dicom_node.scu import FileResult, SendableFile, SendError, SendReport, log_files, read_sendable, status_text
-from triage import __version__
 from triage.base.errors import one_line
-from triage.base.http import post
+from triage.base.http import USER_AGENT, post
 
 LOGGER = logging.getLogger("dicom_node.stow")
 MAX_REQUEST_BYTES = 50 * 2**20    # files per STOW-RS request (bytes on disk)
@@ -209,7 +208,7 @@ def _store_batch(batch: list[SendableFile], endpoint: StowEndpoint, timeout: flo
         return outcome
     body, content_type = multipart_body(parts)
     headers = {"Content-Type": content_type, "Accept": "application/dicom+json",
-               "User-Agent": f"stroke-triage/{__version__}"}
+               "User-Agent": USER_AGENT}
     try:
         answer = post(endpoint.url + "/studies", body, headers, timeout=timeout, tls=endpoint.tls,
                       auth=endpoint.auth, max_body=MAX_ANSWER_BYTES)

@@ -13,6 +13,10 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from triage import __version__
+
+USER_AGENT = f"stroke-triage/{__version__}"
+
 
 @dataclass(frozen=True)
 class Answer:
