@@ -18,13 +18,15 @@ from dataclasses import replace
 from email.policy import default as default_policy
 from pathlib import Path
 
+import pydicom
 import pytest
 from PIL import Image
 
+from sample_data.phantom import CASES, make_phantom, write_dicom
 from tests.support import peers
 from tests.support.endpoint import Endpoint
 from tests.support.mailserver import MailServer
-from tests.support.node import ROOT
+from tests.support.node import ROOT, NodeProcess
 from triage.base.errors import InputError
 from triage.base.names import safe_name
 from triage.node.alert_text import STATEMENT
@@ -280,7 +282,7 @@ def test_email_message_encodes_non_ascii_and_falls_back_to_the_thumbnail(tmp_pat
     Image.new("RGB", (240, 381), (0, 200, 0)).save(thumbnail, "PNG")
     document = {"to": ["khoa.dot-quy@benhvien.example"], "from": "triage@benhvien.example",
                 "subject": "Kết quả phân loại đột quỵ: lõi 22,7 mL", "text": "Lõi 22,7 mL\nTỷ lệ ≥ 1,8",
-                "message_id": "<0123abcd@benhvien.example>", "summary_png": str(tmp_path / "removed.png"),
+                "message_id": "<0123abcd@benhvien.example>", "summary_png": [str(tmp_path / "removed.png")],
                 "thumbnail_png_base64": base64.b64encode(thumbnail.getvalue()).decode()}
     raw = email_message(document).as_bytes()
     raw.decode("ascii")  # headers in RFC 2047 words, the text quoted-printable
@@ -356,3 +358,55 @@ def test_bad_channel_settings_stop_serve_with_one_line(tmp_path):
                  "--telegram-api-url", "--email-to", "--email-from", "--smtp-host", "--smtp-port",
                  "--no-smtp-starttls", "--smtp-user", "--smtp-password-file"):
         assert flag in help_text
+
+
+# The node end to end
+
+def test_serve_announces_a_result_on_every_channel(tmp_path, monkeypatch):
+    """``triage serve`` with Slack, Teams, Telegram and e-mail (STARTTLS, login) configured by
+    flags: a phantom study sent with DCMTK storescu is announced once on each, with the volumes
+    of its result.json and the summary picture it wrote; no token or password in the log."""
+    certs = peers.make_certificates(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs["ca.pem"]))  # inherited by the node
+    token, password = tmp_path / "telegram.token", tmp_path / "smtp.password"
+    token.write_text(TOKEN + "\n")
+    password.write_text("mail-password\n")
+    ctp = write_dicom(make_phantom(replace(CASES["mismatch"], matrix=128, n_slices=8, n_frames=25)), tmp_path / "ctp")
+    uid = str(pydicom.dcmread(ctp[0], stop_before_pixels=True).SeriesInstanceUID)
+    with (Endpoint() as slack, Endpoint() as teams, Endpoint() as telegram,
+          MailServer(tls=(certs["server.pem"], certs["server.key"]), login=("triage", "mail-password")) as mail):
+        node = NodeProcess(tmp_path / "node", extra=(
+            "--slack-webhook", slack.url("/services/T000/B000/XXXX"), "--teams-webhook", teams.url("/workflows/x"),
+            "--telegram-bot-token-file", str(token), "--telegram-chat-id", CHAT_ID,
+            "--telegram-api-url", telegram.url(""), "--email-to", "stroke-team@hospital.example",
+            "--email-to", "neuro@hospital.example", "--email-from", "triage@hospital.example",
+            "--smtp-host", "127.0.0.1", "--smtp-port", str(mail.port), "--smtp-user", "triage",
+            "--smtp-password-file", str(password), "--public-url", PUBLIC_URL)).start()
+        try:
+            node.wait_for_log(r"alerts go to email \(smtp://127\.0\.0\.1:\d+, 2 recipient\(s\)\)")
+            run = peers.storescu(node.port, ctp, calling="CT1")
+            assert run.returncode == 0, run.stderr[-2000:]
+            posts = {name: endpoint.wait_for(1, timeout=180, log=node.log)
+                     for name, endpoint in (("slack", slack), ("teams", teams), ("telegram", telegram))}
+            (received,) = mail.wait_for_accepted(1, timeout=180)
+            node.wait_for_log(r"generation 1 finished")
+            time.sleep(1.0)  # room for a duplicate to show up
+        finally:
+            assert node.stop() == 0
+    folder = ResultFolder(node.result_dir(uid, 1))
+    result = folder.read()
+    expected = [f"{result.document[name]:.1f} mL" for name in ("core_ml", "tmax6_ml", "mismatch_ml")]
+    expected.append(f"{PUBLIC_URL}/studies/{safe_name(uid)}")
+    assert all(len(requests) == 1 for requests in posts.values()) and len(mail.mails) == 1
+    texts = {"slack": json.loads(posts["slack"][0].body)["text"],
+             "teams": json.dumps(json.loads(posts["teams"][0].body), ensure_ascii=False),
+             "telegram": json.loads(posts["telegram"][0].body)["text"]}
+    parsed = email.message_from_bytes(received.content, policy=default_policy)
+    texts["email"] = parsed.get_body(("plain",)).get_content()
+    for name, text in texts.items():
+        assert all(value in text for value in expected), name
+    (attachment,) = parsed.iter_attachments()
+    assert Image.open(io.BytesIO(attachment.get_content())).size == Image.open(folder.summary_png).size
+    assert received.over_tls and received.recipients == ["stroke-team@hospital.example", "neuro@hospital.example"]
+    log = node.log()
+    assert TOKEN not in log and "mail-password" not in log and "XXXX" not in log

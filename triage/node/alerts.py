@@ -138,7 +138,7 @@ def result_messages(config: AlertConfig, record: SeriesRecord, generation: int, 
     }
     return _messages(config, record, generation, "result", body, at, patient,
                      lambda key: _fhir().result_report(key, body, result.document, patient),
-                     summary_png=folder.published().summary_png)
+                     summary_png=tuple(dict.fromkeys((folder.summary_png, folder.published().summary_png))))
 
 
 def failure_messages(config: AlertConfig, record: SeriesRecord, generation: int, *, reason: str,
@@ -226,10 +226,11 @@ def _mac(secret: bytes, t: int, body: bytes) -> str:
 
 
 def _messages(config: AlertConfig, record: SeriesRecord, generation: int, kind: str, body: dict,
-              now: float, patient: dict | None, fhir_body, summary_png: Path | None = None) -> list[OutboxMessage]:
+              now: float, patient: dict | None, fhir_body, summary_png: tuple[Path, ...] = ()) -> list[OutboxMessage]:
     """Per URL, the JSON ``body`` with its key (and ``patient`` when given), and with
     ``alert_fhir`` the FHIR document ``fhir_body(key)``; per channel, its payload of ``body``
-    (never with patient details; an e-mail attaches ``summary_png``). Each expires
+    (never with patient details; an e-mail attaches the first of ``summary_png`` that exists
+    when it is sent: the announcement's picture, then the one of the folder in place). Each expires
     ``expiry_s`` after ``now``."""
     targets = []  # (format, address, identity in the key, encode(key) -> bytes)
     for url in config.urls:

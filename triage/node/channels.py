@@ -121,10 +121,10 @@ def read_secret(name: str, path: str) -> str:
     return secret
 
 
-def payload(fmt: str, alert: dict, *, key: str, channels: Channels, summary_png: Path | None) -> bytes:
+def payload(fmt: str, alert: dict, *, key: str, channels: Channels, summary_png: tuple[Path, ...] = ()) -> bytes:
     """The body of the ``fmt`` message of the JSON ``alert`` (with idempotency ``key``);
-    ``summary_png`` is the full summary picture an e-mail attaches if it still exists when
-    it is sent."""
+    ``summary_png`` are the paths where an e-mail looks for the full summary picture when it
+    is sent (the first that exists is attached)."""
     message = chat_message(alert)
     if fmt == "slack":
         document = slack_message(message)
@@ -139,7 +139,7 @@ def payload(fmt: str, alert: dict, *, key: str, channels: Channels, summary_png:
         email = channels.email
         document = {"to": list(email.to), "from": email.sender, "subject": email_subject(message),
                     "text": plain_text(message), "message_id": f"<{key}@{email.sender.rpartition('@')[2]}>",
-                    "summary_png": str(summary_png) if summary_png else None,
+                    "summary_png": [str(path) for path in summary_png],
                     "thumbnail_png_base64": alert.get("thumbnail_png_base64")}
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 

@@ -2,8 +2,8 @@
 
 The document (:func:`triage.node.channels.payload`) becomes a MIME message when it is sent:
 ``multipart/mixed`` with the UTF-8 text (quoted-printable) and the summary picture as a PNG
-attachment, the whole summary if its file still exists then (the result folder may have been
-removed by retention: then the alert's 240 px thumbnail); headers in RFC 2047 encoding where
+attachment, the whole summary if its file exists then (in the result's announcement, else in
+its folder; a folder removed by retention leaves the alert's 240 px thumbnail); headers in RFC 2047 encoding where
 they are not ASCII. Its ``Message-ID`` is derived from the idempotency key, so that a copy sent
 again (after a failed attempt or a restart) is the same message to a mail client.
 
@@ -59,11 +59,11 @@ def send_email(document: dict, email: Email, timeout: float = SMTP_TIMEOUT_S) ->
 
 
 def _picture(document: dict) -> bytes | None:
-    """The summary PNG if its file can be read, else the thumbnail (None: neither)."""
-    if document.get("summary_png"):
+    """The first summary PNG whose file can be read, else the thumbnail (None: neither)."""
+    for path in document.get("summary_png", []):
         try:
-            return Path(document["summary_png"]).read_bytes()
+            return Path(path).read_bytes()
         except OSError:
-            pass
+            continue
     thumbnail = document.get("thumbnail_png_base64")
     return base64.b64decode(thumbnail) if thumbnail else None
