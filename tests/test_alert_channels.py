@@ -30,7 +30,14 @@ from tests.support.node import ROOT, NodeProcess
 from triage.base.errors import InputError
 from triage.base.names import safe_name
 from triage.node.alert_text import STATEMENT
-from triage.node.alerts import SIGNATURE_HEADER, AlertConfig, alert_config, failure_messages, result_messages
+from triage.node.alerts import (
+    SIGNATURE_HEADER,
+    AlertConfig,
+    alert_config,
+    failure_messages,
+    incomplete_messages,
+    result_messages,
+)
 from triage.node.channels import Channels, Email, Telegram, channels_config
 from triage.node.delivery import Deliverer
 from triage.node.smtp import email_message
@@ -126,6 +133,22 @@ def _check_telegram(payload: dict, expected: list[str]) -> None:
     assert "parse_mode" not in payload  # plain text: nothing in it needs escaping
 
 
+def _check_telegram_photo(request, expected: list[str]) -> None:
+    """A sendPhoto form: chat_id, a caption with the title, link and statement, the whole summary PNG."""
+    content_type = request.headers["Content-Type"]
+    assert content_type.startswith("multipart/form-data; boundary=")
+    form = email.message_from_bytes(f"Content-Type: {content_type}\r\n\r\n".encode() + request.body,
+                                    policy=default_policy)
+    parts = {part.get_param("name", header="content-disposition"): part for part in form.iter_parts()}
+    assert set(parts) == {"chat_id", "caption", "photo"}
+    assert parts["chat_id"].get_payload() == CHAT_ID
+    caption = parts["caption"].get_payload(decode=True).decode()
+    assert len(caption) <= 1024 and "core 22.7 mL" in caption and expected[7] in caption and STATEMENT in caption
+    assert parts["photo"].get_filename() == "summary.png"
+    photo = Image.open(io.BytesIO(parts["photo"].get_payload(decode=True)))
+    assert photo.format == "PNG" and photo.size == SUMMARY_SIZE
+
+
 def test_slack_teams_and_telegram_get_their_payloads_after_a_503(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="triage.node.alerts")
     with Endpoint(answers=[503]) as slack, Endpoint(answers=[502]) as teams, Endpoint(answers=[500]) as telegram:
@@ -136,55 +159,70 @@ def test_slack_teams_and_telegram_get_their_payloads_after_a_503(tmp_path, caplo
         try:
             messages = result_messages(_config(channels), _record(), 1, result=_result(), folder=_summary(tmp_path),
                                        at=time.time(), patient={"id": "PAT-7", "name": "DOE^JANE"})
-            assert [m.format for m in messages] == ["slack", "teams", "telegram"] and len({m.key for m in messages}) == 3
+            assert [m.format for m in messages] == ["slack", "teams", "telegram_photo", "telegram"]
+            assert len({m.key for m in messages}) == 4
             store.add_alerts(messages)
             threads = [threading.Thread(target=Deliverer(store, b"", stopping, address, channels).run, daemon=True)
                        for address in channels.addresses()]
             for thread in threads:
                 thread.start()
-            received = {name: endpoint.wait_for(2, timeout=60)
-                        for name, endpoint in (("slack", slack), ("teams", teams), ("telegram", telegram))}
+            received = {name: endpoint.wait_for(count, timeout=60)
+                        for name, endpoint, count in (("slack", slack, 2), ("teams", teams, 2), ("telegram", telegram, 3))}
             outbox = OutboxStore(store)
             deadline = time.monotonic() + 30
             while {r.state for r in outbox.rows()} != {"delivered"} and time.monotonic() < deadline:
                 time.sleep(0.05)
             time.sleep(1.0)  # nothing more is sent once delivered
             assert [(r.format, r.state, r.attempts) for r in outbox.rows()] == [
-                ("slack", "delivered", 2), ("teams", "delivered", 2), ("telegram", "delivered", 2)]
+                ("slack", "delivered", 2), ("teams", "delivered", 2), ("telegram_photo", "delivered", 2),
+                ("telegram", "delivered", 1)]
         finally:
             stopping.set()
             store.close()
     expected = _expected_texts(_result())
-    for name, check in (("slack", _check_slack), ("teams", _check_teams), ("telegram", _check_telegram)):
+    photos = [r for r in received["telegram"] if r.path == f"/bot{TOKEN}/sendPhoto"]
+    received["telegram"] = [r for r in received["telegram"] if r not in photos]
+    # The photo, written first, got the 500; the text went next, the photo again after its backoff.
+    assert [r.status for r in photos] == [500, 200] and [r.status for r in received["telegram"]] == [200]
+    _check_telegram_photo(photos[1], expected)
+    for name, check in (("slack", _check_slack), ("teams", _check_teams)):
         first, second = received[name]
         assert first.status >= 500 and second.status == 200
         assert first.body == second.body and len(received[name]) == 2
-        assert second.headers["Content-Type"] == "application/json; charset=utf-8"
-        assert SIGNATURE_HEADER not in second.headers  # no secret to sign with: these services do not check
-        assert b"PAT-7" not in second.body and b"DOE" not in second.body  # never patient details in a chat
-        check(json.loads(second.body), expected)
+    for name, check in (("slack", _check_slack), ("teams", _check_teams), ("telegram", _check_telegram)):
+        request = received[name][-1]
+        assert request.headers["Content-Type"] == "application/json; charset=utf-8"
+        assert SIGNATURE_HEADER not in request.headers  # no secret to sign with: these services do not check
+        assert b"PAT-7" not in request.body and b"DOE" not in request.body  # never patient details in a chat
+        check(json.loads(request.body), expected)
     assert received["slack"][1].path == "/services/T000/B000/XXXX"
     assert received["teams"][1].path == "/workflows/abc/triggers/x"
-    assert received["telegram"][1].path == f"/bot{TOKEN}/sendMessage"
+    assert received["telegram"][0].path == f"/bot{TOKEN}/sendMessage"
     lines = [r.getMessage() for r in caplog.records if r.name == "triage.node.alerts"]
-    assert sum("not delivered: HTTP 5" in line for line in lines) == 3 and sum("delivered (" in line for line in lines) == 3
+    assert sum("not delivered: HTTP 5" in line for line in lines) == 3 and sum("delivered (" in line for line in lines) == 4
     assert not any(TOKEN in line or "XXXX" in line for line in lines)  # tokens are never logged
 
 
-def test_a_failure_reaches_the_chats_too():
+def test_a_failure_and_an_incomplete_series_reach_the_chats_too():
     channels = Channels(slack="https://hooks.slack.example/s", telegram=Telegram("https://api.telegram.org", "@team", TOKEN))
     messages = failure_messages(_config(channels), _record(), 2, reason="no arterial bolus found", at=2000.0)
     slack, telegram = (json.loads(m.body) for m in messages)
     assert telegram["chat_id"] == "@team" and "no arterial bolus found" in telegram["text"]
     assert "re-analysis 2" in telegram["text"] and STATEMENT in telegram["text"]
     assert slack["blocks"][0]["text"]["text"] == "Stroke triage: analysis failed (re-analysis 2)"
+    missing = "1 of 8 positions lack time points (1 images missing of 192)"
+    messages = incomplete_messages(_config(channels), _record(), 1, missing=missing, quiet_s=30.0, at=2000.0)
+    slack, telegram = (json.loads(m.body) for m in messages)
+    assert f"Missing: {missing}" in telegram["text"] and STATEMENT in telegram["text"]
+    assert slack["blocks"][0]["text"]["text"] == "Stroke triage: CT perfusion series incomplete"
 
 
 # E-mail over SMTP with STARTTLS
 
 def _email(server: MailServer, **changes) -> Email:
     email_channel = Email(to=("stroke-team@hospital.example", "neuro.oncall@hospital.example"),
-                          sender="triage@hospital.example", host="127.0.0.1", port=server.port, starttls=True,
+                          sender="Stroke triage <triage@hospital.example>", host="127.0.0.1", port=server.port,
+                          starttls=True,
                           user="triage", password="mail-password")
     return replace(email_channel, **changes)
 
@@ -233,6 +271,7 @@ def test_email_goes_over_starttls_with_the_summary_attached_after_a_deferral_and
     assert {email.message_from_bytes(m.content)["Message-ID"] for m in server.mails} == {
         f"<{message.key}@hospital.example>"}  # every attempt the same message
     assert parsed["To"] == "stroke-team@hospital.example, neuro.oncall@hospital.example"
+    assert parsed["From"] == "Stroke triage <triage@hospital.example>"
     # (the header is folded after "Subject:"; unfolded, its leading white space is not part of it)
     assert parsed["Subject"].strip() == "Stroke triage result: core 22.7 mL, mismatch 57.4 mL (research use only)"
     text = parsed.get_body(("plain",)).get_content()
@@ -386,8 +425,8 @@ def test_serve_announces_a_result_on_every_channel(tmp_path, monkeypatch):
             node.wait_for_log(r"alerts go to email \(smtp://127\.0\.0\.1:\d+, 2 recipient\(s\)\)")
             run = peers.storescu(node.port, ctp, calling="CT1")
             assert run.returncode == 0, run.stderr[-2000:]
-            posts = {name: endpoint.wait_for(1, timeout=180, log=node.log)
-                     for name, endpoint in (("slack", slack), ("teams", teams), ("telegram", telegram))}
+            posts = {name: endpoint.wait_for(count, timeout=180, log=node.log)
+                     for name, endpoint, count in (("slack", slack, 1), ("teams", teams, 1), ("telegram", telegram, 2))}
             (received,) = mail.wait_for_accepted(1, timeout=180)
             node.wait_for_log(r"generation 1 finished")
             time.sleep(1.0)  # room for a duplicate to show up
@@ -397,7 +436,10 @@ def test_serve_announces_a_result_on_every_channel(tmp_path, monkeypatch):
     result = folder.read()
     expected = [f"{result.document[name]:.1f} mL" for name in ("core_ml", "tmax6_ml", "mismatch_ml")]
     expected.append(f"{PUBLIC_URL}/studies/{safe_name(uid)}")
-    assert all(len(requests) == 1 for requests in posts.values()) and len(mail.mails) == 1
+    assert [len(posts[name]) for name in ("slack", "teams", "telegram")] == [1, 1, 2] and len(mail.mails) == 1
+    photo, text = posts["telegram"]  # the picture first, then the text
+    assert photo.path.endswith("/sendPhoto") and text.path.endswith("/sendMessage")
+    posts["telegram"] = [text]
     texts = {"slack": json.loads(posts["slack"][0].body)["text"],
              "teams": json.dumps(json.loads(posts["teams"][0].body), ensure_ascii=False),
              "telegram": json.loads(posts["telegram"][0].body)["text"]}

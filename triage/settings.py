@@ -166,7 +166,8 @@ class AlertSettings:
         a webhook request is received" URL), sent an Adaptive Card
     telegram_bot_token_file : a file holding the Telegram bot's token (surrounding white space
         ignored); with ``telegram_chat_id``, the chat (a number, or ``@channelname``) each alert
-        is sent to with the Bot API's ``sendMessage``
+        is sent to with the Bot API's ``sendMessage`` (a result's summary picture first, with
+        ``sendPhoto``)
     telegram_api_url : base URL of the Telegram Bot API (default ``https://api.telegram.org``)
     email_to : the addresses every alert is e-mailed to (one message to all of them; in the
         environment comma-separated)

@@ -244,9 +244,11 @@ def _messages(config: AlertConfig, record: SeriesRecord, generation: int, kind: 
     messages = []
     for fmt, address, identity, encode in targets:
         key = idempotency_key(record, generation, kind, fmt, identity)
-        messages.append(OutboxMessage(key=key, series_uid=record.series_uid, generation=generation,
-                                      kind=kind, format=fmt, url=address, body=encode(key),
-                                      expires_at=now + config.expiry_s))
+        encoded = encode(key)
+        if encoded is not None:  # None: nothing in this format for this alert
+            messages.append(OutboxMessage(key=key, series_uid=record.series_uid, generation=generation,
+                                          kind=kind, format=fmt, url=address, body=encoded,
+                                          expires_at=now + config.expiry_s))
     return messages
 
 

@@ -11,8 +11,11 @@ retried, expiring :class:`triage.node.delivery.Deliverer`, one thread per addres
 - ``teams``: a message with one Adaptive Card attachment (version 1.4: title, FactSet,
   notes, the statement, an ``Action.OpenUrl`` to the viewer), POSTed to ``teams_webhook``;
 - ``telegram``: the Bot API's ``sendMessage`` JSON (``chat_id``, plain ``text``), POSTed to
-  ``<telegram_api_url>/bot<token>/sendMessage``. The address kept in the outbox is
-  ``telegram_api_url``: the token is read from its file at start and never stored or logged;
+  ``<telegram_api_url>/bot<token>/sendMessage``; before it, for a result, ``telegram_photo``:
+  ``sendPhoto`` with the summary picture (``multipart/form-data``: ``chat_id``, a short
+  ``caption``, the PNG as ``photo``, made when it is sent, like an e-mail). The address kept in
+  the outbox is ``telegram_api_url``: the token is read from its file at start and never stored
+  or logged;
 - ``email``: a document (recipients, subject, text, the summary picture's path and thumbnail)
   that :mod:`triage.node.smtp` turns into a MIME message when it is sent, over SMTP with
   STARTTLS to ``smtp://<smtp_host>:<smtp_port>``.
@@ -23,7 +26,9 @@ Research use only.
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
@@ -34,6 +39,7 @@ from triage.node.alert_text import ChatMessage, chat_message, email_subject, pla
 from triage.settings import AlertSettings
 
 TELEGRAM_TEXT_LIMIT = 4096      # characters of a sendMessage text
+TELEGRAM_CAPTION_LIMIT = 1024   # characters of a sendPhoto caption
 SLACK_HEADER_LIMIT = 150        # characters of a header block's plain text
 SLACK_TEXT_LIMIT = 3000         # characters of a section's text
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -80,15 +86,16 @@ class Channels:
     email: Email | None = None
 
     def addresses(self) -> tuple[str, ...]:
-        """Each configured channel's outbox address (its delivery thread's)."""
-        return tuple(address for _, address, _ in self.targets())
+        """Each configured channel's outbox address (its delivery thread's), once."""
+        return tuple(dict.fromkeys(address for _, address, _ in self.targets()))
 
     def targets(self) -> list[tuple[str, str, str]]:
         """(format, address, identity) of each configured channel; the identity (the address
         with the chat or the recipients) goes into the messages' idempotency keys."""
         targets = [("slack", self.slack, self.slack), ("teams", self.teams, self.teams)]
         if self.telegram:
-            targets.append(("telegram", self.telegram.api_url, f"{self.telegram.api_url} {self.telegram.chat_id}"))
+            chat = f"{self.telegram.api_url} {self.telegram.chat_id}"
+            targets += [("telegram_photo", self.telegram.api_url, chat), ("telegram", self.telegram.api_url, chat)]
         if self.email:
             targets.append(("email", self.email.address, f"{self.email.address} {','.join(self.email.to)}"))
         return [target for target in targets if target[1]]
@@ -121,27 +128,59 @@ def read_secret(name: str, path: str) -> str:
     return secret
 
 
-def payload(fmt: str, alert: dict, *, key: str, channels: Channels, summary_png: tuple[Path, ...] = ()) -> bytes:
-    """The body of the ``fmt`` message of the JSON ``alert`` (with idempotency ``key``);
-    ``summary_png`` are the paths where an e-mail looks for the full summary picture when it
-    is sent (the first that exists is attached)."""
+def payload(fmt: str, alert: dict, *, key: str, channels: Channels,
+            summary_png: tuple[Path, ...] = ()) -> bytes | None:
+    """The body of the ``fmt`` message of the JSON ``alert`` (with idempotency ``key``), None
+    when the alert has none in that format (a ``telegram_photo`` without a picture);
+    ``summary_png`` are the paths where an e-mail or a photo looks for the full summary picture
+    when it is sent (the first that exists is taken, else the alert's thumbnail)."""
     message = chat_message(alert)
+    pictures = {"summary_png": [str(path) for path in summary_png],
+                "thumbnail_png_base64": alert.get("thumbnail_png_base64")}
     if fmt == "slack":
         document = slack_message(message)
     elif fmt == "teams":
         document = teams_message(message)
     elif fmt == "telegram":
-        chat = channels.telegram.chat_id
-        document = {"chat_id": int(chat) if chat.lstrip("-").isdigit() else chat,
-                    "text": _shortened(plain_text(message), TELEGRAM_TEXT_LIMIT),
+        document = {"chat_id": _chat_id(channels.telegram), "text": _shortened(plain_text(message), TELEGRAM_TEXT_LIMIT),
                     "link_preview_options": {"is_disabled": True}}
+    elif fmt == "telegram_photo":
+        if not pictures["thumbnail_png_base64"]:
+            return None
+        caption = "\n".join(line for line in (message.title, message.link, message.statement) if line)
+        document = {"chat_id": _chat_id(channels.telegram), "caption": _shortened(caption, TELEGRAM_CAPTION_LIMIT),
+                    **pictures}
     else:
         email = channels.email
+        domain = parseaddr(email.sender)[1].rpartition("@")[2]
         document = {"to": list(email.to), "from": email.sender, "subject": email_subject(message),
-                    "text": plain_text(message), "message_id": f"<{key}@{email.sender.rpartition('@')[2]}>",
-                    "summary_png": [str(path) for path in summary_png],
-                    "thumbnail_png_base64": alert.get("thumbnail_png_base64")}
+                    "text": plain_text(message), "message_id": f"<{key}@{domain}>", **pictures}
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def summary_picture(document: dict) -> bytes | None:
+    """The picture of a ``telegram_photo`` or ``email`` document: the first of its summary
+    PNGs whose file can be read, else its thumbnail (None: neither)."""
+    for path in document.get("summary_png", []):
+        try:
+            return Path(path).read_bytes()
+        except OSError:
+            continue
+    thumbnail = document.get("thumbnail_png_base64")
+    return base64.b64decode(thumbnail) if thumbnail else None
+
+
+def photo_form(document: dict) -> tuple[bytes, str]:
+    """The ``multipart/form-data`` body of a ``telegram_photo`` document for ``sendPhoto``,
+    and its Content-Type (with a fresh boundary)."""
+    boundary = f"triage-{secrets.token_hex(16)}"
+    parts = []
+    for name, value in (("chat_id", str(document["chat_id"])), ("caption", document["caption"])):
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+                     + value.encode() + b"\r\n")
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="summary.png"\r\n'
+                 "Content-Type: image/png\r\n\r\n".encode() + summary_picture(document) + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 def slack_message(message: ChatMessage) -> dict:
@@ -187,6 +226,12 @@ def _email_config(s: AlertSettings) -> Email:
         raise InputError("smtp_user and smtp_password_file go together: give both or neither")
     password = read_secret("smtp_password_file", s.smtp_password_file) if s.smtp_user else ""
     return Email(tuple(s.email_to), s.email_from, s.smtp_host, s.smtp_port, s.smtp_starttls, s.smtp_user, password)
+
+
+def _chat_id(telegram: Telegram) -> int | str:
+    """The chat id as the Bot API takes it: a number, or an ``@channelname``."""
+    chat = telegram.chat_id
+    return int(chat) if chat.lstrip("-").isdigit() else chat
 
 
 def _check_url(name: str, url: str) -> None:

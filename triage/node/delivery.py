@@ -22,7 +22,7 @@ delays none of the others.
 
 The chat and e-mail channels (:mod:`triage.node.channels`) are delivered the same way: Slack's
 and Teams' payloads are POSTed to their webhooks and Telegram's to the Bot API's
-``sendMessage`` (without the webhooks' signature, which those services do not check; a 2xx
+``sendPhoto`` and ``sendMessage`` (without the webhooks' signature, which those services do not check; a 2xx
 answer delivers), and an e-mail is sent over SMTP (:mod:`triage.node.smtp`): accepted by the
 server delivers it; a 4xx reply or no connection is retried; a 5xx reply (refused) is retried
 too, until it expires, logged at error level like a refused webhook.
@@ -45,7 +45,7 @@ from urllib.parse import unquote, urlsplit
 from triage import __version__
 from triage.base.errors import one_line
 from triage.node.alerts import SIGNATURE_HEADER, sign, where
-from triage.node.channels import Channels
+from triage.node.channels import Channels, photo_form
 from triage.node.smtp import send_email
 from triage.store.jobs import JobStore
 from triage.store.outbox import OutboxRow, OutboxStore
@@ -59,19 +59,21 @@ JITTER = 0.25                # each delay is lengthened by up to this fraction, 
 IDLE_WAIT_S = 0.5            # the longest the thread sleeps between looks at the outbox
 CONTENT_TYPES = {"json": "application/json", "fhir": "application/fhir+json"}
 RETRIED_4XX = (408, 429)     # the 4xx answers that mean "later", not "refused"
+TELEGRAM_METHODS = {"telegram": "sendMessage", "telegram_photo": "sendPhoto"}
 REFUSED_HINTS = {            # what to check when a message is refused, by format
     "json": "check the URL and the webhook secret at the receiver",
     "fhir": "check the URL and the webhook secret at the receiver",
     "slack": "check the Slack webhook URL (slack_webhook)",
     "teams": "check the Teams webhook URL (teams_webhook)",
     "telegram": "check the bot token and the chat id (telegram_bot_token_file, telegram_chat_id)",
+    "telegram_photo": "check the bot token and the chat id (telegram_bot_token_file, telegram_chat_id)",
     "email": "check the addresses and the SMTP account (email_to, email_from, smtp_user)",
 }
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one attempt got: the ``answer`` (e.g. ``HTTP 200``, ``SMTP 250``; None when none
+    """What one attempt got: the ``answer`` (e.g. ``HTTP 200``, ``SMTP 451``; None when none
     came), the ``error`` (None: delivered) and whether it was ``refused`` (an answer that will
     not change by itself: HTTP 4xx but 408 and 429, SMTP 5xx)."""
 
@@ -146,14 +148,17 @@ class Deliverer:
                 log.warning("%s not delivered: %s (attempt %d); retry in %.0f s", what, error, attempt, delay)
 
     def _post(self, row: OutboxRow) -> Outcome:
-        """One POST of ``row``: to its webhook, or to the Telegram Bot API's sendMessage."""
-        url = row.url
-        if row.format == "telegram":
+        """One POST of ``row``: to its webhook, or to the Telegram Bot API's sendMessage (or
+        sendPhoto, the form made now with the picture)."""
+        url, body, headers = row.url, row.body, self._headers(row)
+        if row.format in TELEGRAM_METHODS:
             if self.channels.telegram is None:
                 return Outcome(None, "Telegram is not configured (telegram_bot_token_file)")
-            url = self.channels.telegram.method_url("sendMessage")
+            url = self.channels.telegram.method_url(TELEGRAM_METHODS[row.format])
+            if row.format == "telegram_photo":
+                body, headers["Content-Type"] = photo_form(json.loads(row.body))
         try:
-            status, reason = post(url, row.body, self._headers(row))
+            status, reason = post(url, body, headers)
         except (OSError, http.client.HTTPException) as exc:
             return Outcome(None, one_line(exc, 200, with_type=isinstance(exc, http.client.HTTPException)))
         if 200 <= status < 300:

@@ -14,15 +14,13 @@ a server that does not offer it is not sent anything. Login only over TLS.
 
 from __future__ import annotations
 
-import base64
 import smtplib
 import ssl
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate
-from pathlib import Path
 
-from triage.node.channels import Email
+from triage.node.channels import Email, summary_picture
 
 SMTP_TIMEOUT_S = 20.0   # each connect, command and the message's transfer
 
@@ -36,7 +34,7 @@ def email_message(document: dict, sent_at: float | None = None) -> EmailMessage:
     message["Date"] = formatdate(sent_at, usegmt=True)
     message["Message-ID"] = document["message_id"]
     message.set_content(document["text"], charset="utf-8", cte="quoted-printable")
-    picture = _picture(document)
+    picture = summary_picture(document)
     if picture is not None:
         message.add_attachment(picture, maintype="image", subtype="png", filename="summary.png")
     return message
@@ -56,14 +54,3 @@ def send_email(document: dict, email: Email, timeout: float = SMTP_TIMEOUT_S) ->
             server.login(email.user, email.password)
         refused = server.send_message(email_message(document), from_addr=email.sender, to_addrs=document["to"])
     return sorted(refused)
-
-
-def _picture(document: dict) -> bytes | None:
-    """The first summary PNG whose file can be read, else the thumbnail (None: neither)."""
-    for path in document.get("summary_png", []):
-        try:
-            return Path(path).read_bytes()
-        except OSError:
-            continue
-    thumbnail = document.get("thumbnail_png_base64")
-    return base64.b64decode(thumbnail) if thumbnail else None
