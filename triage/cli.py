@@ -187,6 +187,7 @@ def _add_serve(commands) -> None:
         help=f"give up an alert not delivered after H hours (default {a.alert_expiry_hours:g})")
     add("--public-url", metavar="URL",
         help="base URL of the viewer for the links in the alerts (default http://127.0.0.1:<http-port>)")
+    _add_channel_options(add)
     add("--tls-cert", metavar="PEM", help="certificate for DICOM over TLS (with --tls-key)")
     add("--tls-key", metavar="PEM", help="private key for DICOM over TLS")
     add("--tls-ca", metavar="PEM", help="CA certificates that callers must be signed by")
@@ -218,6 +219,27 @@ def _add_dicomweb_options(add) -> None:
     add("--pacs-dicomweb-ca", metavar="PEM",
         help="CA certificates an https --pacs-dicomweb server is verified against (default: the "
              "system's trusted CAs)")
+
+
+def _add_channel_options(add) -> None:
+    """The chat and e-mail channels of the alerts (docs/alerts.md)."""
+    add("--slack-webhook", metavar="URL", help="Slack incoming-webhook URL the alerts are posted to")
+    add("--teams-webhook", metavar="URL",
+        help="Microsoft Teams incoming-webhook (Workflows) URL the alerts are posted to as Adaptive Cards")
+    add("--telegram-bot-token-file", metavar="FILE",
+        help="file holding the Telegram bot token (with --telegram-chat-id)")
+    add("--telegram-chat-id", metavar="ID", help="the Telegram chat the bot writes the alerts to")
+    add("--telegram-api-url", metavar="URL",
+        help=f"base URL of the Telegram Bot API (default {AlertSettings.telegram_api_url})")
+    add("--email-to", action="append", metavar="ADDRESS",
+        help="e-mail the alerts to ADDRESS (repeatable: one message to all); needs --email-from and --smtp-host")
+    add("--email-from", metavar="ADDRESS", help="the alerts' sender address")
+    add("--smtp-host", metavar="HOST", help="the mail server the alerts are sent through")
+    add("--smtp-port", type=int, metavar="PORT", help=f"its port (default {AlertSettings.smtp_port})")
+    add("--no-smtp-starttls", dest="smtp_starttls", action="store_false", default=None,
+        help="send without STARTTLS (only to a relay on this machine; never with --smtp-user)")
+    add("--smtp-user", metavar="USER", help="SMTP account (with --smtp-password-file; over TLS only)")
+    add("--smtp-password-file", metavar="FILE", help="file holding the SMTP account's password")
 
 
 def _add_hub_options(add) -> None:
@@ -254,7 +276,9 @@ SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_
                  "pacs", *DICOMWEB_OPTIONS, "quiet_seconds", "incomplete_warn_seconds", "http_port", "http_address", "webhook",
                  "tls_cert", "tls_key", "tls_ca", "pacs_tls", "max_associations", "max_jobs", "spool_reserve_mb",
                  "spool_journal_mb", "retention_days", "webhook_secret_file", "alert_patient_details", "alert_fhir",
-                 "alert_expiry_hours", "public_url", "queue", "database")
+                 "alert_expiry_hours", "public_url", "queue", "database", "slack_webhook", "teams_webhook",
+                 "telegram_bot_token_file", "telegram_chat_id", "telegram_api_url", "email_to", "email_from",
+                 "smtp_host", "smtp_port", "smtp_starttls", "smtp_user", "smtp_password_file")
 WORKER_OPTIONS = ("data_dir", "queue", "database", *DICOMWEB_OPTIONS, "max_jobs", "metrics_port")
 
 

@@ -173,6 +173,28 @@ class AlertSettings:
     public_url : base URL of the viewer in the alerts' links (default
         ``http://127.0.0.1:<http_port>``; with neither, the alerts have no links) and in the
         share links the web API makes (default: the base URL the admin's request came to)
+
+    The chat and e-mail channels (each optional; the same outbox, retries and expiry as the
+    webhooks; see ``docs/alerts.md``):
+
+    slack_webhook : a Slack incoming-webhook URL (``https://hooks.slack.com/services/...``);
+        the URL is the credential: keep the config file private
+    teams_webhook : a Microsoft Teams incoming-webhook URL (a Workflows "post to a channel when
+        a webhook request is received" URL), sent an Adaptive Card
+    telegram_bot_token_file : a file holding the Telegram bot's token (surrounding white space
+        ignored); with ``telegram_chat_id``, the chat (a number, or ``@channelname``) each alert
+        is sent to with the Bot API's ``sendMessage`` (a result's summary picture first, with
+        ``sendPhoto``)
+    telegram_api_url : base URL of the Telegram Bot API (default ``https://api.telegram.org``)
+    email_to : the addresses every alert is e-mailed to (one message to all of them; in the
+        environment comma-separated)
+    email_from : the sender's address (needed with ``email_to``)
+    smtp_host, smtp_port : the mail server (submission port 587 by default)
+    smtp_starttls : upgrade the SMTP connection with STARTTLS, verifying the server's
+        certificate and host name (default on; off only for a relay on this machine, and never
+        with ``smtp_user``)
+    smtp_user, smtp_password_file : the SMTP account and a file holding its password
+        (surrounding white space ignored); empty = no authentication
     """
 
     webhook: tuple[str, ...] = ()
@@ -182,6 +204,18 @@ class AlertSettings:
     alert_fhir: bool = False
     alert_expiry_hours: float = 24.0
     public_url: str = ""
+    slack_webhook: str = ""
+    teams_webhook: str = ""
+    telegram_bot_token_file: str = ""
+    telegram_chat_id: str = ""
+    telegram_api_url: str = "https://api.telegram.org"
+    email_to: tuple[str, ...] = ()
+    email_from: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_user: str = ""
+    smtp_password_file: str = ""
 
 
 SECTIONS = {"analysis": AnalysisSettings, "node": NodeSettings, "alerts": AlertSettings}

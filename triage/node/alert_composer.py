@@ -1,12 +1,13 @@
 """The node's alerts to the stroke team: composed where the analysis ends, delivered by threads.
 
-With ``--webhook``, each result, each analysis failed for good and each perfusion series
-reported incomplete is announced to the stroke team's endpoints. The analysis workers and the
-completion monitor ask :meth:`AlertComposer.messages` for the messages of what happened (built by
-:mod:`triage.node.alerts`) and write them to the job store's outbox with it: a result's as soon
-as its ``result.json`` is in place, before the DICOM export; a failure's in the transaction that
-fails the job. They then :meth:`~AlertComposer.notify` the delivery threads (``alerts-N``), one
-per webhook, which POST the outbox's messages (:mod:`triage.node.delivery`).
+With ``--webhook`` or a chat or e-mail channel, each result, each analysis failed for good and
+each perfusion series reported incomplete is announced to the stroke team. The analysis workers
+and the completion monitor ask :meth:`AlertComposer.messages` for the messages of what happened
+(built by :mod:`triage.node.alerts`) and write them to the job store's outbox with it: a
+result's as soon as its ``result.json`` is in place, before the DICOM export; a failure's in the
+transaction that fails the job. They then :meth:`~AlertComposer.notify` the delivery threads
+(``alerts-N``), one per webhook and per channel address, which send the outbox's messages
+(:mod:`triage.node.delivery`).
 
 Research use only.
 """
@@ -32,26 +33,27 @@ log = logging.getLogger("triage.node")
 
 
 class AlertComposer:
-    """The alerts of one job store, to the webhooks of ``config`` (None: without --webhook,
-    no alerts)."""
+    """The alerts of one job store, to the webhooks and channels of ``config`` (None: without
+    any, no alerts)."""
 
     def __init__(self, config: AlertConfig | None, store: JobStore, stopping: threading.Event):
         self.config = config
         self._store = store
         self._stopping = stopping
-        self._deliverers: list[Deliverer] = []  # one per webhook
+        self._deliverers: list[Deliverer] = []  # one per webhook or channel address
 
     def delivery_threads(self) -> list[threading.Thread]:
-        """The delivery threads, one per webhook, not yet started. Alerts of an earlier run to a
-        webhook no longer configured are dropped first."""
-        urls = self.config.urls if self.config else ()
+        """The delivery threads, one per webhook and per channel address, not yet started.
+        Alerts of an earlier run to a webhook or channel no longer configured are dropped first."""
+        urls = self.config.addresses() if self.config else ()
         dropped = OutboxStore(self._store).expire_pending("its webhook is no longer configured", keep_urls=urls)
         if dropped:
-            log.warning("%d undelivered alert(s) of an earlier run dropped: their webhook is no longer "
-                        "configured (--webhook)", dropped)
+            log.warning("%d undelivered alert(s) of an earlier run dropped: their webhook or channel is no "
+                        "longer configured (--webhook, slack_webhook, ...)", dropped)
         if not self.config:
             return []
-        self._deliverers = [Deliverer(self._store, self.config.secret, self._stopping, url) for url in urls]
+        self._deliverers = [Deliverer(self._store, self.config.secret, self._stopping, url, self.config.channels)
+                            for url in urls]
         return [threading.Thread(target=d.run, name=f"alerts-{k + 1}", daemon=True)
                 for k, d in enumerate(self._deliverers)]
 
@@ -62,7 +64,7 @@ class AlertComposer:
 
     def messages(self, series_uid: str, generation: int, kind: str, at: float, **facts) -> list[OutboxMessage]:
         """The outbox messages of a ``result``, ``failure`` or ``incomplete`` series at ``at``
-        ([] without --webhook). Building them never stops the result or failure from being
+        ([] without alerts). Building them never stops the result or failure from being
         recorded: an error is logged and the alert left out."""
         if self.config is None:
             return []

@@ -2,9 +2,11 @@
 
 A result or a failure of an analysis becomes one message per ``--webhook`` URL (two with
 ``alert_fhir``: the JSON alert and a FHIR R4 DiagnosticReport, :mod:`triage.node.alerts_fhir`),
-written to the ``outbox`` table in the transaction that records the result
+and one per configured chat or e-mail channel (Slack, Teams, Telegram, e-mail: the adapters of
+:mod:`triage.node.channels`), written to the ``outbox`` table in the transaction that records the result
 (:meth:`triage.store.jobs.JobStore.finish_job`) and delivered by :mod:`triage.node.delivery`. A
-perfusion series reported incomplete (missing images, not analysed) is announced too, in JSON.
+perfusion series reported incomplete (missing images, not analysed) is announced too, in JSON
+and on the channels. The sentences a person reads are made in :mod:`triage.node.alert_text`.
 
 Each message carries an **idempotency key**, stable for a series (as first received), its
 generation, the kind of message, its format and the URL: a message sent again (after a failed
@@ -27,6 +29,7 @@ import hmac
 import io
 import ipaddress
 import json
+import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -35,14 +38,16 @@ from urllib.parse import urlsplit
 
 from triage.base.errors import InputError
 from triage.base.names import safe_name
+from triage.node.alert_text import STATEMENT, failure_paragraph, incomplete_paragraph, result_paragraph
+from triage.node.channels import Channels, channels_config, payload, read_secret
 from triage.report.folder import Result, ResultFolder
 from triage.settings import AlertSettings
 from triage.store.outbox import OutboxMessage
 from triage.store.records import SeriesRecord
 
+log = logging.getLogger("triage.node")
+
 SCHEMA = "stroke-triage/alert/1"
-STATEMENT = ("Research use only: not clinically validated and not for clinical decisions; "
-             "verify against the source images.")
 SIGNATURE_HEADER = "X-Triage-Signature"
 MIN_SECRET_LENGTH = 16          # characters of the shared secret
 THUMBNAIL_WIDTH_PX = 240        # the inline summary picture is at most this wide
@@ -54,7 +59,8 @@ VOLUMES = ("core_ml", "tmax6_ml", "tmax10_ml", "mismatch_ml", "mismatch_ratio", 
 class AlertConfig:
     """The alert settings the node runs with: ``urls`` (the webhooks), the HMAC ``secret``,
     ``public_url`` (base of the viewer links; '' when there is no viewer), whether patient
-    details and FHIR messages are sent, and ``expiry_s``, how long a message is tried."""
+    details and FHIR messages are sent, ``expiry_s``, how long a message is tried, and the
+    chat and e-mail ``channels``."""
 
     urls: tuple[str, ...]
     secret: bytes
@@ -62,13 +68,20 @@ class AlertConfig:
     patient_details: bool
     fhir: bool
     expiry_s: float
+    channels: Channels = Channels()
+
+    def addresses(self) -> tuple[str, ...]:
+        """Where messages go: the webhooks' URLs and the channels' addresses, each once."""
+        return tuple(dict.fromkeys((*self.urls, *self.channels.addresses())))
 
 
 def alert_config(s: AlertSettings, *, http_port: int = 0) -> AlertConfig | None:
-    """The alert settings ``s`` checked (None without ``webhook``); InputError (one line) for
-    a URL that is not http(s), a missing, short or doubly given secret, or a bad expiry. The
+    """The alert settings ``s`` checked (None without ``webhook`` or a channel); InputError
+    (one line) for a URL that is not http(s), a missing (with webhooks), short or doubly given
+    secret, a bad expiry or a bad channel (:func:`~triage.node.channels.channels_config`). The
     viewer links default to the node's own ``http_port`` on loopback."""
-    if not s.webhook:
+    channels = channels_config(s)
+    if not s.webhook and not channels.targets():
         return None
     for url in s.webhook:
         parts = urlsplit(url)
@@ -78,15 +91,11 @@ def alert_config(s: AlertSettings, *, http_port: int = 0) -> AlertConfig | None:
         raise InputError("give the webhook secret once: webhook_secret or --webhook-secret-file, not both")
     secret = s.webhook_secret
     if s.webhook_secret_file:
-        try:
-            secret = Path(s.webhook_secret_file).read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"--webhook-secret-file {s.webhook_secret_file}: cannot read it "
-                             f"({getattr(exc, 'strerror', None) or exc})") from None
-    if not secret:
+        secret = read_secret("--webhook-secret-file", s.webhook_secret_file)
+    if s.webhook and not secret:
         raise InputError("--webhook needs a secret to sign the alerts: --webhook-secret-file FILE "
                          "(or webhook_secret in the config file, or TRIAGE_WEBHOOK_SECRET)")
-    if len(secret) < MIN_SECRET_LENGTH:
+    if secret and len(secret) < MIN_SECRET_LENGTH:
         raise InputError(f"the webhook secret is too short: at least {MIN_SECRET_LENGTH} characters")
     if not s.alert_expiry_hours > 0:
         raise InputError("--alert-expiry-hours must be positive")
@@ -95,7 +104,7 @@ def alert_config(s: AlertSettings, *, http_port: int = 0) -> AlertConfig | None:
     public_url = s.public_url or (f"http://127.0.0.1:{http_port}" if http_port else "")
     return AlertConfig(urls=tuple(s.webhook), secret=secret.encode(), public_url=public_url.rstrip("/"),
                        patient_details=s.alert_patient_details, fhir=s.alert_fhir,
-                       expiry_s=s.alert_expiry_hours * 3600.0)
+                       expiry_s=s.alert_expiry_hours * 3600.0, channels=channels)
 
 
 def idempotency_key(record: SeriesRecord, generation: int, kind: str, fmt: str, url: str) -> str:
@@ -113,9 +122,12 @@ def result_messages(config: AlertConfig, record: SeriesRecord, generation: int, 
     patient = patient if config.patient_details else None
     thumbnail = thumbnail_png(folder.summary_png)
     eligibility = result.document["eligibility"]
+    volumes = {name: getattr(result, name) for name in VOLUMES}
+    text = result_paragraph(record.series_uid, generation, volumes, eligibility, result.quality_level,
+                            list(result.warnings))
     body = {
-        **_body(config, record, generation, "result", _result_text(record, generation, result)),
-        "volumes": {name: getattr(result, name) for name in VOLUMES},
+        **_body(config, record, generation, "result", text),
+        "volumes": volumes,
         "eligibility": {"defuse3": eligibility["defuse3"], "dawn": eligibility["dawn"],
                         "reasons": eligibility["reasons"]},
         "quality": {"level": result.quality_level, "warnings": list(result.warnings)},
@@ -125,18 +137,16 @@ def result_messages(config: AlertConfig, record: SeriesRecord, generation: int, 
         "software": result.document["software"],
     }
     return _messages(config, record, generation, "result", body, at, patient,
-                     lambda key: _fhir().result_report(key, body, result.document, patient))
+                     lambda key: _fhir().result_report(key, body, result.document, patient),
+                     summary_png=tuple(dict.fromkeys((folder.summary_png, folder.published().summary_png))))
 
 
 def failure_messages(config: AlertConfig, record: SeriesRecord, generation: int, *, reason: str,
                      at: float, patient: dict | None = None) -> list[OutboxMessage]:
     """The messages saying that the analysis of ``generation`` failed for good (``at``), and why."""
     patient = patient if config.patient_details else None
-    what = f"re-analysis {generation}" if generation >= 2 else "analysis"
     body = {
-        **_body(config, record, generation, "failure",
-                f"Stroke triage: the {what} of series {record.series_uid} failed: {reason}. "
-                "No result will come from it: read the images without it."),
+        **_body(config, record, generation, "failure", failure_paragraph(record.series_uid, generation, reason)),
         "error": reason,
         "times": _times(record.last_received, failed=at),
     }
@@ -150,10 +160,7 @@ def incomplete_messages(config: AlertConfig, record: SeriesRecord, generation: i
     after ``quiet_s`` seconds without new ones, so ``generation`` waits (JSON only: no report)."""
     patient = patient if config.patient_details else None
     body = {
-        **_body(config, record, generation, "incomplete",
-                f"Stroke triage: CT perfusion series {record.series_uid} is incomplete after "
-                f"{quiet_s:.0f} s without new images ({missing}); it is analysed when the missing "
-                "images arrive. Read the images without waiting for it."),
+        **_body(config, record, generation, "incomplete", incomplete_paragraph(record.series_uid, missing, quiet_s)),
         "missing": missing,
         "times": _times(record.last_received, reported=at),
     }
@@ -219,19 +226,28 @@ def _mac(secret: bytes, t: int, body: bytes) -> str:
 
 
 def _messages(config: AlertConfig, record: SeriesRecord, generation: int, kind: str, body: dict,
-              now: float, patient: dict | None, fhir_body) -> list[OutboxMessage]:
+              now: float, patient: dict | None, fhir_body, summary_png: tuple[Path, ...] = ()) -> list[OutboxMessage]:
     """Per URL, the JSON ``body`` with its key (and ``patient`` when given), and with
-    ``alert_fhir`` the FHIR document ``fhir_body(key)``; each expires ``expiry_s`` after ``now``."""
-    messages = []
+    ``alert_fhir`` the FHIR document ``fhir_body(key)``; per channel, its payload of ``body``
+    (never with patient details; an e-mail attaches the first of ``summary_png`` that exists
+    when it is sent: the announcement's picture, then the one of the folder in place). Each expires
+    ``expiry_s`` after ``now``."""
+    targets = []  # (format, address, identity in the key, encode(key) -> bytes)
     for url in config.urls:
-        formats = {"json": lambda key: _encode({**body, "idempotency_key": key,
-                                                 **({"patient": patient} if patient else {})})}
+        targets.append(("json", url, url, lambda key: _encode({**body, "idempotency_key": key,
+                                                                **({"patient": patient} if patient else {})})))
         if config.fhir:
-            formats["fhir"] = fhir_body
-        for fmt, encode in formats.items():
-            key = idempotency_key(record, generation, kind, fmt, url)
+            targets.append(("fhir", url, url, fhir_body))
+    for fmt, address, identity in config.channels.targets():
+        targets.append((fmt, address, identity, lambda key, fmt=fmt: payload(
+            fmt, {**body, "idempotency_key": key}, key=key, channels=config.channels, summary_png=summary_png)))
+    messages = []
+    for fmt, address, identity, encode in targets:
+        key = idempotency_key(record, generation, kind, fmt, identity)
+        encoded = encode(key)
+        if encoded is not None:  # None: nothing in this format for this alert
             messages.append(OutboxMessage(key=key, series_uid=record.series_uid, generation=generation,
-                                          kind=kind, format=fmt, url=url, body=encode(key),
+                                          kind=kind, format=fmt, url=address, body=encoded,
                                           expires_at=now + config.expiry_s))
     return messages
 
@@ -274,17 +290,23 @@ def _utc(posix: float) -> str:
     return datetime.fromtimestamp(posix, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _result_text(record: SeriesRecord, generation: int, result: Result) -> str:
-    """One paragraph for a person reading the alert in a chat or a pager."""
-    ratio = result.mismatch_ratio
-    eligibility = result.document["eligibility"]
-    what = f" (re-analysis {generation})" if generation >= 2 else ""
-    return (f"Stroke triage result for series {record.series_uid}{what}: core {result.core_ml:.1f} mL, "
-            f"Tmax > 6 s {result.tmax6_ml:.1f} mL, mismatch {result.mismatch_ml:.1f} mL "
-            f"(ratio {'n/a' if ratio is None else ratio}). DEFUSE 3 imaging criteria "
-            f"{'met' if eligibility['defuse3'] else 'not met'}; DAWN {eligibility['reasons']['dawn']}. "
-            f"Quality {result.quality_level}" + (f" ({'; '.join(result.warnings)})" if result.warnings else "")
-            + f". {STATEMENT}")
+def log_alert_config(config: AlertConfig) -> None:
+    """Say at start where the alerts go (endpoints by scheme, host and port), and warn of plain
+    http beyond this machine."""
+    channels = config.channels
+    if config.urls:
+        log.info("alerts go to %d webhook(s), signed (%s)%s%s", len(config.urls),
+                 ", ".join(where(url) for url in config.urls),
+                 "; with patient name and ID" if config.patient_details else "",
+                 "; with FHIR reports" if config.fhir else "")
+    for fmt, address, _ in channels.targets():
+        recipients = f", {len(channels.email.to)} recipient(s)" if fmt == "email" else ""
+        starttls = "" if fmt != "email" or channels.email.starttls else ", without STARTTLS"
+        log.info("alerts go to %s (%s%s%s), no patient details", fmt, where(address), recipients, starttls)
+    addresses = [a for fmt, a, _ in channels.targets() if fmt != "email"]
+    if unencrypted((*config.urls, *addresses)):
+        log.warning("alerts to %s go over plain http: anyone on the way can read them (not encrypted; "
+                    "use https)", ", ".join(unencrypted((*config.urls, *addresses))))
 
 
 def unencrypted(urls: tuple[str, ...]) -> list[str]:

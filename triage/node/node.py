@@ -52,7 +52,7 @@ from dicom_node.spool import Spool
 from triage import __version__
 from triage.base.errors import InputError, one_line
 from triage.node.alert_composer import AlertComposer
-from triage.node.alerts import alert_config, unencrypted, where
+from triage.node.alerts import alert_config, log_alert_config, where
 from triage.node.analysis_runner import CHILD_STOP_S, AnalysisRunner
 from triage.node.context import NodeContext
 from triage.node.monitor import CompletionMonitor
@@ -267,13 +267,7 @@ class Node:
             log.info("series are kept for ever (--retention-days 0): the spool and results grow "
                      "until the disk reserve refuses new images")
         if self._alert_config:
-            log.info("alerts go to %d webhook(s), signed (%s)%s%s", len(self._alert_config.urls),
-                     ", ".join(where(url) for url in self._alert_config.urls),
-                     "; with patient name and ID" if self._alert_config.patient_details else "",
-                     "; with FHIR reports" if self._alert_config.fhir else "")
-            if unencrypted(self._alert_config.urls):
-                log.warning("alerts to %s go over plain http: anyone on the way can read them (signed, "
-                            "not encrypted; use https)", ", ".join(unencrypted(self._alert_config.urls)))
+            log_alert_config(self._alert_config)
 
     # Receiving
 

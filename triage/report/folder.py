@@ -46,6 +46,7 @@ IMAGES_DIR = "images"
 DICOM_DIR = "dicom"
 SENT_LEDGER = ".sent"
 MAP_SUFFIX = ".nii.gz"
+ANNOUNCED_SUFFIX = ".announced"  # of an announcement's hidden folder
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,14 @@ class ResultFolder:
         ``result.json`` (complete, with only the summary picture among its outputs) and that
         picture, renamed into place together before the maps, pictures and DICOM objects are
         made; removed once the whole folder is in place. Enough for the stroke team's alert."""
-        return ResultFolder(self.path.parent / f".{self.path.name}.announced")
+        return ResultFolder(self.path.parent / f".{self.path.name}{ANNOUNCED_SUFFIX}")
+
+    def published(self) -> ResultFolder:
+        """The folder in its place: this one, or the one this :meth:`announcement` is of."""
+        name = self.path.name
+        if name.startswith(".") and name.endswith(ANNOUNCED_SUFFIX):
+            return ResultFolder(self.path.parent / name[1:-len(ANNOUNCED_SUFFIX)])
+        return self
 
     def check_writable(self) -> None:
         """Refuse an existing folder unless it is empty or an earlier triage output."""

@@ -22,7 +22,8 @@
     worker renews: a job whose lease ended belongs to a worker that died, and is taken over. A
     job not running has neither.
 ``outbox``
-    Alerts to the stroke team's endpoints (:mod:`triage.node.alerts`), delivered by
+    Alerts to the stroke team's endpoints and chat and e-mail channels (:mod:`triage.node.alerts`,
+    :mod:`triage.node.channels`), delivered by
     :mod:`triage.node.delivery` through :class:`~triage.store.outbox.OutboxStore`: ``state``
     ``pending`` → ``delivered`` | ``expired``. A result's alert is written as soon as the result
     is in place, while its DICOM objects are still being made, and again (the same key: kept
@@ -96,8 +97,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     series_uid TEXT NOT NULL,
     generation INTEGER NOT NULL,
     kind TEXT NOT NULL,              -- 'result' | 'failure' | 'incomplete'
-    format TEXT NOT NULL,            -- 'json' | 'fhir'
-    url TEXT NOT NULL,
+    format TEXT NOT NULL,            -- 'json' | 'fhir' | 'slack' | 'teams' | 'telegram_photo' | 'telegram' | 'email'
+    url TEXT NOT NULL,               -- the webhook, or a channel's address (triage.node.channels)
     body BLOB NOT NULL,
     state TEXT NOT NULL,             -- 'pending' | 'delivered' | 'expired'
     attempts INTEGER NOT NULL DEFAULT 0,
