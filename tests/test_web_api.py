@@ -192,6 +192,7 @@ def test_study_list_and_detail_are_the_result_on_disk(api, analysed):
     assert detail["result"] == result
     assert (detail["status"], detail["generation"], detail["slices"], detail["matrix"]) == (
         "done", 1, SMALL.n_slices, [SMALL.matrix, SMALL.matrix])
+    assert detail["spacing_mm"] == result["acquisition"]["spacing_mm"] == [240 / SMALL.matrix] * 2 + [SMALL.slice_mm]
     assert detail["maps"] == {name: {"units": MAP_STYLES[name][0], "window": list(MAP_STYLES[name][1])}
                               for name in ("cbf", "cbv", "mtt", "tmax")}
     # The phantom is axial (1\\0\\0\\0\\1\\0): patient right at the image's left, anterior on top.
