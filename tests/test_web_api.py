@@ -192,6 +192,7 @@ def test_study_list_and_detail_are_the_result_on_disk(api, analysed):
     assert detail["result"] == result
     assert (detail["status"], detail["generation"], detail["slices"], detail["matrix"]) == (
         "done", 1, SMALL.n_slices, [SMALL.matrix, SMALL.matrix])
+    assert detail["spacing_mm"] == result["acquisition"]["spacing_mm"] == [240 / SMALL.matrix] * 2 + [SMALL.slice_mm]
     assert detail["maps"] == {name: {"units": MAP_STYLES[name][0], "window": list(MAP_STYLES[name][1])}
                               for name in ("cbf", "cbv", "mtt", "tmax")}
     # The phantom is axial (1\\0\\0\\0\\1\\0): patient right at the image's left, anterior on top.
@@ -408,8 +409,40 @@ def test_docs_and_pages_for_a_logged_in_browser(api, analysed):
                        ("/login", "login.html")):
         response = client.get(page, headers=headers)
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
-        assert response.content == (STATIC_DIR / name).read_bytes()
+        assert (STATIC_DIR / name).read_text().rstrip("\n") in response.text  # its own main part
     assert client.get("/login").status_code == 200  # no session needed to log in
+
+
+SHARED = ('<meta charset="utf-8">', '<meta name="viewport" content="width=device-width, initial-scale=1">',
+          '<link rel="icon" href="data:,">', '<link rel="stylesheet" href="/static/viewer.css">',
+          '<p class="ruo">Research use only — not for clinical decisions</p>', '<header class="bar">',
+          '<a class="brand" href="/">stroke-triage</a>', '<span id="user"></span>',
+          "<footer>CT perfusion triage software that is not clinically validated and is not a medical device.</footer>")
+
+
+def test_every_page_has_the_one_shared_head_header_and_footer(api, analysed):
+    """Each page is the layout around its own main part: the same head (character set,
+    viewport, icon, style sheet), research-use line, header bar and footer, written once in
+    static/layout.html and in no page's own file; its title and script are its own."""
+    client, _ = api
+    headers = session_cookie(client, VIEWER)
+    layout = (STATIC_DIR / "layout.html").read_text()
+    for text in SHARED:
+        assert layout.count(text) == 1, text
+    for path, name, title, script in (("/", "index.html", "Studies", "studies.js"),
+                                      (f"/studies/{analysed.study_id}", "study.html", "Study", "study.js"),
+                                      ("/login", "login.html", "Sign in", "login.js")):
+        own = (STATIC_DIR / name).read_text()
+        assert not [text for text in SHARED + ("<head", "<title", "<footer", "<header") if text in own], name
+        page = client.get(path, headers=headers).text
+        assert page.startswith("<!doctype html>\n<html lang=\"en\">\n<head>\n") and page.count("<head>") == 1
+        for text in SHARED:
+            assert page.count(text) == 1, (path, text)
+        assert f"<title>{title} – stroke-triage</title>" in page
+        assert re.findall(r'<script type="module" src="([^"]+)"></script>', page) == [f"/static/{script}"]
+        head, body = page.split("</head>")
+        assert "<main" not in head and body.index("<header") < body.index("<main") < body.index("<footer")
+    assert '<a href="/">All studies</a>' in client.get(f"/studies/{analysed.study_id}", headers=headers).text
 
 
 def test_a_series_uid_that_is_not_url_safe_has_a_hashed_id(api_copy, analysed):

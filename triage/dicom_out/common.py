@@ -9,6 +9,13 @@ stores them once.
 Every object carries the source's patient and study modules (copied by highdicom from a
 reference source image), is written in UTF-8 (``ISO_IR 192``: names, reasons and warnings may
 hold any character) and is flagged ``ContentQualification = RESEARCH``.
+
+Concepts that no standard scheme defines use this project's private coding scheme
+``99STROKETRIAGE`` (PS3.16 Section 8: private designators begin with "99"). An object that uses
+one of its codes (the SEG's algorithm family, the SR's findings and evaluations) declares it in
+its Coding Scheme Identification Sequence (0008,0110), with the scheme's name and responsible
+organisation (it has no UID); the Secondary Captures use no coded concept of it and do not
+(:func:`declare_private_scheme`).
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ from dataclasses import dataclass
 from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
+from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
 from triage import __version__
 
+CODING_SCHEME_DESIGNATOR = Tag("CodingSchemeDesignator")
 MANUFACTURER = "stroke-triage (open source)"
 MODEL_NAME = "stroke-triage"
 DEVICE_SERIAL_NUMBER = "none"
@@ -29,9 +38,8 @@ RESEARCH_USE = ("Research use only: not clinically validated, not for clinical d
                 "verify against the source images.")
 
 PRIVATE_SCHEME = "99STROKETRIAGE"
-CODING_SCHEMES = [CodingSchemeIdentificationItem(
-    designator=PRIVATE_SCHEME, name="stroke-triage private codes",
-    responsible_organization="stroke-triage project")]
+PRIVATE_SCHEME_NAME = "stroke-triage private codes"
+PRIVATE_SCHEME_ORGANIZATION = "stroke-triage project"
 
 # Series numbers of the result objects: ``source series number * 100 + offset`` (or 9900 +
 # offset when the source has none), so they sort right after each other and name their source;
@@ -51,6 +59,20 @@ TYPE2_IDENTIFIERS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex
 def private_code(value: str, meaning: str) -> Code:
     """A concept of this project's private coding scheme (code value at most 16 characters)."""
     return Code(value, PRIVATE_SCHEME, meaning)
+
+
+def declare_private_scheme(ds: Dataset) -> Dataset:
+    """``ds`` with a Coding Scheme Identification Sequence that declares the private scheme
+    exactly when a Coding Scheme Designator (0008,0102) anywhere in ``ds`` names it (and no
+    such sequence otherwise)."""
+    if "CodingSchemeIdentificationSequence" in ds:
+        del ds.CodingSchemeIdentificationSequence
+    if any(element.tag == CODING_SCHEME_DESIGNATOR and element.value == PRIVATE_SCHEME
+           for element in ds.iterall()):
+        ds.CodingSchemeIdentificationSequence = [CodingSchemeIdentificationItem(
+            designator=PRIVATE_SCHEME, name=PRIVATE_SCHEME_NAME,
+            responsible_organization=PRIVATE_SCHEME_ORGANIZATION)]
+    return ds
 
 
 def algorithm_version(result: dict) -> str:
@@ -116,6 +138,5 @@ class ExportContext:
                 str(self.reference.get("InstitutionalDepartmentName", "") or "") or None,
             "series_description": self.describe(series_description),
             "content_qualification": "RESEARCH",
-            "coding_schemes": CODING_SCHEMES,
             "specific_character_set": "ISO_IR 192",
         }

@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset
 
 from triage.base.durable import fsync_directory
 from triage.base.errors import InputError
-from triage.dicom_out.common import ExportContext
+from triage.dicom_out.common import ExportContext, declare_private_scheme
 from triage.dicom_out.sc import secondary_captures
 from triage.dicom_out.seg import read_masks, reference_images, segmentation
 from triage.dicom_out.sr import measurement_report
@@ -98,7 +98,7 @@ def write_result_objects(out_dir: Path, source_files: list[Path], *, uid_seed: s
     written = []
     for name, ds in objects:
         path = dicom_dir / f"{name}.dcm"
-        write_atomically(ds, path)
+        write_atomically(declare_private_scheme(ds), path)
         written.append(path)
     for stale in set(dicom_dir.glob("*.dcm")) - set(written):
         stale.unlink()

@@ -34,7 +34,7 @@ without a session redirects to ``/login?next=<its path>``):
   description (``/openapi.json``) in Swagger UI (its files from the ``fastapi-offline``
   package under ``/docs-assets/``: no CDN needed).
 - Pages ``/``, ``/studies/{id}``, ``/login`` (``static/index.html``, ``study.html``,
-  ``login.html``) and ``/static/``.
+  ``login.html`` in the one layout ``static/layout.html``: :mod:`triage.web.pages`) and ``/static/``.
 
 Every request for a study by a user is written to the audit log (``open_study``, once per user
 and study within ``AUDIT_REPEAT_S``), as are logins, failed logins, logouts, re-runs and share
@@ -59,7 +59,7 @@ import fastapi_offline
 import pydicom
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -67,7 +67,7 @@ from models.profiles import available_profiles
 from triage import __version__
 from triage.report.folder import ResultFolder
 from triage.store.jobs import JobStore
-from triage.web import metrics, slices
+from triage.web import metrics, pages, slices
 from triage.web.accounts import SESSION_HOURS, Accounts, User
 from triage.web.shares import DEFAULT_HOURS, MAX_HOURS, MAX_NOTE_LENGTH, Grant, ShareRefused, Shares, refusal_page
 from triage.web.studies import MAP_NAMES, OVERLAY_NAMES, Studies, Study
@@ -482,10 +482,11 @@ def _cached(request: Request, tag: str, pinned: bool, media_type: str, body: Cal
 
 
 def _page(name: str) -> Response:
-    path = STATIC_DIR / name
-    if not path.is_file():
-        raise HTTPException(404, f"page {name} is not installed")
-    return FileResponse(path, media_type="text/html", headers={"Cache-Control": REVALIDATE})
+    try:
+        content = pages.render(name)
+    except OSError:
+        raise HTTPException(404, f"page {name} is not installed") from None
+    return Response(content, media_type="text/html; charset=utf-8", headers={"Cache-Control": REVALIDATE})
 
 
 def _known(name: str, names: tuple[str, ...], kind: str) -> None:

@@ -61,12 +61,17 @@ class Study:
         }
 
     def detail(self) -> dict:
-        """``GET /api/studies/{id}``: the state, the grid of the maps and the whole result."""
+        """``GET /api/studies/{id}``: the state, the grid of the maps and the whole result.
+
+        The grid: ``slices``, ``matrix`` (rows, columns) and ``spacing_mm`` (between columns,
+        between rows, between slices: x, y, z, mm; DICOM's PixelSpacing is (y, x)), of the
+        acquisition; None without a result."""
         acquisition = (self.result or {}).get("acquisition", {})
         return {
             "id": self.id, "series_uid": self.row["series_uid"], "status": self.status,
             "generation": self.generation, "error": self.error,
             "slices": acquisition.get("slices"), "matrix": acquisition.get("matrix"),
+            "spacing_mm": acquisition.get("spacing_mm"),
             "maps": {name: {"units": MAP_STYLES[name][0], "window": list(MAP_STYLES[name][1])}
                      for name in MAP_NAMES},
             "edges": edge_letters(json.loads(self.row["orientation"]) if self.row["orientation"] else None),

@@ -2,6 +2,9 @@
 // colour bar and fixed clinical window, the core and Tmax > 6 s overlays and the AIF/VOF marks.
 // Pixels and slices are those of the acquisition grid in source-image orientation: x = DICOM
 // column, y = DICOM row, z = slice index, as in `--aif X,Y,Z` and `quality.*.location.source_xyz`.
+// Each panel has the slice's physical shape (columns x column spacing by rows x row spacing): a
+// pixel is drawn sx wide and sy high in display units, sx / sy = its spacing ratio and sx * sy =
+// 1 (square pixels: one unit each); the AIF/VOF marks are drawn in those units.
 
 import { el } from "./common.js";
 
@@ -42,6 +45,11 @@ export class MapViewer {
     const [rows, columns] = study.matrix;
     this.rows = rows;
     this.columns = columns;
+    const [dx, dy] = study.spacing_mm || [1, 1]; // mm between columns, between rows
+    this.sx = Math.sqrt(dx / dy);
+    this.sy = 1 / this.sx;
+    this.width = columns * this.sx;
+    this.height = rows * this.sy;
     this.slices = study.slices;
     this.z = 0;
     this.picking = false;
@@ -71,13 +79,13 @@ export class MapViewer {
     const overlays = Object.fromEntries(Object.entries(OVERLAYS).map(([overlay, label]) => [overlay,
       el("img", { class: `overlay overlay-${overlay}`, alt: `${label} overlay`, draggable: "false",
         width: this.columns, height: this.rows })]));
-    const marks = svgNode("svg", { class: "marks", viewBox: `0 0 ${this.columns} ${this.rows}`,
+    const marks = svgNode("svg", { class: "marks", viewBox: `0 0 ${this.width} ${this.height}`,
       preserveAspectRatio: "none", "aria-hidden": "true" });
     // The patient directions at the image's edges (R/L, A/P, S/I), from the series' orientation.
     const edges = Object.entries(this.study.edges || {}).map(([side, letter]) =>
       el("span", { class: `edge edge-${side}`, text: letter, title: DIRECTIONS[letter] }));
     const stack = el("div", { class: "stack" }, image, ...Object.values(overlays), marks, ...edges);
-    stack.style.aspectRatio = `${this.columns} / ${this.rows}`;
+    stack.style.aspectRatio = `${this.width} / ${this.height}`;
     stack.addEventListener("click", (event) => this.onClick(event, image));
     const colorbar = el("img", { class: "colorbar", src: `${this.base}/maps/${name}/colorbar.png`,
       alt: `${TITLES[name]} colour bar, ${windowText}` });
@@ -117,10 +125,10 @@ export class MapViewer {
   }
 
   drawMarks(svg) {
-    const radius = Math.max(3, this.columns / 28);
+    const radius = Math.max(3, this.width / 28);
     const nodes = this.marks.filter((mark) => mark.z === this.z).flatMap((mark) => {
-      const cx = mark.x + 0.5;
-      const cy = mark.y + 0.5;
+      const cx = (mark.x + 0.5) * this.sx;
+      const cy = (mark.y + 0.5) * this.sy;
       const dash = mark.name === "VOF" ? "4 3" : "none";
       const label = svgNode("text", { x: cx + radius * 1.2, y: cy - radius * 1.2, class: "mark-label" });
       label.textContent = mark.name;
@@ -156,7 +164,8 @@ export class MapViewer {
 
   /**
    * The acquisition pixel under a pointer event on `image`: the displayed image is scaled by
-   * CSS, its natural size being the acquisition matrix (columns x rows).
+   * CSS to the panel's physical shape (each axis by its own factor when the pixels are not
+   * square), its natural size being the acquisition matrix (columns x rows).
    */
   pixelAt(event, image) {
     const rect = image.getBoundingClientRect();
