@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.webdata import make_analysed_data, serve_api
 from triage.base.names import safe_name
-from triage.web.app import STATIC_DIR
+from triage.web import pages
 from triage.web.shares import MAX_HOURS
 
 
@@ -99,7 +99,7 @@ def test_a_link_reads_its_study_and_nothing_else(api, analysed):
     client, data_dir = api
     token = token_of(make_link(client, analysed))
     page = client.get(f"/share/{token}")
-    assert page.status_code == 200 and page.content == (STATIC_DIR / "study.html").read_bytes()
+    assert page.status_code == 200 and page.content == pages.render("study.html")
     logged_in = client.get(f"/api/studies/{analysed.study_id}", headers=bearer(analysed.viewer_token)).json()
     detail = client.get(f"/share/{token}/study")
     assert detail.status_code == 200

@@ -15,18 +15,15 @@ from dataclasses import replace
 import pytest
 
 from tests.support.webdata import ADMIN, SMALL, make_analysed_data, serve_api
-from tests.test_viewer import (  # noqa: F401  (browser: the fixture)
-    CHROMIUM,
-    MAPS,
+from tests.support.browser import (  # noqa: F401  (browser: the fixture)
     RESEARCH_LINE,
     WORKSTATION,
     browser,
+    need_chromium,
     new_page,
-    open_study,
     screenshot,
-    shown_slice,
-    sign_in,
 )
+from tests.test_viewer import MAPS, open_study, shown_slice, sign_in
 
 SPACING_MM = (2.1, 1.5)  # PixelSpacing: between rows, between columns
 
@@ -34,8 +31,7 @@ SPACING_MM = (2.1, 1.5)  # PixelSpacing: between rows, between columns
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The API over a data directory with the non-square phantom analysed: {"base", "data"}."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is missing: run scripts/setup.sh (apt-get install chromium)")
+    need_chromium()
     data = make_analysed_data(tmp_path_factory.mktemp("stretched"), replace(SMALL, pixel_spacing_mm=SPACING_MM))
     with serve_api(data.data_dir) as (base, _app, _store):
         yield {"base": base, "data": data}

@@ -442,7 +442,7 @@ def test_every_page_has_the_one_shared_head_header_and_footer(api, analysed):
         assert re.findall(r'<script type="module" src="([^"]+)"></script>', page) == [f"/static/{script}"]
         head, body = page.split("</head>")
         assert "<main" not in head and body.index("<header") < body.index("<main") < body.index("<footer")
-    assert '<a href="/">All studies</a>' in client.get(f"/studies/{analysed.study_id}", headers=headers).text
+    assert '<a href="/" id="all-studies">All studies</a>' in client.get(f"/studies/{analysed.study_id}", headers=headers).text
 
 
 def test_a_series_uid_that_is_not_url_safe_has_a_hashed_id(api_copy, analysed):
