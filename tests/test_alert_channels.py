@@ -10,6 +10,7 @@ import email
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -29,7 +30,7 @@ from tests.support.mailserver import MailServer
 from tests.support.node import ROOT, NodeProcess
 from triage.base.errors import InputError
 from triage.base.names import safe_name
-from triage.node.alert_text import STATEMENT
+from triage.node.alert_text import statement
 from triage.node.alerts import (
     SIGNATURE_HEADER,
     AlertConfig,
@@ -38,7 +39,7 @@ from triage.node.alerts import (
     incomplete_messages,
     result_messages,
 )
-from triage.node.channels import Channels, Email, Telegram, channels_config
+from triage.node.channels import Channels, Email, Telegram, channels_config, payload
 from triage.node.delivery import Deliverer
 from triage.node.smtp import email_message
 from triage.report.folder import Result, ResultFolder
@@ -46,6 +47,8 @@ from triage.settings import AlertSettings, load_settings
 from triage.store.jobs import JobStore
 from triage.store.outbox import OutboxStore
 from triage.store.records import SeriesRecord
+
+STATEMENT_EN = statement("en")
 
 TOKEN = "123456:ABC-secret-bot-token"
 CHAT_ID = "-1001234567890"
@@ -84,7 +87,7 @@ def _expected_texts(result: Result) -> list[str]:
     d = result.document
     return [f"{d['core_ml']:.1f} mL", f"{d['tmax6_ml']:.1f} mL", f"{d['mismatch_ml']:.1f} mL",
             f"{d['mismatch_ratio']:g}", d["eligibility"]["reasons"]["defuse3"], d["eligibility"]["reasons"]["dawn"],
-            d["quality"]["warnings"][0], f"{PUBLIC_URL}/studies/{safe_name(d['series_uid'])}", STATEMENT]
+            d["quality"]["warnings"][0], f"{PUBLIC_URL}/studies/{safe_name(d['series_uid'])}", STATEMENT_EN]
 
 
 def _summary(tmp_path: Path) -> ResultFolder:
@@ -108,7 +111,7 @@ def _check_slack(payload: dict, expected: list[str]) -> None:
     assert all(text in shown for text in expected[:6]) and expected[6] in notes["text"]["text"]
     (button,) = actions["elements"]
     assert button["type"] == "button" and button["text"]["type"] == "plain_text" and button["url"] == expected[7]
-    assert context["elements"][0]["type"] == "mrkdwn" and STATEMENT in context["elements"][0]["text"]
+    assert context["elements"][0]["type"] == "mrkdwn" and STATEMENT_EN in context["elements"][0]["text"]
 
 
 def _check_teams(payload: dict, expected: list[str]) -> None:
@@ -143,7 +146,7 @@ def _check_telegram_photo(request, expected: list[str]) -> None:
     assert set(parts) == {"chat_id", "caption", "photo"}
     assert parts["chat_id"].get_payload() == CHAT_ID
     caption = parts["caption"].get_payload(decode=True).decode()
-    assert len(caption) <= 1024 and "core 22.7 mL" in caption and expected[7] in caption and STATEMENT in caption
+    assert len(caption) <= 1024 and "core 22.7 mL" in caption and expected[7] in caption and STATEMENT_EN in caption
     assert parts["photo"].get_filename() == "summary.png"
     photo = Image.open(io.BytesIO(parts["photo"].get_payload(decode=True)))
     assert photo.format == "PNG" and photo.size == SUMMARY_SIZE
@@ -208,12 +211,12 @@ def test_a_failure_and_an_incomplete_series_reach_the_chats_too():
     messages = failure_messages(_config(channels), _record(), 2, reason="no arterial bolus found", at=2000.0)
     slack, telegram = (json.loads(m.body) for m in messages)
     assert telegram["chat_id"] == "@team" and "no arterial bolus found" in telegram["text"]
-    assert "re-analysis 2" in telegram["text"] and STATEMENT in telegram["text"]
+    assert "re-analysis 2" in telegram["text"] and STATEMENT_EN in telegram["text"]
     assert slack["blocks"][0]["text"]["text"] == "Stroke triage: analysis failed (re-analysis 2)"
     missing = "1 of 8 positions lack time points (1 images missing of 192)"
     messages = incomplete_messages(_config(channels), _record(), 1, missing=missing, quiet_s=30.0, at=2000.0)
     slack, telegram = (json.loads(m.body) for m in messages)
-    assert f"Missing: {missing}" in telegram["text"] and STATEMENT in telegram["text"]
+    assert f"Missing: {missing}" in telegram["text"] and STATEMENT_EN in telegram["text"]
     assert slack["blocks"][0]["text"]["text"] == "Stroke triage: CT perfusion series incomplete"
 
 
@@ -452,3 +455,56 @@ def test_serve_announces_a_result_on_every_channel(tmp_path, monkeypatch):
     assert received.over_tls and received.recipients == ["stroke-team@hospital.example", "neuro@hospital.example"]
     log = node.log()
     assert TOKEN not in log and "mail-password" not in log and "XXXX" not in log
+
+
+# Language
+
+def test_alerts_in_vietnamese_say_the_same_numbers_in_every_channel(tmp_path):
+    """With ``language = "vi"`` the JSON alert's words (message, warnings, reasons, statement)
+    and every channel's text are Vietnamese; field names, numbers and units are those of the
+    English alert."""
+    from triage.base.language import Text
+    from triage.node.alert_text import chat_message, email_subject, plain_text
+
+    document = _result().document
+    warning = Text("bolus.truncated_tail", percent=41.0, end_s=50.0)
+    reasons = {"defuse3": Text("defuse3.met"), "dawn": Text("dawn.unknown")}
+    document = {**document, "quality": {**document["quality"], "warnings": [warning]},
+                "eligibility": {**document["eligibility"], "reasons": reasons},
+                "texts": {"warnings": [warning.as_dict()], "reasons": {k: v.as_dict() for k, v in reasons.items()}}}
+    result = Result.from_document(json.loads(json.dumps(document)))
+    folder = _summary(tmp_path)
+    bodies = {}
+    for language in ("en", "vi"):
+        config = replace(_config(Channels()), urls=("http://127.0.0.1:9/hook",), secret=b"s" * 16, language=language)
+        (message,) = result_messages(config, _record(), 1, result=result, folder=folder, at=1100.0)
+        bodies[language] = json.loads(message.body)
+    en, vi = bodies["en"], bodies["vi"]
+    assert (en["language"], vi["language"]) == ("en", "vi")
+    assert vi["message"].startswith("Kết quả phân loại đột quỵ cho loạt ảnh 1.2.826.0.1.747: lõi 22.7 mL")
+    assert re.findall(r"\d+(?:\.\d+)?", vi["message"]) == re.findall(r"\d+(?:\.\d+)?", en["message"])
+    assert vi["quality"]["warnings"] == ["bolus bị cắt cụt: độ tăng quang của mô vẫn còn 41 % đỉnh "
+                                         "ở khung hình cuối (50 s)"]
+    assert en["quality"]["warnings"] == [str(warning)]
+    assert vi["eligibility"]["reasons"]["dawn"] == "chưa rõ: cần tuổi và điểm NIHSS"
+    assert vi["statement"].startswith("Chỉ dùng cho nghiên cứu") and vi["statement"] in vi["message"]
+    assert {k: v for k, v in vi.items() if k not in ("language", "message", "statement", "quality", "eligibility",
+                                                     "idempotency_key", "patient")} == \
+        {k: v for k, v in en.items() if k not in ("language", "message", "statement", "quality", "eligibility",
+                                                  "idempotency_key", "patient")}
+
+    chat = chat_message(vi)
+    text = plain_text(chat)
+    for line in ("Lõi: 22.7 mL", "Tmax > 6 s: 80.1 mL", "Bất tương xứng: 57.4 mL", "Tỉ lệ bất tương xứng: 3.53",
+                 "Chất lượng: hạn chế", f"Mở trong trình xem ảnh: {PUBLIC_URL}/studies/"):
+        assert line in text, line
+    assert text.endswith(vi["statement"])
+    slack = json.loads(payload("slack", vi, key="k", channels=Channels()))
+    assert slack["text"] == text and slack["blocks"][0]["text"]["text"] == chat.title
+    assert slack["blocks"][3]["elements"][0]["text"]["text"] == "Mở trong trình xem ảnh"
+    subject = email_subject(chat)
+    assert subject == "Kết quả phân loại đột quỵ: lõi 22.7 mL, bất tương xứng 57.4 mL (chỉ dùng cho nghiên cứu)"
+    mail = {"to": ["khoa.dot-quy@benhvien.example"], "from": "triage@benhvien.example", "subject": subject,
+            "text": text, "message_id": "<k@benhvien.example>", "summary_png": [], "thumbnail_png_base64": None}
+    parsed = email.message_from_bytes(email_message(mail).as_bytes(), policy=default_policy)
+    assert parsed["Subject"] == subject and parsed.get_body(("plain",)).get_content().splitlines() == text.splitlines()

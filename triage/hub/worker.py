@@ -79,7 +79,7 @@ class Worker:
             pacs_tls = tls_config(s).client_context() if s.pacs_tls else None
         except (ValueError, ssl.SSLError, OSError, AttributeError) as exc:
             raise InputError(f"--pacs/--pacs-tls: {exc}") from None
-        alerts = alert_config(settings.alerts, http_port=s.http_port)
+        alerts = alert_config(settings.alerts, http_port=s.http_port, language=settings.analysis.language)
         try:
             self.store = JobStore(s.database)
         except DatabaseError as exc:

@@ -38,7 +38,8 @@ from urllib.parse import urlsplit
 
 from triage.base.errors import InputError
 from triage.base.names import safe_name
-from triage.node.alert_text import STATEMENT, failure_paragraph, incomplete_paragraph, result_paragraph
+from triage.base.language import DEFAULT_LANGUAGE, in_language
+from triage.node.alert_text import failure_paragraph, incomplete_paragraph, result_paragraph, statement
 from triage.node.channels import Channels, channels_config, payload, read_secret
 from triage.report.folder import Result, ResultFolder
 from triage.settings import AlertSettings
@@ -59,8 +60,8 @@ VOLUMES = ("core_ml", "tmax6_ml", "tmax10_ml", "mismatch_ml", "mismatch_ratio", 
 class AlertConfig:
     """The alert settings the node runs with: ``urls`` (the webhooks), the HMAC ``secret``,
     ``public_url`` (base of the viewer links; '' when there is no viewer), whether patient
-    details and FHIR messages are sent, ``expiry_s``, how long a message is tried, and the
-    chat and e-mail ``channels``."""
+    details and FHIR messages are sent, ``expiry_s``, how long a message is tried, the
+    chat and e-mail ``channels``, and the ``language`` of the alerts' words."""
 
     urls: tuple[str, ...]
     secret: bytes
@@ -69,13 +70,14 @@ class AlertConfig:
     fhir: bool
     expiry_s: float
     channels: Channels = Channels()
+    language: str = DEFAULT_LANGUAGE
 
     def addresses(self) -> tuple[str, ...]:
         """Where messages go: the webhooks' URLs and the channels' addresses, each once."""
         return tuple(dict.fromkeys((*self.urls, *self.channels.addresses())))
 
 
-def alert_config(s: AlertSettings, *, http_port: int = 0) -> AlertConfig | None:
+def alert_config(s: AlertSettings, *, http_port: int = 0, language: str = DEFAULT_LANGUAGE) -> AlertConfig | None:
     """The alert settings ``s`` checked (None without ``webhook`` or a channel); InputError
     (one line) for a URL that is not http(s), a missing (with webhooks), short or doubly given
     secret, a bad expiry or a bad channel (:func:`~triage.node.channels.channels_config`). The
@@ -104,7 +106,7 @@ def alert_config(s: AlertSettings, *, http_port: int = 0) -> AlertConfig | None:
     public_url = s.public_url or (f"http://127.0.0.1:{http_port}" if http_port else "")
     return AlertConfig(urls=tuple(s.webhook), secret=secret.encode(), public_url=public_url.rstrip("/"),
                        patient_details=s.alert_patient_details, fhir=s.alert_fhir,
-                       expiry_s=s.alert_expiry_hours * 3600.0, channels=channels)
+                       expiry_s=s.alert_expiry_hours * 3600.0, channels=channels, language=language)
 
 
 def idempotency_key(record: SeriesRecord, generation: int, kind: str, fmt: str, url: str) -> str:
@@ -121,16 +123,19 @@ def result_messages(config: AlertConfig, record: SeriesRecord, generation: int, 
     ({"id", "name"}) is included only with ``alert_patient_details``."""
     patient = patient if config.patient_details else None
     thumbnail = thumbnail_png(folder.summary_png)
-    eligibility = result.document["eligibility"]
+    language = config.language
+    eligibility = dict(result.document["eligibility"])
+    eligibility["reasons"] = {name: in_language(result.reason(name), language) for name in ("defuse3", "dawn")}
+    warnings = [in_language(w, language) for w in result.warnings]
     volumes = {name: getattr(result, name) for name in VOLUMES}
     text = result_paragraph(record.series_uid, generation, volumes, eligibility, result.quality_level,
-                            list(result.warnings))
+                            warnings, language)
     body = {
         **_body(config, record, generation, "result", text),
         "volumes": volumes,
         "eligibility": {"defuse3": eligibility["defuse3"], "dawn": eligibility["dawn"],
                         "reasons": eligibility["reasons"]},
-        "quality": {"level": result.quality_level, "warnings": list(result.warnings)},
+        "quality": {"level": result.quality_level, "warnings": warnings},
         "links": _links(config, safe_name(record.series_uid)),
         "thumbnail_png_base64": base64.b64encode(thumbnail).decode("ascii") if thumbnail else None,
         "times": _times(record.last_received, result_ready=at),
@@ -146,7 +151,8 @@ def failure_messages(config: AlertConfig, record: SeriesRecord, generation: int,
     """The messages saying that the analysis of ``generation`` failed for good (``at``), and why."""
     patient = patient if config.patient_details else None
     body = {
-        **_body(config, record, generation, "failure", failure_paragraph(record.series_uid, generation, reason)),
+        **_body(config, record, generation, "failure",
+                failure_paragraph(record.series_uid, generation, reason, config.language)),
         "error": reason,
         "times": _times(record.last_received, failed=at),
     }
@@ -160,8 +166,9 @@ def incomplete_messages(config: AlertConfig, record: SeriesRecord, generation: i
     after ``quiet_s`` seconds without new ones, so ``generation`` waits (JSON only: no report)."""
     patient = patient if config.patient_details else None
     body = {
-        **_body(config, record, generation, "incomplete", incomplete_paragraph(record.series_uid, missing, quiet_s)),
-        "missing": missing,
+        **_body(config, record, generation, "incomplete",
+                incomplete_paragraph(record.series_uid, missing, quiet_s, config.language)),
+        "missing": in_language(missing, config.language),
         "times": _times(record.last_received, reported=at),
     }
     return _messages(replace(config, fhir=False), record, generation, "incomplete", body, at, patient, None)
@@ -264,8 +271,8 @@ def _encode(document: dict) -> bytes:
 def _body(config: AlertConfig, record: SeriesRecord, generation: int, kind: str, message: str) -> dict:
     """What every alert holds: kind, message, the research-use statement, the study and its link."""
     study_id = safe_name(record.series_uid)
-    return {"schema": SCHEMA, "kind": kind, "message": message, "research_use_only": True,
-            "statement": STATEMENT,
+    return {"schema": SCHEMA, "kind": kind, "language": config.language, "message": message,
+            "research_use_only": True, "statement": statement(config.language),
             "study": {"id": study_id, "study_uid": record.study_uid, "series_uid": record.series_uid,
                       "series_description": record.description, "generation": generation,
                       "reanalysis": generation >= 2},

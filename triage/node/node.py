@@ -86,7 +86,8 @@ class Node:
         self._stopping = threading.Event()
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
-        self._alert_config = alert_config(settings.alerts, http_port=self.settings.http_port)  # None without --webhook
+        self._alert_config = alert_config(settings.alerts, http_port=self.settings.http_port,
+                                          language=settings.analysis.language)  # None without --webhook
         self._public_url = settings.alerts.public_url  # the share links' base
         self._alerts: AlertComposer | None = None
         self._runner: AnalysisRunner | None = None

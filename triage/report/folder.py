@@ -66,6 +66,12 @@ class Result:
     quality_level: str
     warnings: tuple[str, ...]
 
+    def reason(self, criterion: str) -> str:
+        """Why ``criterion`` (``"defuse3"``, ``"dawn"``) is met or not: a :class:`Text` when the
+        document holds its catalog data, else the document's string."""
+        data = self.document.get("texts", {}).get("reasons", {}).get(criterion)
+        return _text(data) or str(self.document["eligibility"]["reasons"][criterion])
+
     @classmethod
     def from_document(cls, document) -> Result:
         """``document`` (parsed JSON) checked; ValueError when it is not a complete result."""
