@@ -5,7 +5,8 @@ and ``hir`` when there is no Tmax > 6 s tissue. ``eligibility.dawn`` is null whe
 unknown. ``quality.level`` is ``"limited"`` when the input limits trust in the numbers (truncated bolus, AIF
 warnings, frames removed or large motion, time points of an aborted scan left out:
 ``acquisition.frames_left_out``) and ``quality.warnings`` says what was found. ``texts`` holds
-each warning (null for one without a catalog key) and each eligibility reason as its key and
+each warning (null for one without a catalog key), each eligibility reason and the reference
+method (``reference.method``) as its key and
 values in the text catalogs (:mod:`triage.base.language`), so that the viewer and the alerts can
 say them in another language; the English strings above are the same texts.
 """
@@ -26,7 +27,8 @@ def _texts(analysis: Analysis) -> dict:
     def data(text):
         return text.as_dict() if isinstance(text, Text) else None
     return {"warnings": [data(w) for w in analysis.warnings],
-            "reasons": {name: data(reason) for name, reason in analysis.eligibility.reasons.items()}}
+            "reasons": {name: data(reason) for name, reason in analysis.eligibility.reasons.items()},
+            "reference": data(analysis.lesion.reference)}
 
 
 def _round(value, digits=1):
