@@ -66,6 +66,7 @@ from pydicom.uid import (
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
 
+from .admission import MAX_WAITING, AdmissionServer
 from .instance import CT_STORAGE_CLASSES, InstanceInfo, header_text, instance_info
 from .spool import Spool, SpoolFull
 
@@ -88,26 +89,6 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)          # Linux only
 DUL_POLL_S = 0.0002   # pynetdicom's network thread sleeps this long when idle (its default: 1 ms)
 
 
-class _HandshakeTimeoutContext(ssl.SSLContext):
-    """A server TLS context whose handshake gives up after ``handshake_timeout`` seconds.
-
-    pynetdicom wraps each accepted socket in its accept loop; without a timeout a client that
-    connects and never completes the handshake would stop every other connection."""
-
-    handshake_timeout: float = 30.0
-
-    def wrap_socket(self, sock, *args, **kwargs):
-        host, port = sock.getpeername()[:2]
-        sock.settimeout(self.handshake_timeout)
-        try:
-            wrapped = super().wrap_socket(sock, *args, **kwargs)
-        except OSError as error:          # pynetdicom's accept loop drops the connection
-            LOGGER.warning("TLS handshake with %s:%d failed: %s", host, port, error)
-            raise
-        wrapped.settimeout(None)
-        return wrapped
-
-
 @dataclass(frozen=True)
 class TlsConfig:
     """DICOM TLS: our certificate and key (PEM), and the CA (PEM) that signs the peers'
@@ -119,9 +100,8 @@ class TlsConfig:
     key: Path
     ca: Path | None = None
 
-    def server_context(self, handshake_timeout: float = 30.0) -> ssl.SSLContext:
-        context = _HandshakeTimeoutContext(ssl.PROTOCOL_TLS_SERVER)
-        context.handshake_timeout = handshake_timeout
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self.cert, self.key)
         if self.ca is not None:
@@ -164,9 +144,14 @@ class StorageSCP:
     on_stored : called with the :class:`InstanceInfo` of each stored instance, after it is on
         disk and before the sender gets the success status; if it raises, the sender gets
         0xC210 (the file stays in the spool and a retry replaces it).
-    max_associations : simultaneous associations; further ones are rejected.
-    timeout : seconds for association negotiation, DIMSE messages, an idle connection and a
-        TLS handshake, so a stalled peer releases its slot.
+    max_associations : simultaneous associations; further requests are rejected. Connections
+        that have not sent their A-ASSOCIATE-RQ take no slot (see :mod:`dicom_node.admission`).
+    max_connections_per_peer : simultaneous connections from one IP address; further ones are
+        closed at once.
+    request_timeout : seconds a caller has for the TLS handshake, and again for its
+        A-ASSOCIATE-RQ, before the connection is closed.
+    timeout : seconds for DIMSE messages, an idle association and a PDU begun but not finished,
+        so a stalled peer releases its slot.
     tls : serve DICOM over TLS.
     store_other_classes : store non-CT storage classes like CT instead of ignoring them.
     refuse_other_classes : offer no presentation context for non-CT storage classes.
@@ -176,7 +161,8 @@ class StorageSCP:
     def __init__(self, spool: Spool, *, ae_title: str = "TRIAGE", host: str = "0.0.0.0",
                  port: int = 11112, allowed_aets: frozenset[str] | None = None,
                  on_stored: Callable[[InstanceInfo], None] = lambda info: None,
-                 max_associations: int = 8, timeout: float = 30.0, tls: TlsConfig | None = None,
+                 max_associations: int = 8, max_connections_per_peer: int = 16,
+                 request_timeout: float = 5.0, timeout: float = 30.0, tls: TlsConfig | None = None,
                  store_other_classes: bool = False, refuse_other_classes: bool = False,
                  quick_ack: bool = True):
         if store_other_classes and refuse_other_classes:
@@ -188,14 +174,18 @@ class StorageSCP:
         self.allowed_aets = (None if allowed_aets is None
                              else frozenset(title.strip() for title in allowed_aets))
         self.timeout, self.tls = timeout, tls
+        self.max_associations, self.max_connections_per_peer = max_associations, max_connections_per_peer
+        self.request_timeout = request_timeout
         self.store_other_classes = store_other_classes
         self.quick_ack = quick_ack and _QUICKACK is not None
         self._tallies: dict[object, Counter] = {}
         self._latest_series: dict[object, str] = {}  # association -> series of its latest image
         self._server = None
         self.ae = AE(ae_title)
-        self.ae.maximum_associations = max_associations
-        self.ae.acse_timeout = self.ae.dimse_timeout = self.ae.network_timeout = timeout
+        # The admission server counts the slots; pynetdicom's count includes every connection.
+        self.ae.maximum_associations = max_associations + MAX_WAITING
+        self.ae.acse_timeout = request_timeout   # an acceptor waits this long for the request
+        self.ae.dimse_timeout = self.ae.network_timeout = timeout
         self.ae.maximum_pdu_size = MAXIMUM_PDU_BYTES
         if self.allowed_aets is not None:
             self.ae.require_calling_aet = sorted(self.allowed_aets)
@@ -227,9 +217,13 @@ class StorageSCP:
         ]
         if self.quick_ack:
             handlers.append((evt.EVT_PDU_SENT, self._on_pdu_sent))
-        context = self.tls.server_context(self.timeout) if self.tls else None
-        self._server = self.ae.start_server((self.host, self._port), block=False,
-                                            evt_handlers=handlers, ssl_context=context)
+        self._server = self.ae.make_server(
+            (self.host, self._port), evt_handlers=handlers, server_class=AdmissionServer,
+            tls_context=self.tls.server_context() if self.tls else None,
+            max_associations=self.max_associations, request_timeout=self.request_timeout,
+            max_connections_per_peer=self.max_connections_per_peer)
+        self.ae._servers.append(self._server)    # as start_server does: shutdown() removes it
+        threading.Thread(target=self._server.serve_forever, name="dicom-accept", daemon=True).start()
         LOGGER.info("listening as '%s' on %s:%d%s", self.ae.ae_title, self.host, self.port,
                     " (TLS)" if self.tls else "")
 
@@ -255,7 +249,7 @@ class StorageSCP:
 
     def _on_conn_open(self, event) -> None:
         host, port = event.address[:2]
-        LOGGER.info("connection from %s:%d", host, port)
+        LOGGER.debug("connection from %s:%d", host, port)
         try:
             event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as error:
@@ -280,7 +274,7 @@ class StorageSCP:
         if self.allowed_aets is not None and calling not in self.allowed_aets:
             reason = "calling AE title not allowed"
         else:
-            reason = f"at most {self.ae.maximum_associations} associations at a time"
+            reason = "the request was not acceptable"
         LOGGER.warning("association rejected from %s: %s", _Peer(event.assoc), reason)
 
     def _on_conn_close(self, event) -> None:
@@ -288,7 +282,7 @@ class StorageSCP:
         tally = self._tallies.pop(event.assoc, None)
         host, port = event.address[:2]
         if tally is None:
-            LOGGER.info("connection from %s:%d closed", host, port)
+            LOGGER.debug("connection from %s:%d closed", host, port)
             return
         how = "released" if event.assoc.is_released else "closed without release"
         counts = ", ".join(f"{tally[key]} {key}" for key in ("stored", "ignored", "failed"))

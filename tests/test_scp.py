@@ -337,15 +337,17 @@ def test_a_killed_sender_does_not_disturb_a_concurrent_one(node, series, tmp_pat
     assert not any((n.spool / INCOMING).iterdir())
 
 
-def test_a_stalled_peer_holds_its_slot_only_until_the_timeout(node):
-    n = node(max_associations=1, timeout=1.0)
+def test_a_stalled_peer_takes_no_slot_and_is_closed_after_the_request_timeout(node):
+    n = node(max_associations=1, request_timeout=1.0)
     stalled = socket.create_connection(("127.0.0.1", n.scp.port))
     try:
         time.sleep(0.2)
-        assert peers.echoscu(n.scp.port).returncode != 0          # the one slot is taken
-        time.sleep(1.5)
-        run = peers.echoscu(n.scp.port)
+        run = peers.echoscu(n.scp.port)                        # the one slot is still free
         assert run.returncode == 0, run.stderr
+        stalled.settimeout(10)
+        started = time.monotonic()
+        assert stalled.recv(1) == b""                          # the node closed it
+        assert time.monotonic() - started < 5
     finally:
         stalled.close()
 
@@ -358,7 +360,7 @@ def certificates(tmp_path_factory) -> dict[str, Path]:
 def test_tls_with_client_certificates(node, series, certificates, caplog):
     caplog.set_level(logging.INFO, "dicom_node.scp")
     c = certificates
-    n = node(tls=TlsConfig(cert=c["server.pem"], key=c["server.key"], ca=c["ca.pem"]), timeout=2.0)
+    n = node(tls=TlsConfig(cert=c["server.pem"], key=c["server.key"], ca=c["ca.pem"]), request_timeout=2.0)
     tls = ("+tls", str(c["client.key"]), str(c["client.pem"]), "+cf", str(c["ca.pem"]))
     stalled = socket.create_connection(("127.0.0.1", n.scp.port))   # never says hello
     try:
@@ -367,7 +369,7 @@ def test_tls_with_client_certificates(node, series, certificates, caplog):
         stalled.close()
     assert run.returncode == 0, run.stderr
     assert len(n.infos) == 1 and len(_stored_files(n.spool)) == 1
-    assert "TLS handshake with 127.0.0.1" in caplog.text         # the stalled one, timed out
+    _wait_until(lambda: "connection from 127.0.0.1 dropped: TLS handshake failed" in caplog.text)
     assert peers.echoscu(n.scp.port).returncode != 0            # plain TCP is refused
     anonymous = peers.storescu(n.scp.port, series[1], extra=("+tla", "+cf", str(c["ca.pem"])))
     assert anonymous.returncode != 0                            # no client certificate

@@ -196,6 +196,11 @@ def _add_serve(commands) -> None:
              "host name verified against --tls-ca, else the system's CAs)")
     add("--max-associations", type=int, metavar="N",
         help=f"simultaneous DICOM associations (default {d.max_associations})")
+    add("--max-connections-per-peer", type=int, metavar="N",
+        help=f"simultaneous DICOM connections from one IP address (default {d.max_connections_per_peer})")
+    add("--association-request-timeout", type=float, metavar="S",
+        help="seconds a DICOM caller has for the TLS handshake and again for its association request "
+             f"(default {d.association_request_timeout:g})")
     add("--max-jobs", type=int, metavar="N", help=f"simultaneous analyses (default {d.max_jobs})")
     add("--spool-reserve-mb", type=int, metavar="MIB",
         help=f"free disk space kept; below it images are refused (default {d.spool_reserve_mb})")
@@ -274,7 +279,8 @@ def _add_worker(commands) -> None:
 DICOMWEB_OPTIONS = ("pacs_dicomweb", "pacs_dicomweb_password_file", "pacs_dicomweb_ca")
 SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_aet", "accept_any_aet",
                  "pacs", *DICOMWEB_OPTIONS, "quiet_seconds", "incomplete_warn_seconds", "http_port", "http_address", "webhook",
-                 "tls_cert", "tls_key", "tls_ca", "pacs_tls", "max_associations", "max_jobs", "spool_reserve_mb",
+                 "tls_cert", "tls_key", "tls_ca", "pacs_tls", "max_associations",
+                 "max_connections_per_peer", "association_request_timeout", "max_jobs", "spool_reserve_mb",
                  "spool_journal_mb", "retention_days", "webhook_secret_file", "alert_patient_details", "alert_fhir",
                  "alert_expiry_hours", "public_url", "queue", "database", "slack_webhook", "teams_webhook",
                  "telegram_bot_token_file", "telegram_chat_id", "telegram_api_url", "email_to", "email_from",

@@ -109,6 +109,11 @@ class NodeSettings:
         certificate, the PACS's certificate (and host name) verified against ``tls_ca``, else
         against the system's trusted CAs
     max_associations : simultaneous DICOM associations; max_jobs : simultaneous analyses
+    max_connections_per_peer : simultaneous DICOM connections from one IP address (associated
+        or not); further ones are closed at once and logged once a minute per address
+    association_request_timeout : seconds a DICOM caller has for the TLS handshake, and again
+        for its association request, before the node closes the connection; connections that
+        have not associated take none of the ``max_associations`` slots
     spool_reserve_mb : free disk space (MiB) kept; below it instances are refused
         (out of resources) rather than filling the disk
     spool_journal_mb : size (MiB) of the spool's write-ahead journal, ``spool/.journal/ring``,
@@ -147,6 +152,8 @@ class NodeSettings:
     tls_ca: str = ""
     pacs_tls: bool = False
     max_associations: int = 8
+    max_connections_per_peer: int = 16
+    association_request_timeout: float = 5.0
     max_jobs: int = 2
     spool_reserve_mb: int = 1024
     spool_journal_mb: int = 1024

@@ -170,7 +170,9 @@ class Node:
         s = self.settings
         self.scp = StorageSCP(
             spool, ae_title=s.ae_title, host=s.listen_address, port=s.dicom_port, allowed_aets=allowed,
-            on_stored=self.on_stored, max_associations=s.max_associations, tls=tls_config(s))
+            on_stored=self.on_stored, max_associations=s.max_associations,
+            max_connections_per_peer=s.max_connections_per_peer,
+            request_timeout=s.association_request_timeout, tls=tls_config(s))
         try:
             self.scp.start()
         except ssl.SSLError as exc:
@@ -332,6 +334,8 @@ def _check(s: NodeSettings) -> None:
          "or accept any caller with --accept-any-aet"),
         (s.max_jobs >= 1, "--max-jobs must be at least 1"),
         (s.max_associations >= 1, "--max-associations must be at least 1"),
+        (s.max_connections_per_peer >= 1, "--max-connections-per-peer must be at least 1"),
+        (s.association_request_timeout > 0, "--association-request-timeout must be positive"),
         (s.spool_reserve_mb >= 0, "--spool-reserve-mb must not be negative"),
         (s.spool_journal_mb == 0 or s.spool_journal_mb >= 8,
          "--spool-journal-mb must be 0 (no journal) or at least 8"),
