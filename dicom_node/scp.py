@@ -241,8 +241,9 @@ class StorageSCP:
                and time.monotonic() < deadline):
             time.sleep(0.05)
         for assoc in self.ae.active_associations:
-            LOGGER.warning("aborting the association from %s", _Peer(assoc))
-            assoc.abort()
+            if assoc.requestor.primitive is not None:   # the rest end at their request timeout
+                LOGGER.warning("aborting the association from %s", _Peer(assoc))
+                assoc.abort()
         LOGGER.info("stopped listening")
 
     # Event handlers (pynetdicom calls them from the association threads)

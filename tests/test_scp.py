@@ -352,6 +352,26 @@ def test_a_stalled_peer_takes_no_slot_and_is_closed_after_the_request_timeout(no
         stalled.close()
 
 
+def test_a_request_beyond_the_slots_is_rejected_while_waiting_callers_take_none(node, caplog):
+    caplog.set_level(logging.INFO, "dicom_node.scp")
+    n = node(max_associations=1, request_timeout=30.0)
+    waiting = [socket.create_connection(("127.0.0.1", n.scp.port)) for _ in range(5)]
+    holder = AE("MODALITY")
+    holder.add_requested_context("1.2.840.10008.1.1")
+    assoc = holder.associate("127.0.0.1", n.scp.port, ae_title="TRIAGE")    # takes the one slot
+    try:
+        assert assoc.is_established
+        run = peers.echoscu(n.scp.port)
+        assert run.returncode != 0 and "Local Limit Exceeded" in run.stderr
+        assert "connection from 127.0.0.1 rejected: at most 1 associations at a time" in caplog.text
+    finally:
+        assoc.release()
+        for sock in waiting:
+            sock.close()
+    run = peers.echoscu(n.scp.port)
+    assert run.returncode == 0, run.stderr
+
+
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory) -> dict[str, Path]:
     return peers.make_certificates(tmp_path_factory.mktemp("tls"))

@@ -69,10 +69,10 @@ def nodelay_env(nodelay: bool) -> dict:
     return env
 
 
-def echoscu(port: int, *, calling: str = "MODALITY", called: str = "TRIAGE",
+def echoscu(port: int, *, calling: str = "MODALITY", called: str = "TRIAGE", extra: tuple[str, ...] = (),
             timeout: float = 30.0) -> subprocess.CompletedProcess:
-    """Run DCMTK ``echoscu`` against 127.0.0.1:``port``."""
-    return subprocess.run([dcmtk("echoscu"), "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
+    """Run DCMTK ``echoscu`` against 127.0.0.1:``port`` (``extra``: options such as ``+tls ...``)."""
+    return subprocess.run([dcmtk("echoscu"), "-aet", calling, "-aec", called, *extra, "127.0.0.1", str(port)],
                           capture_output=True, text=True, timeout=timeout)
 
 
