@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-quick-ack", action="store_true", help="leave delayed ACKs on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # a traceback per dropped caller
     _config.LOG_HANDLER_LEVEL = "none"        # pynetdicom's per-PDU debug formatting: ~4 % CPU
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
