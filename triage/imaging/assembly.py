@@ -22,7 +22,14 @@ from pathlib import Path
 import numpy as np
 from pydicom.errors import InvalidDicomError
 
-from triage.base.dicom_header import FileHeader, PlaneHeader, read_header, read_identifiers
+from triage.base.dicom_header import (
+    MAX_IMAGE_SIDE,
+    FileHeader,
+    NotSeriesImage,
+    PlaneHeader,
+    read_header,
+    read_identifiers,
+)
 from triage.base.errors import InputError, one_line
 from triage.base.grid import (
     MIN_PERFUSION_FRAMES,
@@ -407,7 +414,7 @@ def read_file_header(path: Path) -> FileHeader | str:
         return read_header(path)
     except InvalidDicomError:
         return "not DICOM"
-    except ValueError as exc:
+    except NotSeriesImage as exc:
         return str(exc)
     except Exception as exc:
         return f"unreadable DICOM header ({one_line(exc, 150, with_type=True)})"
@@ -501,8 +508,12 @@ def _check_uniform(planes: list[PlaneHeader]) -> None:
     if len(sizes) > 1:
         listed = ", ".join(f"{r}x{c} ({_count(n, 'image')})" for (r, c), n in sizes.most_common())
         raise InputError(f"mixed image sizes in one series: {listed}")
-    if 0 in next(iter(sizes)):
+    rows, columns = next(iter(sizes))
+    if 0 in (rows, columns):
         raise InputError("images have no Rows/Columns")
+    if max(rows, columns) > MAX_IMAGE_SIDE:
+        raise InputError(f"images of {rows}x{columns} pixels: larger than "
+                         f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} are refused")
     orientations = np.array([p.orientation for p in planes])
     differ = int((np.abs(orientations - orientations[0]).max(axis=1) > 1e-4).sum())
     if differ:
