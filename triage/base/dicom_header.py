@@ -12,6 +12,8 @@ orientations are DICOM patient coordinates (LPS, mm).
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -19,7 +21,7 @@ from typing import BinaryIO
 import pydicom
 import pydicom.config
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from triage.base.errors import InputError, one_line
@@ -87,16 +89,17 @@ class FileHeader:
     planes: list[PlaneHeader] = field(default_factory=list)
 
 
+_TM = re.compile(r"([0-9]{2})([0-9]{2})?([0-9]{2}(?:\.[0-9]*)?)?")
+
+
 def parse_tm(value) -> float | None:
-    """Seconds of the day from a DICOM TM (``HHMMSS.FFFFFF``, also ``HH:MM:SS``); None if absent."""
-    text = str(value or "").strip().replace(":", "")
-    if len(text) < 2 or not text[:2].isdigit():
+    """Seconds of the day from a DICOM TM (``HHMMSS.FFFFFF``, also ``HH:MM:SS``); None if absent
+    or not a time of day (hours 00-23, minutes 00-59, seconds below 61)."""
+    match = _TM.fullmatch(str(value or "").strip().replace(":", ""))
+    if match is None:
         return None
-    try:
-        hours = int(text[:2])
-        minutes = int(text[2:4]) if len(text) >= 4 else 0
-        seconds = float(text[4:]) if len(text) > 4 else 0.0
-    except ValueError:
+    hours, minutes, seconds = int(match[1]), int(match[2] or 0), float(match[3] or 0.0)
+    if hours > 23 or minutes > 59 or seconds >= 61.0:
         return None
     return hours * 3600.0 + minutes * 60.0 + seconds
 
@@ -113,18 +116,18 @@ def parse_age_years(value) -> float | None:
     """Age in years from a DICOM AS string (``072Y``, ``006M``, ``010W``, ``005D``)."""
     text = str(value or "").strip().upper()
     units = {"Y": 1.0, "M": 12.0, "W": 365.25 / 7.0, "D": 365.25}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+    if len(text) < 2 or text[-1] not in units or not (text[:-1].isascii() and text[:-1].isdigit()):
         return None
     return int(text[:-1]) / units[text[-1]]
 
 
 def _floats(value, n: int) -> tuple[float, ...] | None:
-    """``n`` floats, or None when absent, of another count or not numbers."""
+    """``n`` finite floats, or None when absent, of another count or not all finite numbers."""
     try:
         values = tuple(float(v) for v in value)
     except (TypeError, ValueError, OverflowError):
         return None
-    return values if len(values) == n else None
+    return values if len(values) == n and all(map(math.isfinite, values)) else None
 
 
 def _get(ds: Dataset | None, keyword: str):
@@ -134,7 +137,7 @@ def _get(ds: Dataset | None, keyword: str):
         return None
     try:
         return ds.get(keyword)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, BytesLengthException):
         return None
 
 
@@ -156,10 +159,23 @@ def _optional_int(value) -> int | None:
 
 
 def _optional_float(value) -> float | None:
+    """A finite float, or None."""
     try:
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
+        number = float(value) if value not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _rescale(ds: Dataset, keyword: str, default: float) -> float:
+    """RescaleSlope or RescaleIntercept (``default`` when absent or empty).
+
+    Raises ValueError when it is not a finite number: every pixel would be wrong."""
+    value = ds.get(keyword, default)
+    number = float(value) if value not in (None, "") else default
+    if not math.isfinite(number):
+        raise ValueError(f"{keyword} {value} is not a finite number")
+    return number
 
 
 def _classic_plane(ds: Dataset, path: Path) -> PlaneHeader:
@@ -175,8 +191,7 @@ def _classic_plane(ds: Dataset, path: Path) -> PlaneHeader:
         position=_floats(_get(ds, "ImagePositionPatient"), 3),
         acquisition_time=acquisition, content_time=parse_tm(_get(ds, "ContentTime")),
         order_index=order if order is not None else _optional_int(_get(ds, "AcquisitionNumber")),
-        slope=float(ds.get("RescaleSlope", 1.0) or 1.0),
-        intercept=float(ds.get("RescaleIntercept", 0.0) or 0.0),
+        slope=_rescale(ds, "RescaleSlope", 1.0) or 1.0, intercept=_rescale(ds, "RescaleIntercept", 0.0),
         thickness=_optional_float(_get(ds, "SliceThickness")))
 
 
@@ -206,8 +221,8 @@ def _enhanced_planes(ds: Dataset, path: Path) -> list[PlaneHeader]:
             acquisition_time=frame_time if frame_time is not None else object_time,
             content_time=content_time,
             order_index=_optional_int(content.get("TemporalPositionIndex")) if content else None,
-            slope=float((transform or ds).get("RescaleSlope", 1.0) or 1.0),
-            intercept=float((transform or ds).get("RescaleIntercept", 0.0) or 0.0),
+            slope=_rescale(transform or ds, "RescaleSlope", 1.0) or 1.0,
+            intercept=_rescale(transform or ds, "RescaleIntercept", 0.0),
             thickness=_optional_float(_get(measures, "SliceThickness"))))
     return planes
 
