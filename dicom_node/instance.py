@@ -7,12 +7,14 @@ in patient coordinates (LPS, mm), as in the DICOM header.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException
 
 from triage.base.dicom_header import parse_tm
 
@@ -78,11 +80,12 @@ def header_text(ds: Dataset, keyword: str) -> str:
 
 
 def _floats(value, n: int) -> tuple[float, ...] | None:
+    """``n`` finite floats, else None."""
     try:
         numbers = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return numbers if len(numbers) == n else None
+    return numbers if len(numbers) == n and all(map(math.isfinite, numbers)) else None
 
 
 def _int(value) -> int | None:
@@ -90,6 +93,21 @@ def _int(value) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _character_text(ds: Dataset, keyword: str) -> str:
+    """An element in the Specific Character Set (LO, SH, ...) as text; "" when absent or when
+    its bytes cannot be read as such (a wrong VR, a bad length)."""
+    try:
+        return str(ds.get(keyword, "") or "")
+    except (TypeError, ValueError, OverflowError, BytesLengthException):
+        return ""
+
+
+def _count(value) -> int | None:
+    """A count of at least 1, else None."""
+    number = _int(value)
+    return number if number is not None and number >= 1 else None
 
 
 def instance_info(ds: Dataset, path: Path, calling_aet: str = "") -> InstanceInfo:
@@ -106,15 +124,15 @@ def instance_info(ds: Dataset, path: Path, calling_aet: str = "") -> InstanceInf
         series_uid=header_text(ds, "SeriesInstanceUID"),
         path=Path(path),
         calling_aet=calling_aet.strip(),
-        patient_id=str(ds.get("PatientID", "") or ""),           # LO: in the character set
+        patient_id=_character_text(ds, "PatientID"),
         modality=header_text(ds, "Modality"),
-        series_description=str(ds.get("SeriesDescription", "") or ""),
+        series_description=_character_text(ds, "SeriesDescription"),
         image_type=header_values(ds, "ImageType"),
         position=_floats(header_values(ds, "ImagePositionPatient"), 3),
         orientation=_floats(header_values(ds, "ImageOrientationPatient"), 6),
         time_s=time_s,
         acquisition_number=_int(header_text(ds, "AcquisitionNumber")),
-        number_of_frames=_int(header_text(ds, "NumberOfFrames")) or 1,
-        temporal_positions=_int(header_text(ds, "NumberOfTemporalPositions")),
-        images_in_acquisition=_int(header_text(ds, "ImagesInAcquisition")),
+        number_of_frames=_count(header_text(ds, "NumberOfFrames")) or 1,
+        temporal_positions=_count(header_text(ds, "NumberOfTemporalPositions")),
+        images_in_acquisition=_count(header_text(ds, "ImagesInAcquisition")),
     )

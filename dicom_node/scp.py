@@ -12,8 +12,8 @@ Statuses returned to the sender:
 ========  ===========================================================================
 0x0000    stored (or acknowledged and ignored, for a non-CT class by default)
 0xA700    out of resources: the spool's disk is full or below its reserve
-0xC000    cannot understand: undecodable dataset, or a Study, Series or SOP Instance UID or
-          the SOP Class UID missing
+0xC000    cannot understand: undecodable dataset, a Study, Series or SOP Instance UID or
+          the SOP Class UID missing, or one of those three UIDs with non-ASCII characters
 0xC210    the instance could not be written, or ``on_stored`` failed (the sender may retry)
 ========  ===========================================================================
 
@@ -65,6 +65,8 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
+
+from triage.base.errors import one_line
 
 from .admission import MAX_WAITING, AdmissionServer
 from .instance import CT_STORAGE_CLASSES, InstanceInfo, header_text, instance_info
@@ -315,14 +317,20 @@ class StorageSCP:
             missing = [keyword for key, keyword in _REQUIRED_UIDS if not uids[key]]
             if not header_text(dataset, "SOPClassUID"):
                 missing.append("SOPClassUID")
-            info = None if missing else instance_info(dataset, self.spool.path_for(**uids),
-                                                      event.assoc.requestor.ae_title)
+            non_ascii = [keyword for key, keyword in _REQUIRED_UIDS if not uids[key].isascii()]
+            info = None if missing or non_ascii else instance_info(
+                dataset, self.spool.path_for(**uids), event.assoc.requestor.ae_title)
         except Exception as error:                # any decoding error of a peer's bytes
-            LOGGER.warning("refused an undecodable %s from %s: %s", sop_class.name, peer, error)
+            LOGGER.warning("refused an undecodable %s from %s: %s", sop_class.name, peer,
+                           one_line(error, with_type=True))
             return CANNOT_UNDERSTAND, "failed"
         if missing:
             LOGGER.warning("refused a %s from %s without %s", sop_class.name, peer,
                            ", ".join(missing))
+            return CANNOT_UNDERSTAND, "failed"
+        if non_ascii:                             # invalid, and not told apart once decoded
+            LOGGER.warning("refused a %s from %s: non-ASCII characters in %s", sop_class.name,
+                           peer, ", ".join(non_ascii))
             return CANNOT_UNDERSTAND, "failed"
         with self.spool.writing():  # the series is not removed (retention) meanwhile
             try:

@@ -262,7 +262,7 @@ def test_hostile_uids_are_stored_under_safe_names(node, tmp_path, caplog):
     caplog.set_level(logging.INFO, "dicom_node.scp")
     n = node()
     hostile = {"StudyInstanceUID": "../../etc", "SeriesInstanceUID": "9" * 300,
-               "SOPInstanceUID": "1.2.é\0/../x"}
+               "SOPInstanceUID": "1.2.\0/../x"}
     ct_instance(tmp_path / "src" / "bad.dcm", np.ones((8, 8), np.int16), position=(0, 0, 0),
                 time_s=0.0, study_uid=generate_uid(), series_uid=generate_uid())
     ds = pydicom.dcmread(tmp_path / "src" / "bad.dcm")
@@ -273,6 +273,9 @@ def test_hostile_uids_are_stored_under_safe_names(node, tmp_path, caplog):
     assoc = ae.associate("127.0.0.1", n.scp.port, ae_title="TRIAGE")
     try:
         assert assoc.send_c_store(ds).Status == 0x0000
+        for accent in "éè":            # both would be decoded as 1.2.3.\ufffd: refused, not mixed up
+            ds.SOPInstanceUID = f"1.2.3.{accent}"
+            assert assoc.send_c_store(ds).Status == 0xC000
         del ds.SeriesInstanceUID
         assert 0xC000 <= assoc.send_c_store(ds).Status <= 0xCFFF
     finally:
@@ -286,6 +289,7 @@ def test_hostile_uids_are_stored_under_safe_names(node, tmp_path, caplog):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([n.spool.name, "src"])
     assert n.infos[0].study_uid == "../../etc"
     assert "without SeriesInstanceUID" in caplog.text
+    assert caplog.text.count("non-ASCII characters in SOPInstanceUID") == 2
 
 
 def test_a_killed_sender_does_not_disturb_a_concurrent_one(node, series, tmp_path, caplog):

@@ -12,13 +12,16 @@ orientations are DICOM patient coordinates (LPS, mm).
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
+import pydicom.config
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from triage.base.errors import InputError, one_line
@@ -26,8 +29,19 @@ from triage.base.errors import InputError, one_line
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 NATIVE_LITTLE_ENDIAN = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+# An image larger than this in-plane, or whose pixel data would decode to more bytes per
+# file, is refused before any pixel is read (a lying header or a decompression bomb).
+MAX_IMAGE_SIDE = 4096
+MAX_DECODED_BYTES = 2**30
+# Invalid values (over-long UIDs, bad DS strings) are judged by the readers here, not warned
+# about element by element on stderr.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 ATTRIBUTE_KEYWORDS = ("PatientID", "PatientName", "AccessionNumber", "StudyDescription",
                       "SeriesDescription", "StudyDate", "Manufacturer", "KVP")
+
+
+class NotSeriesImage(ValueError):
+    """The file is DICOM but not an image of a series (DICOMDIR, no SeriesInstanceUID)."""
 
 
 @dataclass(frozen=True)
@@ -75,16 +89,17 @@ class FileHeader:
     planes: list[PlaneHeader] = field(default_factory=list)
 
 
+_TM = re.compile(r"([0-9]{2})([0-9]{2})?([0-9]{2}(?:\.[0-9]*)?)?")
+
+
 def parse_tm(value) -> float | None:
-    """Seconds of the day from a DICOM TM (``HHMMSS.FFFFFF``, also ``HH:MM:SS``); None if absent."""
-    text = str(value or "").strip().replace(":", "")
-    if len(text) < 2 or not text[:2].isdigit():
+    """Seconds of the day from a DICOM TM (``HHMMSS.FFFFFF``, also ``HH:MM:SS``); None if absent
+    or not a time of day (hours 00-23, minutes 00-59, seconds below 61)."""
+    match = _TM.fullmatch(str(value or "").strip().replace(":", ""))
+    if match is None:
         return None
-    try:
-        hours = int(text[:2])
-        minutes = int(text[2:4]) if len(text) >= 4 else 0
-        seconds = float(text[4:]) if len(text) > 4 else 0.0
-    except ValueError:
+    hours, minutes, seconds = int(match[1]), int(match[2] or 0), float(match[3] or 0.0)
+    if hours > 23 or minutes > 59 or seconds >= 61.0:
         return None
     return hours * 3600.0 + minutes * 60.0 + seconds
 
@@ -101,16 +116,29 @@ def parse_age_years(value) -> float | None:
     """Age in years from a DICOM AS string (``072Y``, ``006M``, ``010W``, ``005D``)."""
     text = str(value or "").strip().upper()
     units = {"Y": 1.0, "M": 12.0, "W": 365.25 / 7.0, "D": 365.25}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+    if len(text) < 2 or text[-1] not in units or not (text[:-1].isascii() and text[:-1].isdigit()):
         return None
     return int(text[:-1]) / units[text[-1]]
 
 
 def _floats(value, n: int) -> tuple[float, ...] | None:
-    if value is None:
+    """``n`` finite floats, or None when absent, of another count or not all finite numbers."""
+    try:
+        values = tuple(float(v) for v in value)
+    except (TypeError, ValueError, OverflowError):
         return None
-    values = tuple(float(v) for v in value)
-    return values if len(values) == n else None
+    return values if len(values) == n and all(map(math.isfinite, values)) else None
+
+
+def _get(ds: Dataset | None, keyword: str):
+    """``ds.get(keyword)``, None when absent or when its value cannot be converted (a DS
+    that is not a number, a value of the wrong VR)."""
+    if ds is None:
+        return None
+    try:
+        return ds.get(keyword)
+    except (TypeError, ValueError, OverflowError, BytesLengthException):
+        return None
 
 
 def _first_item(container: Dataset | None, keyword: str) -> Dataset | None:
@@ -131,36 +159,48 @@ def _optional_int(value) -> int | None:
 
 
 def _optional_float(value) -> float | None:
+    """A finite float, or None."""
     try:
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
+        number = float(value) if value not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _rescale(ds: Dataset, keyword: str, default: float) -> float:
+    """RescaleSlope or RescaleIntercept (``default`` when absent or empty).
+
+    Raises ValueError when it is not a finite number: every pixel would be wrong."""
+    value = ds.get(keyword, default)
+    number = float(value) if value not in (None, "") else default
+    if not math.isfinite(number):
+        raise ValueError(f"{keyword} {value} is not a finite number")
+    return number
 
 
 def _classic_plane(ds: Dataset, path: Path) -> PlaneHeader:
-    acquisition = parse_tm(ds.get("AcquisitionTime"))
+    acquisition = parse_tm(_get(ds, "AcquisitionTime"))
     if acquisition is None:
-        acquisition = parse_dt_time(ds.get("AcquisitionDateTime"))
-    order = _optional_int(ds.get("TemporalPositionIndex"))
+        acquisition = parse_dt_time(_get(ds, "AcquisitionDateTime"))
+    order = _optional_int(_get(ds, "TemporalPositionIndex"))
     return PlaneHeader(
         path=path, frame=None, sop_uid=str(ds.get("SOPInstanceUID", "")),
         rows=int(ds.get("Rows", 0) or 0), columns=int(ds.get("Columns", 0) or 0),
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        position=_floats(ds.get("ImagePositionPatient"), 3),
-        acquisition_time=acquisition, content_time=parse_tm(ds.get("ContentTime")),
-        order_index=order if order is not None else _optional_int(ds.get("AcquisitionNumber")),
-        slope=float(ds.get("RescaleSlope", 1.0) or 1.0),
-        intercept=float(ds.get("RescaleIntercept", 0.0) or 0.0),
-        thickness=_optional_float(ds.get("SliceThickness")))
+        pixel_spacing=_floats(_get(ds, "PixelSpacing"), 2),
+        orientation=_floats(_get(ds, "ImageOrientationPatient"), 6),
+        position=_floats(_get(ds, "ImagePositionPatient"), 3),
+        acquisition_time=acquisition, content_time=parse_tm(_get(ds, "ContentTime")),
+        order_index=order if order is not None else _optional_int(_get(ds, "AcquisitionNumber")),
+        slope=_rescale(ds, "RescaleSlope", 1.0) or 1.0, intercept=_rescale(ds, "RescaleIntercept", 0.0),
+        thickness=_optional_float(_get(ds, "SliceThickness")))
 
 
 def _enhanced_planes(ds: Dataset, path: Path) -> list[PlaneHeader]:
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
-    object_time = parse_dt_time(ds.get("AcquisitionDateTime"))
+    object_time = parse_dt_time(_get(ds, "AcquisitionDateTime"))
     if object_time is None:
-        object_time = parse_tm(ds.get("AcquisitionTime"))
-    content_time = parse_tm(ds.get("ContentTime"))
+        object_time = parse_tm(_get(ds, "AcquisitionTime"))
+    content_time = parse_tm(_get(ds, "ContentTime"))
     planes = []
     for index, groups in enumerate(ds.PerFrameFunctionalGroupsSequence):
         position = _group_item(groups, shared, "PlanePositionSequence")
@@ -174,16 +214,16 @@ def _enhanced_planes(ds: Dataset, path: Path) -> list[PlaneHeader]:
         planes.append(PlaneHeader(
             path=path, frame=index, sop_uid=str(ds.get("SOPInstanceUID", "")),
             rows=int(ds.get("Rows", 0) or 0), columns=int(ds.get("Columns", 0) or 0),
-            pixel_spacing=_floats(measures.get("PixelSpacing") if measures else None, 2),
+            pixel_spacing=_floats(_get(measures, "PixelSpacing"), 2),
             orientation=_floats(
-                orientation.get("ImageOrientationPatient") if orientation else None, 6),
-            position=_floats(position.get("ImagePositionPatient") if position else None, 3),
+                _get(orientation, "ImageOrientationPatient"), 6),
+            position=_floats(_get(position, "ImagePositionPatient"), 3),
             acquisition_time=frame_time if frame_time is not None else object_time,
             content_time=content_time,
             order_index=_optional_int(content.get("TemporalPositionIndex")) if content else None,
-            slope=float((transform or ds).get("RescaleSlope", 1.0) or 1.0),
-            intercept=float((transform or ds).get("RescaleIntercept", 0.0) or 0.0),
-            thickness=_optional_float(measures.get("SliceThickness") if measures else None)))
+            slope=_rescale(transform or ds, "RescaleSlope", 1.0) or 1.0,
+            intercept=_rescale(transform or ds, "RescaleIntercept", 0.0),
+            thickness=_optional_float(_get(measures, "SliceThickness"))))
     return planes
 
 
@@ -218,7 +258,7 @@ def read_header(path: Path) -> FileHeader:
     ------
     pydicom.errors.InvalidDicomError
         The file is not DICOM.
-    ValueError
+    NotSeriesImage
         The file is DICOM but not an image of a series (DICOMDIR, no SeriesInstanceUID).
     Exception
         Anything pydicom raises on a damaged header; callers record it as the reason.
@@ -228,10 +268,10 @@ def read_header(path: Path) -> FileHeader:
         pixel_offset = stream.tell()
     meta_class = str(getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", ""))
     if meta_class == DICOMDIR_CLASS:
-        raise ValueError("DICOMDIR (index file, not an image)")
+        raise NotSeriesImage("DICOMDIR (index file, not an image)")
     series_uid = str(ds.get("SeriesInstanceUID", "") or "")
     if not series_uid:
-        raise ValueError("no SeriesInstanceUID")
+        raise NotSeriesImage("no SeriesInstanceUID")
     syntax = getattr(ds.get("file_meta"), "TransferSyntaxUID", None)
     header = FileHeader(
         path=path, study_uid=str(ds.get("StudyInstanceUID", "") or ""), series_uid=series_uid,

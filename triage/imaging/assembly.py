@@ -22,7 +22,14 @@ from pathlib import Path
 import numpy as np
 from pydicom.errors import InvalidDicomError
 
-from triage.base.dicom_header import FileHeader, PlaneHeader, read_header, read_identifiers
+from triage.base.dicom_header import (
+    MAX_IMAGE_SIDE,
+    FileHeader,
+    NotSeriesImage,
+    PlaneHeader,
+    read_header,
+    read_identifiers,
+)
 from triage.base.errors import InputError, one_line
 from triage.base.grid import (
     MIN_PERFUSION_FRAMES,
@@ -332,6 +339,7 @@ def decode_planes(header: FileHeader, factor: int) -> dict[tuple[Path, int], np.
     """Every plane of one file in HU, block-averaged by ``factor``, exactly as :func:`assemble`
     reads it (InputError for pixel data that cannot be read or does not fit the header)."""
     first = header.planes[0]
+    _check_image_size(first.rows, first.columns)
     shape = (first.rows, first.columns)
     stored = _stored(header, shape, np.empty(shape, dtype=np.int16))
     reduced = (first.rows // factor, first.columns // factor)
@@ -407,7 +415,7 @@ def read_file_header(path: Path) -> FileHeader | str:
         return read_header(path)
     except InvalidDicomError:
         return "not DICOM"
-    except ValueError as exc:
+    except NotSeriesImage as exc:
         return str(exc)
     except Exception as exc:
         return f"unreadable DICOM header ({one_line(exc, 150, with_type=True)})"
@@ -501,8 +509,7 @@ def _check_uniform(planes: list[PlaneHeader]) -> None:
     if len(sizes) > 1:
         listed = ", ".join(f"{r}x{c} ({_count(n, 'image')})" for (r, c), n in sizes.most_common())
         raise InputError(f"mixed image sizes in one series: {listed}")
-    if 0 in next(iter(sizes)):
-        raise InputError("images have no Rows/Columns")
+    _check_image_size(*next(iter(sizes)))
     orientations = np.array([p.orientation for p in planes])
     differ = int((np.abs(orientations - orientations[0]).max(axis=1) > 1e-4).sum())
     if differ:
@@ -513,6 +520,16 @@ def _check_uniform(planes: list[PlaneHeader]) -> None:
         raise InputError("pixel spacing is not positive")
     if (np.abs(spacings - spacings[0]) > 1e-3 * spacings[0]).any():
         raise InputError("mixed pixel spacings in one series")
+
+
+def _check_image_size(rows: int, columns: int) -> None:
+    """Refuse images without a size or larger than ``MAX_IMAGE_SIDE`` a side (before any
+    buffer for them is allocated)."""
+    if 0 in (rows, columns):
+        raise InputError("images have no Rows/Columns")
+    if max(rows, columns) > MAX_IMAGE_SIDE:
+        raise InputError(f"images of {rows}x{columns} pixels: larger than "
+                         f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} are refused")
 
 
 def _count(n: int, noun: str) -> str:

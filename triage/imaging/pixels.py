@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 
-from triage.base.dicom_header import PIXEL_DATA_TAG, FileHeader
+from triage.base.dicom_header import MAX_DECODED_BYTES, PIXEL_DATA_TAG, FileHeader
 from triage.base.errors import InputError, one_line
 
 
@@ -73,7 +73,23 @@ def _read_with_pydicom(header: FileHeader) -> np.ndarray:
         raise InputError(f"{path.name} has no pixel data")
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise InputError(f"{path.name} is not a greyscale image")
+    _check_decoded_size(ds, path.name)
     return ds.pixel_array
+
+
+def _check_decoded_size(ds, name: str) -> None:
+    """Refuse pixel data that would decode to more than ``MAX_DECODED_BYTES`` (a decompression
+    bomb, a lying header) and uncompressed pixel data shorter than its header says, before
+    anything is decoded or allocated."""
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    expected = ds.Rows * ds.Columns * max(frames, 1) * bits // 8
+    if expected > MAX_DECODED_BYTES:
+        raise InputError(f"pixel data of {name} would decode to {expected / 2**20:.0f} MiB "
+                         f"({ds.Rows}x{ds.Columns}, {frames} frames): more than "
+                         f"{MAX_DECODED_BYTES // 2**20} MiB per file is refused")
+    if not ds.file_meta.TransferSyntaxUID.is_compressed and len(ds.PixelData) < expected:
+        raise InputError(f"{name} is truncated: {len(ds.PixelData)} of {expected} pixel bytes")
 
 
 def block_mean_into(image: np.ndarray, factor: int, out: np.ndarray,
