@@ -9,6 +9,7 @@ import re
 import httpx
 import pytest
 
+from tests.support.browser import WORKSTATION, browser, need_chromium, new_page, playwright_api  # noqa: F401 (fixture)
 from tests.support.webdata import serve_api
 from triage.base.errors import InputError
 from triage.base.language import LANGUAGES, catalog
@@ -59,3 +60,19 @@ def test_the_application_serves_its_pages_in_its_language(language, tmp_path):
 def test_an_unsupported_language_is_refused_in_one_line(tmp_path):
     with pytest.raises(InputError, match=r"^language 'fr' is not supported: en or vi$"):
         create_app(tmp_path, JobStore(tmp_path / "triage.db"), language="fr")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_login_page_in_chromium_speaks_its_language(language, tmp_path, browser):
+    need_chromium()
+    with serve_api(tmp_path, language=language) as (base, _, _):
+        page = new_page(browser, WORKSTATION)
+        page.goto(f"{base}/login")
+        assert page.get_attribute("html", "lang") == language
+        assert page.inner_text(".ruo") == catalog(language)["viewer.ruo"]
+        page.fill("#username", "nobody")
+        page.fill("#password", "not-the-password")
+        page.click("button[type=submit]")
+        playwright_api.expect(page.locator("#login-error")).to_have_text(catalog(language)["viewer.login_wrong"])
+        assert re.search(r"viewer\.[a-z_.]+", page.inner_text("body")) is None
+        assert page.errors == []
