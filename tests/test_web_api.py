@@ -27,6 +27,7 @@ from tests.support.webdata import ADMIN, SMALL, VIEWER, make_analysed_data, pars
 from triage.report.colormaps import get_lut
 from triage.report.render import MAP_STYLES
 from triage.store.jobs import JobStore
+from triage.web import pages
 from triage.web.accounts import MAX_FAILED_LOGINS, Accounts
 from triage.web.app import COOKIE, STATIC_DIR
 from triage.web.metrics import BUCKETS_S
@@ -409,7 +410,7 @@ def test_docs_and_pages_for_a_logged_in_browser(api, analysed):
                        ("/login", "login.html")):
         response = client.get(page, headers=headers)
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
-        assert (STATIC_DIR / name).read_text().rstrip("\n") in response.text  # its own main part
+        assert pages.fill((STATIC_DIR / name).read_text().rstrip("\n"), "en") in response.text  # its main part
     assert client.get("/login").status_code == 200  # no session needed to log in
 
 
@@ -426,7 +427,7 @@ def test_every_page_has_the_one_shared_head_header_and_footer(api, analysed):
     static/layout.html and in no page's own file; its title and script are its own."""
     client, _ = api
     headers = session_cookie(client, VIEWER)
-    layout = (STATIC_DIR / "layout.html").read_text()
+    layout = pages.fill((STATIC_DIR / "layout.html").read_text(), "en")
     for text in SHARED:
         assert layout.count(text) == 1, text
     for path, name, title, script in (("/", "index.html", "Studies", "studies.js"),

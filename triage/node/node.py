@@ -89,6 +89,7 @@ class Node:
         self._alert_config = alert_config(settings.alerts, http_port=self.settings.http_port,
                                           language=settings.analysis.language)  # None without --webhook
         self._public_url = settings.alerts.public_url  # the share links' base
+        self._language = settings.analysis.language  # the viewer's words
         self._alerts: AlertComposer | None = None
         self._runner: AnalysisRunner | None = None
         self._monitor: CompletionMonitor | None = None
@@ -225,7 +226,8 @@ class Node:
 
         s = self.settings
         self.web = WebServer(create_app(self.data_dir, self.store, reprocess=self.reprocess,
-                                        public_url=self._public_url), s.http_address, s.http_port)
+                                        public_url=self._public_url, language=self._language),
+                             s.http_address, s.http_port)
         self.web.start()
         log.info("web API and viewer on http://%s:%d/ (users: triage user add NAME --role viewer|admin)",
                  s.http_address, s.http_port)

@@ -65,6 +65,7 @@ from pydantic import BaseModel, Field
 
 from models.profiles import available_profiles
 from triage import __version__
+from triage.base.language import DEFAULT_LANGUAGE, check_language
 from triage.report.folder import ResultFolder
 from triage.store.jobs import JobStore
 from triage.web import metrics, pages, slices
@@ -105,17 +106,20 @@ class NewShare(BaseModel):
 
 
 def create_app(data_dir: Path, store: JobStore, *,
-               reprocess: Callable[[str, dict], int | None] | None = None, public_url: str = "") -> FastAPI:
+               reprocess: Callable[[str, dict], int | None] | None = None, public_url: str = "",
+               language: str = DEFAULT_LANGUAGE) -> FastAPI:
     """The application over ``data_dir`` (``triage.db``, ``results/``) and its job store.
 
     ``reprocess(series_uid, options)`` queues a re-run and returns its generation (None when
     the series cannot be re-run now); by default :meth:`JobStore.reprocess` (the node passes
     its own, which also stops the older generation's running analysis and wakes a worker).
     ``public_url`` is the base of the share links' ``url`` (default: the request's own base URL,
-    which behind a reverse proxy may not be the one the recipient can reach).
+    which behind a reverse proxy may not be the one the recipient can reach). ``language`` is
+    that of the pages' words (``en``, ``vi``; :mod:`triage.base.language`).
     """
     data_dir = Path(data_dir)
     shared = _Shared(store, Accounts(store), Studies(store, data_dir / "results"), Shares(store))
+    shared.language = check_language(language)
     if reprocess is None:
         def reprocess(series_uid: str, options: dict) -> int | None:
             started = store.reprocess(series_uid, options)
@@ -143,6 +147,7 @@ class _Shared:
     def __init__(self, store: JobStore, accounts: Accounts, studies: Studies, shares: Shares):
         self.store, self.accounts, self.studies, self.shares = store, accounts, studies, shares
         self.opened = _RecentOpens()
+        self.language = DEFAULT_LANGUAGE
 
     def credentials(self, request: Request) -> User | None:
         """The user of the request's API token (``Authorization: Bearer``) or session cookie."""
@@ -414,7 +419,7 @@ def _add_share_routes(app: FastAPI, shared: _Shared, public_url: str) -> None:
             shared.link_reading(request, token)
         except HTTPException as refused:
             return HTMLResponse(refusal_page(refused.detail), status_code=refused.status_code)
-        return _page("study.html")
+        return _page("study.html", shared.language)
 
     _add_study_reads(app, shared, SHARE_PREFIX + "{token}/study", shared.link_reading)
 
@@ -451,12 +456,12 @@ def _add_page_routes(app: FastAPI, shared: _Shared) -> None:
 
     @app.get("/login", include_in_schema=False)
     def login_page() -> Response:
-        return _page("login.html")
+        return _page("login.html", shared.language)
 
     def page_or_login(name: str, request: Request) -> Response:
         """The page, or the login page that comes back to it (an alert's link to a study)."""
         if shared.credentials(request):
-            return _page(name)
+            return _page(name, shared.language)
         return RedirectResponse(f"/login?next={quote(request.url.path, safe='')}", 303)
 
     @app.get("/", include_in_schema=False)
@@ -481,9 +486,9 @@ def _cached(request: Request, tag: str, pinned: bool, media_type: str, body: Cal
     return Response(content, media_type=media_type, headers=headers)
 
 
-def _page(name: str) -> Response:
+def _page(name: str, language: str) -> Response:
     try:
-        content = pages.render(name)
+        content = pages.render(name, language)
     except OSError:
         raise HTTPException(404, f"page {name} is not installed") from None
     return Response(content, media_type="text/html; charset=utf-8", headers={"Cache-Control": REVALIDATE})

@@ -1,6 +1,17 @@
 // Shared by the viewer's pages: JSON requests to the node's API (a 401 leads to the sign-in
 // page), the signed-in user in the page header, DOM building and number formatting.
 
+const TEXTS = JSON.parse(document.getElementById("texts")?.textContent || "{}");
+
+/**
+ * The page language's text of catalog `key` (`viewer.*`) with each `{name}` replaced by
+ * `values[name]`; the key itself when the page lacks it (so that a missing text shows).
+ */
+export function t(key, values = {}) {
+  const template = TEXTS[key] ?? key;
+  return template.replace(/\{([a-z_]+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+}
+
 /** Go to the sign-in page, coming back to this page afterwards. */
 export function toLogin() {
   const here = location.pathname + location.search;

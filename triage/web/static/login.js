@@ -1,6 +1,8 @@
 // Sign-in page: POST /api/login with the user name and password as JSON; on success the session
 // cookie is set and the browser goes on to `?next=` (a path on this server) or the study list.
 
+import { t } from "./common.js";
+
 const form = document.getElementById("login");
 const error = document.getElementById("login-error");
 
@@ -20,7 +22,7 @@ form.addEventListener("submit", async (event) => {
   const username = form.username.value.trim();
   const password = form.password.value;
   if (!username || !password) {
-    showError("Enter your user name and password.");
+    showError(t("viewer.login_missing"));
     return;
   }
   const button = form.querySelector("button");
@@ -36,10 +38,10 @@ form.addEventListener("submit", async (event) => {
       location.assign(nextPage());
       return;
     }
-    showError(response.status === 401 ? "Wrong user name or password."
-      : `Sign-in failed: the server answered ${response.status}.`);
+    showError(response.status === 401 ? t("viewer.login_wrong")
+      : t("viewer.login_failed", { status: response.status }));
   } catch {
-    showError("The triage node cannot be reached.");
+    showError(t("viewer.unreachable"));
   } finally {
     button.disabled = false;
   }
