@@ -332,7 +332,7 @@ def _add_study_reads(app: FastAPI, shared: _Shared, prefix: str, reading: Callab
     def summary_picture(request: Request, generation: int | None = None,
                         found: Reading = Depends(reading)) -> Response:
         return shared.result_png(found.study, request, generation, "summary",
-                                 lambda folder: folder.summary_png.read_bytes())
+                                 lambda folder: _inside(folder.summary_png, folder.path).read_bytes())
 
     @app.get(prefix + "/images/{name}.png", response_class=Response)
     def result_picture(name: str, request: Request, generation: int | None = None,
@@ -340,7 +340,7 @@ def _add_study_reads(app: FastAPI, shared: _Shared, prefix: str, reading: Callab
         if not IMAGE_NAME.fullmatch(name):
             raise HTTPException(404, "no such picture")
         return shared.result_png(found.study, request, generation, f"image/{name}",
-                                 lambda folder: folder.image(name).read_bytes())
+                                 lambda folder: _inside(folder.image(name), folder.path).read_bytes())
 
 
 def _add_admin_routes(app: FastAPI, shared: _Shared, reprocess: Callable[[str, dict], int | None]) -> None:
@@ -512,6 +512,14 @@ def _page(name: str) -> Response:
 def _known(name: str, names: tuple[str, ...], kind: str) -> None:
     if name not in names:
         raise HTTPException(404, f"no {kind} {name!r} ({kind}s: {', '.join(names)})")
+
+
+def _inside(path: Path, root: Path) -> Path:
+    """``path`` when it resolves (symbolic links followed) to a file under ``root``; else
+    FileNotFoundError (a 404 of :func:`_cached`)."""
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise FileNotFoundError(f"{path.name} is not in the result folder")
+    return path
 
 
 def _bearer(request: Request) -> bool:
