@@ -31,6 +31,7 @@ from triage.web import pages
 from triage.web.accounts import MAX_FAILED_LOGINS, Accounts
 from triage.web.app import COOKIE, STATIC_DIR
 from triage.web.metrics import BUCKETS_S
+from triage.web.security import CSRF_COOKIE
 from triage.web.studies import edge_letters
 
 PUBLIC = {("GET", "/healthz"), ("POST", "/api/login"), ("GET", "/login")}
@@ -70,9 +71,10 @@ def login(client: httpx.Client, name: str, password: str) -> httpx.Response:
 
 
 def session_cookie(client: httpx.Client, user=VIEWER) -> dict:
+    """The headers of a logged-in page's requests: the session cookie and the CSRF token."""
     response = login(client, *user)
     assert response.status_code == 200, response.text
-    return {"Cookie": f"{COOKIE}={response.cookies[COOKIE]}"}
+    return {"Cookie": f"{COOKIE}={response.cookies[COOKIE]}", "X-CSRF-Token": response.cookies[CSRF_COOKIE]}
 
 
 def concrete(path: str, study_id: str) -> str:
@@ -138,7 +140,7 @@ def test_login_cookie_logout_and_expiry(api, analysed):
     cookie = response.headers["set-cookie"]
     assert re.search(r"(?i)httponly", cookie) and re.search(r"(?i)samesite=strict", cookie)
     assert re.search(r"Max-Age=\d+", cookie) and "Path=/" in cookie
-    headers = {"Cookie": f"{COOKIE}={response.cookies[COOKIE]}"}
+    headers = {"Cookie": f"{COOKIE}={response.cookies[COOKIE]}", "X-CSRF-Token": response.cookies[CSRF_COOKIE]}
     assert client.get("/api/me", headers=headers).json()["username"] == VIEWER[0]
     assert audit_rows(analysed.data_dir, "login")[-1]["username"] == VIEWER[0]
 

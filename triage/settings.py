@@ -104,6 +104,9 @@ class NodeSettings:
         analysed
     http_port : port of the web API and viewer (0 = off), on ``http_address`` (loopback by
         default: put a TLS reverse proxy in front to serve other machines)
+    http_trusted_proxies : addresses of the reverse proxies whose ``X-Forwarded-Proto`` and
+        ``X-Forwarded-For`` the web API believes (https: Secure cookies and HSTS; the client
+        address of the audit log and login throttling); empty = never
     tls_cert, tls_key, tls_ca : PEM files for DICOM over TLS (all empty = plain TCP)
     pacs_tls : send to the PACS over DICOM TLS: ``tls_cert``/``tls_key`` as our client
         certificate, the PACS's certificate (and host name) verified against ``tls_ca``, else
@@ -147,6 +150,7 @@ class NodeSettings:
     incomplete_warn_seconds: float = 30.0
     http_port: int = 0
     http_address: str = "127.0.0.1"
+    http_trusted_proxies: tuple[str, ...] = ()
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""

@@ -40,9 +40,12 @@ def browser():
 
 
 def watched(page):
-    """``page`` with its uncaught JavaScript errors collected in ``page.errors``."""
+    """``page`` with its uncaught JavaScript errors and Content Security Policy violations
+    (console messages) collected in ``page.errors``."""
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("console", lambda message: page.errors.append(message.text)
+            if "Content Security Policy" in message.text else None)
     return page
 
 

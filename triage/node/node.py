@@ -227,7 +227,7 @@ class Node:
         s = self.settings
         self.web = WebServer(create_app(self.data_dir, self.store, reprocess=self.reprocess,
                                         public_url=self._public_url, language=self._language),
-                             s.http_address, s.http_port)
+                             s.http_address, s.http_port, s.http_trusted_proxies)
         self.web.start()
         log.info("web API and viewer on http://%s:%d/ (users: triage user add NAME --role viewer|admin)",
                  s.http_address, s.http_port)

@@ -68,7 +68,7 @@ from triage import __version__
 from triage.base.language import DEFAULT_LANGUAGE, check_language
 from triage.report.folder import ResultFolder
 from triage.store.jobs import JobStore
-from triage.web import metrics, pages, slices
+from triage.web import metrics, pages, security, slices
 from triage.web.accounts import SESSION_HOURS, Accounts, User
 from triage.web.shares import DEFAULT_HOURS, MAX_HOURS, MAX_NOTE_LENGTH, Grant, ShareRefused, Shares, refusal_page
 from triage.web.studies import MAP_NAMES, OVERLAY_NAMES, Studies, Study
@@ -118,7 +118,8 @@ def create_app(data_dir: Path, store: JobStore, *,
     that of the pages' words (``en``, ``vi``; :mod:`triage.base.language`).
     """
     data_dir = Path(data_dir)
-    shared = _Shared(store, Accounts(store), Studies(store, data_dir / "results"), Shares(store))
+    shared = _Shared(store, Accounts(store), Studies(store, data_dir / "results"), Shares(store),
+                     public_url.rstrip("/"))
     shared.language = check_language(language)
     if reprocess is None:
         def reprocess(series_uid: str, options: dict) -> int | None:
@@ -135,6 +136,7 @@ def create_app(data_dir: Path, store: JobStore, *,
     _add_page_routes(app, shared)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    app.add_middleware(security.Guard)
     return app
 
 
@@ -144,25 +146,28 @@ class _Shared:
     :meth:`admin`), the audited study lookups (:meth:`user_reading`, :meth:`link_reading`) and
     the cached PNG responses."""
 
-    def __init__(self, store: JobStore, accounts: Accounts, studies: Studies, shares: Shares):
+    def __init__(self, store: JobStore, accounts: Accounts, studies: Studies, shares: Shares, public_url: str):
         self.store, self.accounts, self.studies, self.shares = store, accounts, studies, shares
+        self.public_url = public_url
         self.opened = _RecentOpens()
         self.language = DEFAULT_LANGUAGE
 
     def credentials(self, request: Request) -> User | None:
         """The user of the request's API token (``Authorization: Bearer``) or session cookie."""
-        header = request.headers.get("authorization", "")
-        if header[:7].lower() == "bearer ":
-            return self.accounts.token_user(header[7:].strip())
+        if _bearer(request):
+            return self.accounts.token_user(request.headers["authorization"][7:].strip())
         session_id = request.cookies.get(COOKIE)
         return self.accounts.session_user(session_id) if session_id else None
 
     def user(self, request: Request) -> User:
-        """The logged-in user (dependency); 401 without valid credentials."""
+        """The logged-in user (dependency); 401 without valid credentials, 403 for a change
+        by session cookie without the CSRF proofs (:func:`security.check_csrf`)."""
         found = self.credentials(request)
         if found is None:
             raise HTTPException(401, "authentication required: log in or send an API token",
                                 headers={"WWW-Authenticate": "Bearer"})
+        if not _bearer(request):
+            security.check_csrf(request, request.cookies[COOKIE], self.public_url)
         return found
 
     def admin(self, request: Request) -> User:
@@ -258,6 +263,7 @@ def _add_session_routes(app: FastAPI, shared: _Shared) -> None:
 
     @app.post("/api/login")
     def login(body: Login, request: Request) -> JSONResponse:
+        security.check_origin(request, shared.public_url)  # no login CSRF
         client = _client(request)
         if accounts.throttled(body.username, client):
             log.warning("login %s from %s refused: too many failed attempts", named(body.username), client)
@@ -273,6 +279,7 @@ def _add_session_routes(app: FastAPI, shared: _Shared) -> None:
         response = JSONResponse({"username": found.username, "role": found.role})
         response.set_cookie(COOKIE, session_id, max_age=int(SESSION_HOURS * 3600), httponly=True,
                             samesite="strict", secure=request.url.scheme == "https", path="/")
+        _set_csrf_cookie(response, request, session_id)
         return response
 
     @app.post("/api/logout")
@@ -283,6 +290,7 @@ def _add_session_routes(app: FastAPI, shared: _Shared) -> None:
         accounts.audit(current.username, "logout", client=_client(request))
         response = JSONResponse({"username": current.username, "logged_out": True})
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        response.delete_cookie(security.CSRF_COOKIE, path="/", samesite="strict")
         return response
 
     @app.get("/api/me")
@@ -329,7 +337,7 @@ def _add_study_reads(app: FastAPI, shared: _Shared, prefix: str, reading: Callab
     def summary_picture(request: Request, generation: int | None = None,
                         found: Reading = Depends(reading)) -> Response:
         return shared.result_png(found.study, request, generation, "summary",
-                                 lambda folder: folder.summary_png.read_bytes())
+                                 lambda folder: _inside(folder.summary_png, folder.path).read_bytes())
 
     @app.get(prefix + "/images/{name}.png", response_class=Response)
     def result_picture(name: str, request: Request, generation: int | None = None,
@@ -337,7 +345,7 @@ def _add_study_reads(app: FastAPI, shared: _Shared, prefix: str, reading: Callab
         if not IMAGE_NAME.fullmatch(name):
             raise HTTPException(404, "no such picture")
         return shared.result_png(found.study, request, generation, f"image/{name}",
-                                 lambda folder: folder.image(name).read_bytes())
+                                 lambda folder: _inside(folder.image(name), folder.path).read_bytes())
 
 
 def _add_admin_routes(app: FastAPI, shared: _Shared, reprocess: Callable[[str, dict], int | None]) -> None:
@@ -445,10 +453,12 @@ def _add_monitoring_routes(app: FastAPI, shared: _Shared) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def docs(current: User = Depends(shared.user)) -> Response:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="stroke-triage API",
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title="stroke-triage API",
                                    swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
                                    swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png")
+        page.headers["Content-Security-Policy"] = security.docs_csp(page.body)
+        return page
 
 
 def _add_page_routes(app: FastAPI, shared: _Shared) -> None:
@@ -461,7 +471,11 @@ def _add_page_routes(app: FastAPI, shared: _Shared) -> None:
     def page_or_login(name: str, request: Request) -> Response:
         """The page, or the login page that comes back to it (an alert's link to a study)."""
         if shared.credentials(request):
-            return _page(name, shared.language)
+            response = _page(name, shared.language)
+            session_id = request.cookies.get(COOKIE)
+            if session_id and not _bearer(request):  # a session from before the CSRF cookie
+                _set_csrf_cookie(response, request, session_id)
+            return response
         return RedirectResponse(f"/login?next={quote(request.url.path, safe='')}", 303)
 
     @app.get("/", include_in_schema=False)
@@ -486,6 +500,12 @@ def _cached(request: Request, tag: str, pinned: bool, media_type: str, body: Cal
     return Response(content, media_type=media_type, headers=headers)
 
 
+def _set_csrf_cookie(response: Response, request: Request, session_id: str) -> None:
+    """The session's CSRF token in the ``triage_csrf`` cookie, readable by the page's script."""
+    response.set_cookie(security.CSRF_COOKIE, security.csrf_token(session_id), max_age=int(SESSION_HOURS * 3600),
+                        httponly=False, samesite="strict", secure=request.url.scheme == "https", path="/")
+
+
 def _page(name: str, language: str) -> Response:
     try:
         content = pages.render(name, language)
@@ -497,6 +517,19 @@ def _page(name: str, language: str) -> Response:
 def _known(name: str, names: tuple[str, ...], kind: str) -> None:
     if name not in names:
         raise HTTPException(404, f"no {kind} {name!r} ({kind}s: {', '.join(names)})")
+
+
+def _inside(path: Path, root: Path) -> Path:
+    """``path`` when it resolves (symbolic links followed) to a file under ``root``; else
+    FileNotFoundError (a 404 of :func:`_cached`)."""
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise FileNotFoundError(f"{path.name} is not in the result folder")
+    return path
+
+
+def _bearer(request: Request) -> bool:
+    """Whether the request authenticates with an API token (``Authorization: Bearer``)."""
+    return request.headers.get("authorization", "")[:7].lower() == "bearer "
 
 
 def _client(request: Request) -> str:

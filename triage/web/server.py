@@ -3,7 +3,8 @@
 The listening socket is bound before the thread starts, so a port in use or an address that is
 not ours is a one-line :class:`~triage.base.errors.InputError` at start-up. uvicorn's own start and
 stop lines and its access log are left out (the API logs logins and re-runs itself; an access
-log would list every study opened).
+log would list every study opened). ``X-Forwarded-Proto`` and ``X-Forwarded-For`` are believed
+only from the ``trusted_proxies`` addresses (none by default: then never).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ STOP_TIMEOUT_S = 10.0
 
 
 class WebServer:
-    """``app`` (ASGI) on ``host``:``port``; :meth:`start`, then :meth:`stop`."""
+    """``app`` (ASGI) on ``host``:``port``, the forwarded headers of ``trusted_proxies``
+    (addresses) believed; :meth:`start`, then :meth:`stop`."""
 
-    def __init__(self, app, host: str, port: int):
-        self.app, self.host, self.port = app, host, port
+    def __init__(self, app, host: str, port: int, trusted_proxies: tuple[str, ...] = ()):
+        self.app, self.host, self.port, self.trusted_proxies = app, host, port, trusted_proxies
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -41,7 +43,8 @@ class WebServer:
                              f"{exc.strerror or exc}") from None
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5, proxy_headers=bool(self.trusted_proxies),
+                                forwarded_allow_ips=list(self.trusted_proxies) or None)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name="http", daemon=True)

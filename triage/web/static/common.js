@@ -24,13 +24,21 @@ function errorMessage(status, data) {
   return `the server answered ${status}`;
 }
 
+/** The session's CSRF token (the `triage_csrf` cookie the sign-in set), or "" without one. */
+function csrfToken() {
+  const found = document.cookie.split("; ").find((pair) => pair.startsWith("triage_csrf="));
+  return found ? found.slice("triage_csrf=".length) : "";
+}
+
 /**
- * `method url` with an optional JSON body; resolves to the parsed JSON answer. A 401 sends the
- * browser to the sign-in page; any other failure rejects with an Error of one line (its
- * `status` the HTTP status, when there was an answer).
+ * `method url` with an optional JSON body; resolves to the parsed JSON answer. A change (not
+ * GET) carries the CSRF token in `X-CSRF-Token`. A 401 sends the browser to the sign-in page;
+ * any other failure rejects with an Error of one line (its `status` the HTTP status, when
+ * there was an answer).
  */
 export async function api(method, url, body) {
   const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (method !== "GET") options.headers["X-CSRF-Token"] = csrfToken();
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
