@@ -99,7 +99,7 @@ def no_horizontal_overflow(page) -> bool:
 def click_pixel(page, x: int, y: int, name="cbf") -> None:
     """Click the middle of acquisition pixel (x, y) of map ``name`` as displayed (CSS-scaled),
     once its slice has loaded."""
-    page.wait_for_function(f"document.querySelector('.map[data-map={name}] .map-image').naturalWidth > 0")
+    page.wait_for_function(f"() => document.querySelector('.map[data-map={name}] .map-image').naturalWidth > 0")
     box = page.locator(f".map[data-map={name}] .map-image").bounding_box()
     columns, rows = page.evaluate(f"""(() => {{ const i = document.querySelector(
         '.map[data-map={name}] .map-image'); return [i.naturalWidth, i.naturalHeight]; }})()""")
@@ -249,10 +249,10 @@ def test_slices_scroll_and_overlays_toggle(site, browser):
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     scrolled = page.evaluate("window.scrollY")
     page.mouse.wheel(0, 100)
-    page.wait_for_function("document.querySelector('#slice').value === '2'")
+    page.wait_for_function("() => document.querySelector('#slice').value === '2'")
     assert shown_slice(page, "tmax") == 2 and page.evaluate("window.scrollY") == scrolled
     page.mouse.wheel(0, -100)
-    page.wait_for_function("document.querySelector('#slice').value === '1'")
+    page.wait_for_function("() => document.querySelector('#slice').value === '1'")
 
     page.click("h2#viewer-heading")  # focus leaves the slider: the page's own arrow keys
     page.keyboard.press("ArrowUp")
@@ -311,7 +311,9 @@ def test_a_session_ending_under_the_list_leads_to_sign_in_and_back(site, browser
     page = new_page(browser, WORKSTATION)
     sign_in(page, site, VIEWER)
     page.locator("#studies tbody tr").first.wait_for()
-    assert page.request.post(f"{site['base']}/api/logout").status == 200  # as from another tab
+    assert page.request.post(f"{site['base']}/api/logout").status == 403  # no CSRF token
+    csrf = {c["name"]: c["value"] for c in page.context.cookies()}["triage_csrf"]
+    assert page.request.post(f"{site['base']}/api/logout", headers={"X-CSRF-Token": csrf}).status == 200  # another tab
     page.wait_for_url("**/login?next=%2F", timeout=10_000)  # at the list's next refresh
     page.fill("#username", VIEWER[0])
     page.fill("#password", VIEWER[1])
@@ -381,15 +383,15 @@ def test_admin_reruns_with_the_aif_clicked_on_a_map(site, browser):
     assert f"column {x}, row {y}, slice {z}?" in page.inner_text("#confirm-aif-text")
     screenshot(page, "workstation-rerun-confirm")
     page.click("#confirm-aif-ok")
-    page.wait_for_function("document.querySelector('#rerun-status').textContent.includes('queued')")
+    page.wait_for_function("() => document.querySelector('#rerun-status').textContent.includes('queued')")
     assert page.inner_text("#rerun-status") == f"Generation 2 queued: re-analysis with the AIF at column {x}, row {y}, slice {z}."
 
     jobs = analyse_jobs(site)
     assert [(job.generation, job.state) for job in jobs] == [(1, "done"), (2, "pending")]
     assert jobs[1].analysis_options() == {"aif": [x, y, z]}
-    listing.wait_for_function(f"""document.querySelector("#studies tr[data-id='{site['data'].study_id}'] """
+    listing.wait_for_function(f"""() => document.querySelector("#studies tr[data-id='{site['data'].study_id}'] """
                               """td[data-label=Status]").textContent === 'queued'""", timeout=10_000)
-    page.wait_for_function("document.querySelector('#rerun-status').textContent.startsWith('Generation 2 queued (')",
+    page.wait_for_function("() => document.querySelector('#rerun-status').textContent.startsWith('Generation 2 queued (')",
                            timeout=10_000)
     assert page.inner_text("dd[data-field=core_ml]") == ml(site["result"]["core_ml"])  # generation 1 until 2 is done
 

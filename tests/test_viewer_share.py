@@ -91,11 +91,17 @@ def test_a_consultant_opens_a_share_link_without_signing_in_until_it_is_revoked(
     assert admin.errors == []
 
 
+def csrf_of(page) -> str:
+    """The CSRF token of the page's session (its ``triage_csrf`` cookie), for API requests."""
+    return {cookie["name"]: cookie["value"] for cookie in page.context.cookies()}["triage_csrf"]
+
+
 def test_a_shared_page_takes_the_study_off_the_screen_when_its_link_expires(site, browser):
     """A link made (through the API) for 18 s: the open page shows the maps, then, at the
     expiry, hides them and says the link has expired; opened again it is refused."""
     admin = admin_study_page(browser, site)
-    made = admin.request.post(f"{site['base']}/api/studies/{site['data'].study_id}/shares", data={"hours": 0.005})
+    made = admin.request.post(f"{site['base']}/api/studies/{site['data'].study_id}/shares", data={"hours": 0.005},
+                                headers={"X-CSRF-Token": csrf_of(admin)})
     assert made.status == 201
     consultant = new_page(browser, WORKSTATION)
     assert consultant.goto(site["base"] + made.json()["path"]).status == 200
