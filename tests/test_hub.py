@@ -400,7 +400,8 @@ def test_a_hubs_listener_serves_the_api_and_a_rerun_asked_there_runs_on_a_worker
             assert client.post("/api/login", json={"username": ADMIN[0], "password": ADMIN[1]}).status_code == 200
             (listed,) = client.get("/api/studies").json()["studies"]
             assert (listed["status"], listed["generation"]) == ("done", 1)
-            response = client.post(f"/api/studies/{listed['id']}/reprocess", json={"profile": "rcbf38"})
+            response = client.post(f"/api/studies/{listed['id']}/reprocess", json={"profile": "rcbf38"},
+                                   headers={"X-CSRF-Token": client.cookies["triage_csrf"]})
             assert response.status_code == 202 and response.json() == {"generation": 2}
             worker.wait_for_log(r"analysis of \S+ generation 2 finished", timeout=120)
             detail = client.get(f"/api/studies/{listed['id']}").json()

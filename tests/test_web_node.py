@@ -78,7 +78,8 @@ def test_reprocess_with_an_aif_location_in_a_running_node(phantom_files, tmp_pat
         # an artery voxel of the phantom on another slice than the automatic choice
         auto_z = first["quality"]["aif"]["location"]["source_xyz"][2]
         z, y, x = (int(v) for v in next(a for a in phantom.truth.artery_voxels if a[0] != auto_z))
-        response = client.post(f"/api/studies/{study['id']}/reprocess", json={"aif": [x, y, z], "profile": "rcbf38"})
+        response = client.post(f"/api/studies/{study['id']}/reprocess", json={"aif": [x, y, z], "profile": "rcbf38"},
+                               headers={"X-CSRF-Token": client.cookies["triage_csrf"]})
         assert response.status_code == 202 and response.json() == {"generation": 2}
         node.wait_for_log(rf"user {ADMIN[0]} requested re-analysis of study {study['id']} as generation 2")
         node.wait_for_log(r"analysis of .* generation 2 finished")
