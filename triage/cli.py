@@ -17,6 +17,7 @@ from pathlib import Path
 from models.profiles import available_profiles
 from triage import __version__
 from triage.analysis import voxel_argument
+from triage.base.dicom_header import quiet_reading_validation
 from triage.base.errors import EXIT_INPUT, EXIT_INTERNAL, InputError
 from triage.base.language import LANGUAGES
 from triage.settings import MODEL_NAMES, AlertSettings, NodeSettings, load_settings
@@ -305,6 +306,7 @@ def run_worker(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stage = args.command
+    quiet_reading_validation()
     try:
         if args.command == "analyze":
             return run_analyze(args)

@@ -33,9 +33,15 @@ PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 # file, is refused before any pixel is read (a lying header or a decompression bomb).
 MAX_IMAGE_SIDE = 4096
 MAX_DECODED_BYTES = 2**30
-# Invalid values (over-long UIDs, bad DS strings) are judged by the readers here, not warned
-# about element by element on stderr.
-pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+
+def quiet_reading_validation() -> None:
+    """Stop pydicom warning about invalid values (over-long UIDs, bad DS strings) element by
+    element: the readers here judge them. Process-wide, so called by the entry points
+    (``triage``, the analysis child), not on import."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+
 ATTRIBUTE_KEYWORDS = ("PatientID", "PatientName", "AccessionNumber", "StudyDescription",
                       "SeriesDescription", "StudyDate", "Manufacturer", "KVP")
 

@@ -38,6 +38,7 @@ import sys
 from pathlib import Path
 
 from triage.analysis import AnalysisRequest, analyse_directory, voxel_argument
+from triage.base.dicom_header import quiet_reading_validation
 from triage.base.errors import EXIT_INPUT, EXIT_INTERNAL, InputError, one_line
 from triage.base.lifetime import die_with_parent
 from triage.report.folder import ResultFolder
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help="threshold profile name or JSON file")
     parser.add_argument("--parent-pid", type=int)
     args = parser.parse_args(argv)
+    quiet_reading_validation()
     if not args.stream and (args.out_dir is None or args.uid_seed is None):
         parser.error("OUT_DIR and --uid-seed are needed without --stream")
     if args.parent_pid and not die_with_parent(args.parent_pid):
