@@ -78,8 +78,11 @@ class AdmissionServer(ThreadedAssociationServer):
         self.request_timeout = request_timeout
         self.warnings = PeerWarnings()
         self._lock = threading.Lock()
-        self._preparing: Counter[str] = Counter()  # host -> connections accepted, no Association yet
+        self._preparing: Counter[str] = Counter()  # host -> connections in their own thread's set-up
+        self._started: set = set()                 # associations whose set-up thread has finished
         self._admitted: set = set()                # associations holding a slot
+        self._setting_up = threading.local()       # .assoc: the association this thread made
+        self.bind(evt.EVT_CONN_OPEN, self._on_conn_open)
         self.bind(evt.EVT_REQUESTED, self._on_requested)
         self.bind(evt.EVT_CONN_CLOSE, self._on_conn_close)
 
@@ -87,10 +90,10 @@ class AdmissionServer(ThreadedAssociationServer):
         """In the accept loop: admit the connection unless its address or the waiting room is full."""
         host = client_address[0]
         with self._lock:
+            self._started = {assoc for assoc in self._started if assoc.is_alive()}
             self._admitted = {assoc for assoc in self._admitted if assoc.is_alive()}
-            associations = self.active_associations
-            from_peer = self._preparing[host] + sum(a.requestor.address == host for a in associations)
-            waiting = sum(self._preparing.values()) + sum(a not in self._admitted for a in associations)
+            from_peer = self._preparing[host] + sum(a.requestor.address == host for a in self._started)
+            waiting = sum(self._preparing.values()) + len(self._started - self._admitted)
             if from_peer < self.max_connections_per_peer and waiting < MAX_WAITING:
                 self._preparing[host] += 1
                 return True
@@ -114,12 +117,21 @@ class AdmissionServer(ThreadedAssociationServer):
                                                         f"{self.request_timeout:g} s ({error})")
                     self.shutdown_request(request)
                     return
+            self._setting_up.assoc = None
             super().process_request_thread(request, client_address)
         finally:
+            # One step from "setting up" to "started", so that no check counts it twice or not at all
+            assoc = getattr(self._setting_up, "assoc", None)
             with self._lock:
+                if assoc is not None and assoc.is_alive():
+                    self._started.add(assoc)
                 self._preparing[host] -= 1
                 if not self._preparing[host]:
                     del self._preparing[host]
+
+    def _on_conn_open(self, event) -> None:
+        """In the connection's thread, just before its association thread starts."""
+        self._setting_up.assoc = event.assoc
 
     def _on_requested(self, event) -> None:
         """The A-ASSOCIATE-RQ arrived: take a slot, or reject the request if none is free."""
