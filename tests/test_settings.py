@@ -87,3 +87,20 @@ def test_model_names_are_the_pipelines_models():
     from triage.settings import MODEL_NAMES
 
     assert set(MODEL_NAMES) == set(MODELS)
+
+
+def test_trusted_proxies_from_file_environment_and_repeated_flag(tmp_path):
+    from triage.cli import SERVE_OPTIONS, build_parser
+
+    config = tmp_path / "node.toml"
+    config.write_text('http_trusted_proxies = ["10.0.0.1"]\n')
+    assert load_settings(config).node.http_trusted_proxies == ("10.0.0.1",)
+    env = {"TRIAGE_HTTP_TRUSTED_PROXIES": "10.0.0.2, 10.0.0.3"}
+    assert load_settings(config, environ=env).node.http_trusted_proxies == ("10.0.0.2", "10.0.0.3")
+    args = build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--accept-any-aet",
+                                      "--http-trusted-proxy", "192.168.1.4", "--http-trusted-proxy", "::1"])
+    flagged = load_settings(config, environ=env, **{name: getattr(args, name) for name in SERVE_OPTIONS})
+    assert flagged.node.http_trusted_proxies == ("192.168.1.4", "::1")
+    unflagged = build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--accept-any-aet"])
+    assert load_settings(config, **{name: getattr(unflagged, name) for name in SERVE_OPTIONS}
+                         ).node.http_trusted_proxies == ("10.0.0.1",)

@@ -173,6 +173,9 @@ def _add_serve(commands) -> None:
         help=f"port of the web API and viewer, 0 = off (default {d.http_port}); users: triage user")
     add("--http-address", metavar="ADDRESS",
         help=f"address the HTTP port binds to (default {d.http_address})")
+    add("--http-trusted-proxy", dest="http_trusted_proxies", action="append", metavar="ADDRESS",
+        help="address of a reverse proxy whose X-Forwarded-Proto and X-Forwarded-For are believed "
+             "(repeatable; default none: the headers are ignored)")
     add("--webhook", action="append", metavar="URL",
         help="URL each result, failed analysis and incomplete perfusion series is POSTed to as a "
              "signed JSON alert (repeatable; see docs/alerts.md); needs --webhook-secret-file or webhook_secret "
@@ -279,7 +282,8 @@ def _add_worker(commands) -> None:
 
 DICOMWEB_OPTIONS = ("pacs_dicomweb", "pacs_dicomweb_password_file", "pacs_dicomweb_ca")
 SERVE_OPTIONS = ("data_dir", "listen_address", "dicom_port", "ae_title", "allow_aet", "accept_any_aet",
-                 "pacs", *DICOMWEB_OPTIONS, "quiet_seconds", "incomplete_warn_seconds", "http_port", "http_address", "webhook",
+                 "pacs", *DICOMWEB_OPTIONS, "quiet_seconds", "incomplete_warn_seconds", "http_port", "http_address",
+                 "http_trusted_proxies", "webhook",
                  "tls_cert", "tls_key", "tls_ca", "pacs_tls", "max_associations",
                  "max_connections_per_peer", "association_request_timeout", "max_jobs", "spool_reserve_mb",
                  "spool_journal_mb", "retention_days", "webhook_secret_file", "alert_patient_details", "alert_fhir",
