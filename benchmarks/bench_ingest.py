@@ -47,14 +47,17 @@ from tests.support import orthanc, peers  # noqa: E402
 SERIES = replace(CASES["mismatch"], matrix=512, n_slices=32, n_frames=40)
 
 
-def series_files(data: Path) -> list[Path]:
-    """The series in ``data``, written there first when the folder is empty."""
+def series_files(data: Path | None, scratch: Path) -> tuple[list[Path], float]:
+    """The series in ``data`` (``scratch/series`` when None), written there first when the
+    folder is empty, and its size in MB."""
+    data = data or scratch / "series"
+    data.mkdir(parents=True, exist_ok=True)
     files = sorted(data.rglob("*.dcm"))
     if not files:
         start = time.perf_counter()
         files = write_dicom(make_phantom(SERIES), data)
         print(f"wrote {len(files)} files in {time.perf_counter() - start:.1f} s (setup)")
-    return files
+    return files, sum(p.stat().st_size for p in files) / 1e6
 
 
 # pynetdicom receiving and acknowledging without storing: the floor of any pynetdicom receiver.
@@ -148,10 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
-        data = args.data or scratch / "series"
-        data.mkdir(parents=True, exist_ok=True)
-        files = series_files(data)
-        megabytes = sum(p.stat().st_size for p in files) / 1e6
+        files, megabytes = series_files(args.data, scratch)
         print(f"series: {len(files)} files, {megabytes:.0f} MB; sender DCMTK storescu, "
               f"best of {args.repeat}; load average {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} CPUs")

@@ -467,7 +467,9 @@ def test_same_seed_same_uids_other_seed_other_uids(case, tmp_path):
     assert len(all_uids(other)) == 18
 
 
-def test_a_failed_write_leaves_the_earlier_file_and_no_partial_one(case, tmp_path):
+def test_a_failed_write_leaves_the_earlier_file_and_no_partial_one(case, tmp_path, monkeypatch):
+    # pydicom's validation mode is process-wide; an in-process `triage` run earlier sets IGNORE
+    monkeypatch.setattr(pydicom.config.settings, "reading_validation_mode", pydicom.config.WARN)
     earlier = case("mismatch")["out"] / "dicom" / "sr.dcm"
     target = tmp_path / "sr.dcm"
     shutil.copy(earlier, target)
