@@ -18,8 +18,8 @@ Once every study is sent, the script waits (up to ``--settle-minutes``) for a re
 and an SR of each, then stops everything gracefully and prints, per study and in total:
 analyses finished (``result.json`` of each generation), result alerts received and distinct
 (by idempotency key: the outbox delivers at least once, a receiver deduplicates by that key),
-SR instances in the PACS; then the files left behind (the spool's ``.incoming``, temporary
-files, result folders without ``result.json``) and the processes left behind (any process
+SR instances in the PACS; then the files left behind (the spool's unfiled ``.part`` files,
+hidden staging folders of results, result folders without ``result.json``) and the processes left behind (any process
 whose command line names the soak's data directory). The exit status is 1 when a study has
 not exactly one analysis, one distinct result alert and one SR, or something was left behind.
 """
@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import threading
@@ -56,7 +57,6 @@ SECRET = "bench-soak-webhook-secret-0123"
 KILL_EVERY_S = (20.0, 90.0)
 DOWN_FOR_S = (1.0, 5.0)
 SR_MODALITY = "SR"
-LEFTOVER_SUFFIXES = (".tmp", ".part", ".partial")
 
 
 def write_studies(root: Path, count: int, matrix: int, slices: int) -> list[tuple[str, Path]]:
@@ -99,7 +99,7 @@ def send_until_accepted(port: int, folder: Path, attempts: Counter, key: str) ->
         try:
             if peers.storescu(port, folder, calling="CT1", timeout=600).returncode == 0:
                 return
-        except Exception:        # a transfer cut by the kill may also hang until the timeout
+        except subprocess.TimeoutExpired:   # a transfer cut by the kill may hang until then
             pass
         time.sleep(2.0)
 
@@ -115,11 +115,14 @@ def sr_count_per_study(pacs) -> Counter:
 
 
 def leftover_files(data: Path) -> list[Path]:
-    """Files of unfinished work in the data directory."""
-    incoming = [p for p in (data / "spool" / ".incoming").rglob("*") if p.is_file()]
-    temporary = [p for p in data.rglob("*") if p.is_file() and p.name.endswith(LEFTOVER_SUFFIXES)]
-    unfinished = [g for g in (data / "results").glob("*/*") if g.is_dir() and not (g / "result.json").exists()]
-    return incoming + temporary + unfinished
+    """Files of unfinished work in the data directory: the spool's ``.incoming/*.part``, a
+    result's hidden staging or announcement sibling (``.<generation>.…``), a result folder
+    without ``result.json``."""
+    incoming = list((data / "spool" / ".incoming").glob("*.part"))
+    results = [g for g in (data / "results").glob("*/*") if g.is_dir()]
+    hidden = [g for g in results if g.name.startswith(".")]
+    unfinished = [g for g in results if not g.name.startswith(".") and not (g / "result.json").exists()]
+    return incoming + hidden + unfinished
 
 
 def leftover_processes(data: Path) -> list[str]:

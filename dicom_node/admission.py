@@ -107,6 +107,7 @@ class AdmissionServer(ThreadedAssociationServer):
     def process_request_thread(self, request, client_address) -> None:
         """In the connection's thread: the TLS handshake, then pynetdicom's association."""
         host = client_address[0]
+        self._setting_up.assoc = None
         try:
             request.settimeout(self.request_timeout)   # also bounds reading the A-ASSOCIATE-RQ
             if self.tls_context is not None:
@@ -117,11 +118,10 @@ class AdmissionServer(ThreadedAssociationServer):
                                                         f"{self.request_timeout:g} s ({error})")
                     self.shutdown_request(request)
                     return
-            self._setting_up.assoc = None
             super().process_request_thread(request, client_address)
         finally:
             # One step from "setting up" to "started", so that no check counts it twice or not at all
-            assoc = getattr(self._setting_up, "assoc", None)
+            assoc = self._setting_up.assoc
             with self._lock:
                 if assoc is not None and assoc.is_alive():
                     self._started.add(assoc)
