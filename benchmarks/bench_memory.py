@@ -6,9 +6,9 @@ by its own DCMTK ``storescu`` at the same time, to ``triage serve`` (defaults, e
 Run from the repository root: ``python3 benchmarks/bench_memory.py [--data DIR]
 [--associations 1 20] [--budget-mb 1500] [--no-analysis-wait]``.
 
-Each row starts a fresh node. Printed per row: the senders' seconds, the images received, and
-the memory of the node process (the DICOM listener, job store and web app; the analysis runs
-in child processes): its peak resident set (``VmHWM`` of ``/proc/PID/status``, which counts
+Each row starts a fresh node. Printed per row: the senders' seconds, the images acknowledged
+as stored (the node's log), and the memory of the node process (the DICOM listener, job store
+and web app; the analysis runs in child processes): its peak resident set (``VmHWM`` of ``/proc/PID/status``, which counts
 every page it ever had resident, file-backed included) and its peak anonymous memory
 (``RssAnon``, sampled every 50 ms), its resident set once the senders have finished, and the
 peak of the analysis children's resident sets (sampled) until the analysis of the series has
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -100,15 +101,19 @@ def send_all(port: int, files: list[Path], associations: int) -> tuple[float, li
 
 
 def run_row(files: list[Path], associations: int, scratch: Path, wait_for_analysis: bool) -> dict:
+    # one connection more than the senders: the readiness probe of NodeProcess.start may not
+    # have been closed on the node's side when the senders connect
     node = NodeProcess(scratch / f"node-{associations}", quiet_seconds=3.0, extra=(
-        "--max-associations", str(associations), "--max-connections-per-peer", str(associations),
+        "--max-associations", str(associations), "--max-connections-per-peer", str(associations + 1),
         "--spool-journal-mb", PRODUCTION_JOURNAL_MB)).start()
     sampler = Sampler(node.process.pid)
     sampler.start()
     try:
         seconds, statuses = send_all(node.port, files, associations)
         after_kib = status_kib(node.process.pid, "VmRSS")
-        received = len(list((node.data_dir / "spool").rglob("*.dcm")))
+        ended = node.wait_for_log(r"association from .* (released|closed without release): \d+ stored",
+                                  count=associations)
+        received = sum(int(re.search(r": (\d+) stored", line)[1]) for line in ended)
         if wait_for_analysis:
             node.wait_for_log(r"analysis of .* finished in", timeout=1800)
         peak_kib = status_kib(node.process.pid, "VmHWM")
